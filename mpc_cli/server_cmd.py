@@ -1,0 +1,53 @@
+"""``mpc server``: run one of the three servers as its own process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from mpc_server.app import serve
+from mpc_server.config import server_config
+
+
+def register(commands: Any) -> None:
+    """Add the ``server`` subcommand."""
+    parser = commands.add_parser(
+        "server",
+        help="run one MPC server (one party of the cluster)",
+        description=(
+            "Run one of the cluster's three servers. It listens for clients and peers "
+            "(mutual TLS only), connects to its two peers, and reports READY once both "
+            "are connected and verified. Stops gracefully on SIGTERM or Ctrl-C."
+        ),
+    )
+    parser.add_argument(
+        "--cluster", type=Path, required=True, help="cluster file (TOML) naming the three servers and the CA"
+    )
+    parser.add_argument(
+        "--identity", required=True, help="which server of the cluster file this is, e.g. server-0"
+    )
+    parser.add_argument("--cert", type=Path, help="server certificate (default: <CA dir>/<identity>.pem)")
+    parser.add_argument("--key", type=Path, help="server private key (default: <CA dir>/<identity>.key)")
+    parser.add_argument(
+        "--listen", help="address to bind, e.g. 0.0.0.0:7100 (default: the cluster file's address)"
+    )
+    parser.add_argument(
+        "--max-job-seconds", type=float, help="upper bound on any job's duration in seconds (default 300)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server and serve until stopped."""
+    config = server_config(
+        args.cluster,
+        args.identity,
+        cert=args.cert,
+        key=args.key,
+        listen=args.listen,
+        max_job_seconds=args.max_job_seconds,
+    )
+    asyncio.run(serve(config))
+    return 0

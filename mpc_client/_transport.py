@@ -1,0 +1,153 @@
+"""Channels to the three servers, and translation of RPC failures into errors.
+
+Each server gets one mutual-TLS channel that verifies the server's identity
+(``grpc.ssl_target_name_override`` = its identity), never just its address.
+Calls fan out to the three servers concurrently; :func:`raise_combined`
+turns the per-server failures into one exception of the most telling class,
+whose message names every server and what it said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from mpc_core.cluster import ClusterConfig, ServerEndpoint
+from mpc_core.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    JobAbortedError,
+    MpcError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolTimeoutError,
+    ResourceLimitError,
+    ServerUnavailableError,
+    UnauthenticatedError,
+    error_for_status,
+)
+from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
+
+SERVER_METADATA_KEY = "mpc-server"
+_T = TypeVar("_T")
+
+_PRIORITY: tuple[type[MpcError], ...] = (
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    AlreadyExistsError,
+    ResourceLimitError,
+    FailedPreconditionError,
+    ServerUnavailableError,
+    ProtocolTimeoutError,
+    JobAbortedError,
+)
+
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass(frozen=True, repr=False)
+class ClientCredentials:
+    """The client's certificate, key and the cluster CA (PEM bytes)."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+
+    def __repr__(self) -> str:
+        """Never show the key."""
+        return "ClientCredentials(<redacted>)"
+
+
+class ServerConnection:
+    """One server's channel and stub."""
+
+    def __init__(self, endpoint: ServerEndpoint, credentials: ClientCredentials) -> None:
+        """Open a lazy mutual-TLS channel to ``endpoint``."""
+        self.endpoint = endpoint
+        channel_credentials = grpc.ssl_channel_credentials(
+            credentials.ca_pem, credentials.key_pem, credentials.cert_pem
+        )
+        options = [("grpc.ssl_target_name_override", endpoint.identity), *_KEEPALIVE]
+        self.channel = grpc.secure_channel(endpoint.address, channel_credentials, options=options)
+        self.stub = pb_grpc.ClientServiceStub(self.channel)
+
+    @property
+    def name(self) -> str:
+        """The server's identity."""
+        return self.endpoint.identity
+
+
+def error_from_rpc(server: str, error: grpc.RpcError) -> MpcError:
+    """Translate one server's RPC failure into an :class:`MpcError`."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (error.details() if isinstance(error, grpc.Call) else None) or code.name
+    named = server
+    if isinstance(error, grpc.Call):
+        for key, value in error.trailing_metadata() or ():
+            if key == SERVER_METADATA_KEY and isinstance(value, str):
+                named = value
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
+        details = "no answer before the deadline"
+    error_out = error_for_status(code.name, f"{server}: {details}", server=named)
+    if isinstance(error_out, JobAbortedError):
+        error_out.peer = named
+        error_out.reason = details
+    return error_out
+
+
+def raise_combined(failures: Mapping[str, MpcError]) -> None:
+    """Raise one error for the failures of several servers (if any)."""
+    if not failures:
+        return
+    ordered = sorted(failures.items(), key=lambda item: _rank(item[1]))
+    chosen = ordered[0][1]
+    if len(failures) > 1:
+        said: dict[str, list[str]] = {}
+        for server, error in ordered:
+            said.setdefault(str(error).removeprefix(f"{server}: "), []).append(server)
+        chosen.args = ("; ".join(f"{', '.join(servers)}: {text}" for text, servers in said.items()),)
+    raise chosen
+
+
+def _rank(error: MpcError) -> int:
+    for index, cls in enumerate(_PRIORITY):
+        if isinstance(error, cls):
+            return index
+    return len(_PRIORITY)
+
+
+def fan_out(
+    connections: tuple[ServerConnection, ...],
+    call: Callable[[ServerConnection], _T],
+    pool: ThreadPoolExecutor,
+) -> list[_T]:
+    """Run ``call`` against every server concurrently; raise combined failures."""
+    futures: list[Future[_T]] = [pool.submit(call, connection) for connection in connections]
+    results: list[_T] = []
+    failures: dict[str, MpcError] = {}
+    for connection, future in zip(connections, futures, strict=True):
+        try:
+            results.append(future.result())
+        except grpc.RpcError as exc:
+            failures[connection.name] = error_from_rpc(connection.name, exc)
+        except MpcError as exc:
+            failures[connection.name] = exc
+    raise_combined(failures)
+    return results
+
+
+def connect_all(cluster: ClusterConfig, credentials: ClientCredentials) -> tuple[ServerConnection, ...]:
+    """One connection per server, in party order."""
+    return tuple(ServerConnection(endpoint, credentials) for endpoint in cluster.servers)

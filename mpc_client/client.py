@@ -1,0 +1,258 @@
+"""The client SDK: share and upload, run jobs, fetch and reconstruct outputs.
+
+Everything secret happens on the caller's machine: :meth:`MpcClient.upload`
+encodes the values in fixed point, splits them into three random components
+with the OS CSPRNG and sends each server only its pair ``(x_i, x_{i+1})``;
+:meth:`MpcClient.fetch` collects the output pairs, checks that the two
+copies of every component agree (naming the servers that disagree) and
+only then reconstructs. Bad input is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+
+from mpc_client import _fetch
+from mpc_client._transport import ClientCredentials, ServerConnection, connect_all, fan_out
+from mpc_client.types import DatasetRef, Grant, JobResult, ServerInfo, ServerJobStats
+from mpc_core.certificates import check_certificate
+from mpc_core.cluster import ClusterConfig, parse_cluster
+from mpc_core.errors import ConfigError, InvalidArgumentError, ProtocolTimeoutError
+from mpc_core.fixed_point import FixedPoint
+from mpc_core.identity import Role, validate_name
+from mpc_core.ring import to_wire
+from mpc_core.sharing import ReplicatedShare, share
+from mpc_proto.v1 import client_service_pb2 as pb
+from mpc_proto.v1 import types_pb2
+
+DEFAULT_TIMEOUT = 60.0
+CHUNK_WORDS = 1 << 17
+"""Elements per upload chunk: 1 MiB per share component, 2 MiB per message."""
+
+InputSpec = DatasetRef | str | Sequence[DatasetRef | str]
+GrantSpec = Grant | tuple[str, str]
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+class MpcClient:
+    """A connection to the three servers of a cluster under one identity."""
+
+    def __init__(
+        self, cluster: ClusterConfig, credentials: ClientCredentials, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        """Use :meth:`connect` unless you already hold the parsed parts."""
+        info = check_certificate(
+            credentials.cert_pem, credentials.key_pem, credentials.ca_pem, "client certificate"
+        )
+        if info.principal.role is not Role.CLIENT:
+            raise ConfigError(f"{info.principal.uri} is not a client certificate")
+        self.identity = info.principal.name
+        self.cluster = cluster
+        self.timeout = timeout
+        self.fixed_point = FixedPoint(cluster.fractional_bits)
+        self._connections = connect_all(cluster, credentials)
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mpc-client")
+
+    @classmethod
+    def connect(
+        cls, cluster_file: str | Path, cert: str | Path, key: str | Path, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> MpcClient:
+        """Connect with a cluster file and this identity's certificate and key."""
+        path = Path(cluster_file)
+        try:
+            cluster = parse_cluster(path.read_text(), path.resolve().parent)
+        except OSError as exc:
+            raise ConfigError(f"cannot read cluster file {path}: {exc.strerror}") from None
+        credentials = ClientCredentials(
+            _read(Path(cert), "certificate"),
+            _read(Path(key), "private key"),
+            _read(cluster.ca_path, "CA certificate"),
+        )
+        return cls(cluster, credentials, timeout=timeout)
+
+    def __repr__(self) -> str:
+        """Identity and servers, nothing secret."""
+        return f"MpcClient(identity={self.identity!r}, servers={list(self.cluster.identities)})"
+
+    def __enter__(self) -> MpcClient:
+        """Use as a context manager that closes the connections."""
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close the connections."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the channels to the servers."""
+        for connection in self._connections:
+            connection.channel.close()
+        self._pool.shutdown(wait=False)
+
+    def _deadline(self, timeout: float | None) -> float:
+        chosen = self.timeout if timeout is None else timeout
+        if chosen <= 0:
+            raise InvalidArgumentError("timeout must be positive")
+        return chosen
+
+    def upload(
+        self,
+        name: str,
+        values: npt.ArrayLike,
+        *,
+        grants: Iterable[GrantSpec] = (),
+        overwrite: bool = False,
+        timeout: float | None = None,
+    ) -> DatasetRef:
+        """Secret-share ``values`` and upload one share pair to each server.
+
+        ``grants`` lists who may receive outputs of which programs computed
+        from this dataset, e.g. ``[Grant("model-owner",
+        "linear_regression.predict")]``. Values are checked (finite, within
+        the fixed-point range, non-empty) before anything is sent.
+
+        Raises:
+            EncodingError: a value is NaN, infinite or out of range.
+            MpcError: a server refused the upload (the message names it).
+        """
+        validate_name(name, "dataset name")
+        grant_list = [g if isinstance(g, Grant) else Grant(*g) for g in grants]
+        array = np.asarray(values, dtype=np.float64) if not isinstance(values, np.ndarray) else values
+        if array.size == 0:
+            raise InvalidArgumentError("cannot upload an empty array")
+        shares = share(self.fixed_point.encode(array))
+        header = pb.UploadHeader(
+            name=name,
+            shape=list(array.shape),
+            fractional_bits=self.fixed_point.fractional_bits,
+            grants=[types_pb2.Grant(receiver=g.receiver, program=g.program) for g in grant_list],
+            upload_id=secrets.token_bytes(16),
+            overwrite=overwrite,
+        )
+        deadline = self._deadline(timeout)
+
+        def send(connection: ServerConnection) -> pb.UploadDatasetResponse:
+            requests = _upload_requests(header, shares[connection.endpoint.party])
+            response: pb.UploadDatasetResponse = connection.stub.UploadDataset(requests, timeout=deadline)
+            return response
+
+        fan_out(self._connections, send, self._pool)
+        return DatasetRef(self.identity, name)
+
+    def run(
+        self,
+        program: str,
+        inputs: Mapping[str, InputSpec],
+        *,
+        receiver: str | None = None,
+        job_id: str | None = None,
+        timeout: float | None = None,
+    ) -> JobResult:
+        """Run ``program`` on the named inputs; the output is kept for ``receiver``.
+
+        ``inputs`` maps each role to a dataset or a list of datasets (given
+        as :class:`DatasetRef`, ``"owner/name"``, or a bare name owned by
+        this client), e.g. ``{"features": ["bank-1/x", "bank-2/z"],
+        "weights": "w", "intercept": "c"}``. ``receiver`` defaults to this
+        client. Returns once all three servers have finished.
+        """
+        spec = pb.JobSpec(
+            job_id=validate_name(job_id, "job id") if job_id else f"job-{secrets.token_hex(8)}",
+            program=program,
+            inputs=self._job_inputs(inputs),
+            receiver=validate_name(receiver or self.identity, "receiver"),
+        )
+        deadline = self._deadline(timeout)
+
+        def submit(connection: ServerConnection) -> pb.RunJobResponse:
+            response: pb.RunJobResponse = connection.stub.RunJob(pb.RunJobRequest(job=spec), timeout=deadline)
+            return response
+
+        responses = fan_out(self._connections, submit, self._pool)
+        first = responses[0].output
+        return JobResult(
+            job_id=spec.job_id,
+            receiver=spec.receiver,
+            shape=tuple(first.shape),
+            fractional_bits=first.fractional_bits,
+            stats={
+                connection.name: ServerJobStats(
+                    r.stats.bytes_sent_to_peers,
+                    r.stats.bytes_received_from_peers,
+                    r.stats.rounds,
+                    r.stats.duration_seconds,
+                )
+                for connection, r in zip(self._connections, responses, strict=True)
+            },
+        )
+
+    def _job_inputs(self, inputs: Mapping[str, InputSpec]) -> list[pb.JobInput]:
+        items: list[pb.JobInput] = []
+        for role, spec in inputs.items():
+            refs = [spec] if isinstance(spec, (str, DatasetRef)) else list(spec)
+            for ref in refs:
+                parsed = ref if isinstance(ref, DatasetRef) else DatasetRef.parse(ref, self.identity)
+                items.append(
+                    pb.JobInput(role=role, dataset=types_pb2.DatasetRef(owner=parsed.owner, name=parsed.name))
+                )
+        return items
+
+    def fetch(self, job: str | JobResult, *, timeout: float | None = None) -> npt.NDArray[np.float64]:
+        """Fetch a job output's shares, check them and reconstruct the values.
+
+        Raises:
+            OutputIntegrityError: two servers' copies of a share component
+                (or of the output's shape) differ; names both servers.
+            PermissionDeniedError: this client is not the job's receiver.
+        """
+        job_id = job.job_id if isinstance(job, JobResult) else job
+        deadline = self._deadline(timeout)
+        parts = fan_out(self._connections, lambda c: _fetch.fetch_part(c, job_id, deadline), self._pool)
+        return _fetch.reconstruct_output(parts)
+
+    def server_info(self, *, timeout: float | None = None) -> list[ServerInfo]:
+        """Ask each server about itself and its peer links."""
+        deadline = self._deadline(timeout)
+        return fan_out(self._connections, lambda c: _fetch.server_info(c, deadline), self._pool)
+
+    def wait_until_ready(self, timeout: float = 30.0, poll: float = 0.1) -> list[ServerInfo]:
+        """Wait until all three servers report both peers connected."""
+        end = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < end:
+            try:
+                infos = self.server_info(timeout=max(0.1, min(2.0, end - time.monotonic())))
+                if all(info.ready for info in infos):
+                    return infos
+            except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+                last = exc
+            time.sleep(poll)
+        raise ProtocolTimeoutError(
+            f"cluster not ready within {timeout:.0f} s" + (f": {last}" if last else "")
+        )
+
+
+def _upload_requests(header: pb.UploadHeader, pair: ReplicatedShare) -> Iterator[pb.UploadDatasetRequest]:
+    """The header, then the share pair in chunks of :data:`CHUNK_WORDS`."""
+    yield pb.UploadDatasetRequest(header=header)
+    for offset in range(0, pair.size, CHUNK_WORDS):
+        end = offset + CHUNK_WORDS
+        chunk = types_pb2.ShareChunk(
+            offset=offset, first=to_wire(pair.first[offset:end]), second=to_wire(pair.second[offset:end])
+        )
+        yield pb.UploadDatasetRequest(chunk=chunk)

@@ -1,0 +1,154 @@
+"""The cluster file: the three servers (identity, address), the CA, the scale.
+
+One TOML file describes a cluster for servers and clients alike::
+
+    ca = "certs/ca.pem"          # relative to the cluster file
+    fractional_bits = 16
+
+    [[servers]]
+    identity = "server-0"
+    address = "127.0.0.1:7100"
+    # ... exactly three [[servers]] tables, in party order 0, 1, 2
+
+Parsing is pure (text in, :class:`ClusterConfig` out); callers read files.
+:attr:`ClusterConfig.fingerprint` hashes what all parties must agree on (the
+server identities in order, the fixed-point scale and the CA certificate),
+but not the addresses, which differ between inside and outside a container
+network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mpc_core.errors import ConfigError, InvalidArgumentError
+from mpc_core.fixed_point import DEFAULT_FRACTIONAL_BITS
+from mpc_core.identity import validate_name
+from mpc_core.types import PARTY_COUNT, PartyId, party_id
+
+MAX_CLUSTER_FRACTIONAL_BITS = 30
+"""Products carry 2f bits; f <= 30 leaves an integer part of at least 3 bits."""
+
+
+@dataclass(frozen=True)
+class ServerEndpoint:
+    """One server of the cluster."""
+
+    party: PartyId
+    identity: str
+    address: str
+
+    @property
+    def host(self) -> str:
+        """The host part of ``address`` (brackets of IPv6 literals removed)."""
+        host = self.address.rsplit(":", 1)[0]
+        return host[1:-1] if host.startswith("[") else host
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The parsed cluster file."""
+
+    servers: tuple[ServerEndpoint, ServerEndpoint, ServerEndpoint]
+    ca_path: Path
+    fractional_bits: int = DEFAULT_FRACTIONAL_BITS
+
+    def server(self, party: PartyId) -> ServerEndpoint:
+        """The endpoint of ``party``."""
+        return self.servers[party]
+
+    def by_identity(self, identity: str) -> ServerEndpoint:
+        """The endpoint whose identity is ``identity``."""
+        for endpoint in self.servers:
+            if endpoint.identity == identity:
+                return endpoint
+        names = ", ".join(s.identity for s in self.servers)
+        raise ConfigError(f"{identity!r} is not a server of this cluster ({names})")
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Server identities in party order."""
+        return tuple(s.identity for s in self.servers)
+
+    def fingerprint(self, ca_pem: bytes) -> bytes:
+        """SHA-256 of what every party must agree on (not the addresses)."""
+        canonical = json.dumps(
+            {
+                "servers": list(self.identities),
+                "fractional_bits": self.fractional_bits,
+                "ca_sha256": hashlib.sha256(ca_pem).hexdigest(),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(canonical.encode()).digest()
+
+
+def _check_address(address: Any, where: str) -> str:
+    if not isinstance(address, str) or ":" not in address:
+        raise ConfigError(f"{where}: address must be 'host:port', got {address!r}")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: address must be 'host:port' with port 1-65535, got {address!r}")
+    return address
+
+
+def _parse_server(index: int, table: Any) -> ServerEndpoint:
+    where = f"servers[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table with identity and address")
+    unknown = set(table) - {"identity", "address"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    try:
+        identity = validate_name(table.get("identity", ""), "server identity")
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return ServerEndpoint(party_id(index), identity, _check_address(table.get("address"), where))
+
+
+def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
+    """Parse cluster-file ``text``; relative paths resolve against ``base_dir``.
+
+    Raises:
+        ConfigError: with the offending key, for any invalid content.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cluster file is not valid TOML: {exc}") from None
+    unknown = set(data) - {"ca", "fractional_bits", "servers"}
+    if unknown:
+        raise ConfigError(f"cluster file: unknown keys {sorted(unknown)}")
+    servers = data.get("servers")
+    if not isinstance(servers, list) or len(servers) != PARTY_COUNT:
+        raise ConfigError(f"cluster file must list exactly {PARTY_COUNT} [[servers]]")
+    endpoints = tuple(_parse_server(i, table) for i, table in enumerate(servers))
+    if len({e.identity for e in endpoints}) != PARTY_COUNT:
+        raise ConfigError("cluster file: server identities must be distinct")
+    ca = data.get("ca")
+    if not isinstance(ca, str) or not ca:
+        raise ConfigError("cluster file: 'ca' must name the CA certificate file")
+    bits = data.get("fractional_bits", DEFAULT_FRACTIONAL_BITS)
+    if not isinstance(bits, int) or not 0 < bits <= MAX_CLUSTER_FRACTIONAL_BITS:
+        raise ConfigError(f"cluster file: fractional_bits must be 1..{MAX_CLUSTER_FRACTIONAL_BITS}")
+    ca_path = Path(ca) if Path(ca).is_absolute() else base_dir / ca
+    return ClusterConfig((endpoints[0], endpoints[1], endpoints[2]), ca_path, bits)
+
+
+def render_cluster(
+    servers: list[tuple[str, str]], ca: str, fractional_bits: int = DEFAULT_FRACTIONAL_BITS
+) -> str:
+    """Write a cluster file for ``(identity, address)`` pairs in party order."""
+    lines = [
+        "# MPC cluster file: the three servers in party order, and the CA.",
+        f"ca = {json.dumps(ca)}",
+        f"fractional_bits = {fractional_bits}",
+    ]
+    for identity, address in servers:
+        lines += ["", "[[servers]]", f"identity = {json.dumps(identity)}", f"address = {json.dumps(address)}"]
+    return "\n".join(lines) + "\n"

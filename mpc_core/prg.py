@@ -1,0 +1,111 @@
+"""Cryptographic randomness: OS entropy, an AES-128-CTR PRG and a tagged PRF.
+
+* :func:`random_key` draws 16 bytes from the OS CSPRNG (``secrets``).
+* :func:`random_words` draws uniform ring elements: AES-128-CTR keyed by a
+  fresh OS-random key, which is as unpredictable as the OS source and about
+  20x faster than ``os.urandom`` for large vectors.
+* :func:`prg_words` expands a 16-byte seed deterministically: the AES-128-CTR
+  keystream under key = seed, initial counter block = 16 zero bytes, read as
+  little-endian uint64 words. This is the written rule any language can follow
+  (e.g. seed-compressed uploads).
+* :func:`prf_words` is ``F(k, tag, n)`` of the protocols: AES-128-CTR under the
+  pairwise key ``k`` with the initial counter block
+  ``SHA-256(b"mpc.v1.prf" || tag)[:16]``. Distinct tags give independent
+  streams; callers must never reuse a (key, tag) pair for different data.
+
+Never ``random`` and never numpy's generators. The keystream is written with
+``update_into`` into a preallocated buffer (5-8 GB/s here, versus 0.5 GB/s
+for an allocating ``update``). This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mpc_core.errors import InvalidArgumentError
+from mpc_core.ring import WORD_BYTES, RingArray
+
+KEY_BYTES = 16
+_BLOCK = 16
+_ZERO_BLOCK = bytes(_BLOCK)
+_PRF_DOMAIN = b"mpc.v1.prf"
+_CHUNK_BYTES = 1 << 20
+_ZERO_CHUNK = memoryview(bytes(_CHUNK_BYTES))
+
+
+class SecretKey:
+    """Sixteen secret key bytes that never show up in ``repr`` or logs."""
+
+    __slots__ = ("_material",)
+
+    def __init__(self, material: bytes) -> None:
+        """Wrap ``material``, which must be exactly 16 bytes."""
+        if len(material) != KEY_BYTES:
+            raise InvalidArgumentError(f"keys are {KEY_BYTES} bytes, got {len(material)}")
+        self._material = bytes(material)
+
+    @property
+    def material(self) -> bytes:
+        """The raw key bytes (keep them out of logs)."""
+        return self._material
+
+    def __repr__(self) -> str:
+        """Redact the key."""
+        return "SecretKey(<redacted>)"
+
+    def __eq__(self, other: object) -> bool:
+        """Compare keys in constant time."""
+        if not isinstance(other, SecretKey):
+            return NotImplemented
+        return secrets.compare_digest(self._material, other._material)
+
+    def __hash__(self) -> int:
+        """Keys are not meant to be dict keys; hash by identity of type only."""
+        return hash(SecretKey)
+
+
+def random_key() -> SecretKey:
+    """Draw a fresh 16-byte key from the OS CSPRNG."""
+    return SecretKey(secrets.token_bytes(KEY_BYTES))
+
+
+def _keystream_words(key: bytes, counter_block: bytes, n: int) -> RingArray:
+    """Return ``n`` little-endian uint64 words of AES-128-CTR keystream."""
+    if n < 0:
+        raise InvalidArgumentError(f"cannot draw {n} words")
+    total = n * WORD_BYTES
+    # update_into needs block-size - 1 bytes of slack after the output.
+    out = np.empty(total + _BLOCK - 1, dtype=np.uint8)
+    view = out.data
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(counter_block)).encryptor()
+    for start in range(0, total, _CHUNK_BYTES):
+        size = min(_CHUNK_BYTES, total - start)
+        encryptor.update_into(_ZERO_CHUNK[:size], view[start : start + size + _BLOCK - 1])
+    words: RingArray = out[:total].view("<u8").astype(np.uint64, copy=False)
+    return words
+
+
+def prg_words(seed: bytes, n: int) -> RingArray:
+    """Expand a 16-byte ``seed`` into ``n`` ring elements (zero IV)."""
+    if len(seed) != KEY_BYTES:
+        raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
+    return _keystream_words(seed, _ZERO_BLOCK, n)
+
+
+def random_words(n: int) -> RingArray:
+    """Draw ``n`` uniformly random ring elements (fresh OS-random key)."""
+    return _keystream_words(secrets.token_bytes(KEY_BYTES), _ZERO_BLOCK, n)
+
+
+def prf_counter_block(tag: bytes) -> bytes:
+    """Initial AES-CTR counter block for ``tag``: SHA-256(domain || tag)[:16]."""
+    return hashlib.sha256(_PRF_DOMAIN + tag).digest()[:_BLOCK]
+
+
+def prf_words(key: SecretKey, tag: bytes, n: int) -> RingArray:
+    """``F(k, tag, n)``: ``n`` pseudo-random ring elements under ``key``."""
+    return _keystream_words(key.material, prf_counter_block(tag), n)

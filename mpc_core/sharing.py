@@ -1,0 +1,117 @@
+"""2-out-of-3 replicated secret sharing over Z_2^64.
+
+A secret vector ``x`` is split into three *components* with
+``x = x_0 + x_1 + x_2 (mod 2^64)``. **Party i holds the pair
+``(x_i, x_{i+1})``** (indices mod 3), so component ``j`` is held by parties
+``j`` and ``j - 1``. Any two parties together hold all three components; one
+party alone holds two uniformly random-looking values that reveal nothing.
+This is the layout of ABY3 (Mohassel-Rindal, CCS 2018, §3) and of
+``secretflow/spu`` / ``draft-savage-ppm-3phm-mpc``.
+
+This module is pure: randomness comes from :mod:`mpc_core.prg` (OS CSPRNG
+keyed AES-CTR); nothing here does I/O. Share objects redact themselves in
+``repr`` so they cannot leak into logs.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpc_core.errors import InvalidArgumentError, OutputIntegrityError
+from mpc_core.prg import random_words
+from mpc_core.ring import RingArray, as_ring
+from mpc_core.types import PARTIES, PartyId, next_party
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ReplicatedShare:
+    """One party's share of a secret vector: components ``(x_i, x_{i+1})``.
+
+    ``first`` is component ``i`` and ``second`` component ``i + 1`` for the
+    holding party ``i``. Both are flat ``uint64`` arrays of equal length.
+    """
+
+    first: RingArray
+    second: RingArray
+
+    def __post_init__(self) -> None:
+        """Check that both components are ring vectors of the same length."""
+        for component in (self.first, self.second):
+            if not isinstance(component, np.ndarray) or component.dtype != np.uint64:
+                raise InvalidArgumentError("share components must be uint64 arrays")
+        if self.first.shape != self.second.shape:
+            raise InvalidArgumentError(
+                f"share components differ in shape: {self.first.shape} vs {self.second.shape}"
+            )
+
+    @property
+    def size(self) -> int:
+        """Number of ring elements in the shared vector."""
+        return int(self.first.size)
+
+    def __repr__(self) -> str:
+        """Redact the share values; show only the size."""
+        return f"ReplicatedShare(size={self.size}, <redacted>)"
+
+
+def split(secret: RingArray) -> tuple[RingArray, RingArray, RingArray]:
+    """Split ``secret`` into three additive components (fresh randomness).
+
+    ``x_0`` and ``x_1`` are uniformly random; ``x_2 = x - x_0 - x_1``.
+    """
+    flat = as_ring(secret).reshape(-1)
+    x0 = random_words(flat.size)
+    x1 = random_words(flat.size)
+    x2 = flat - x0 - x1
+    return x0, x1, x2
+
+
+def share_for_party(components: Sequence[RingArray], party: PartyId) -> ReplicatedShare:
+    """Return party ``party``'s pair ``(x_i, x_{i+1})`` of the components."""
+    return ReplicatedShare(components[party], components[next_party(party)])
+
+
+def share(secret: RingArray) -> tuple[ReplicatedShare, ReplicatedShare, ReplicatedShare]:
+    """Secret-share ``secret`` (flattened) into the three parties' shares."""
+    components = split(secret)
+    shares = tuple(share_for_party(components, party) for party in PARTIES)
+    return shares[0], shares[1], shares[2]
+
+
+def reconstruct(shares: Sequence[ReplicatedShare]) -> RingArray:
+    """Sum the components of three parties' shares, without any check."""
+    _require_three(shares)
+    total: RingArray = shares[0].first + shares[1].first + shares[2].first
+    return total
+
+
+def reconstruct_checked(
+    shares: Sequence[ReplicatedShare], names: Sequence[str] = ("0", "1", "2")
+) -> RingArray:
+    """Reconstruct after checking that both copies of every component agree.
+
+    Component ``j`` arrives twice: as party ``j``'s ``first`` and as party
+    ``j - 1``'s ``second``. A mismatch means one of those two parties is
+    faulty or malicious; the function raises rather than returning data.
+
+    Raises:
+        OutputIntegrityError: naming the two parties (by ``names``) whose
+            copies of a component differ.
+    """
+    _require_three(shares)
+    for holder in PARTIES:
+        other = next_party(holder)
+        copy_a = shares[holder].second
+        copy_b = shares[other].first
+        if copy_a.shape != copy_b.shape or not hmac.compare_digest(copy_a.tobytes(), copy_b.tobytes()):
+            raise OutputIntegrityError((names[holder], names[other]), f"copies of share component {other}")
+    return reconstruct(shares)
+
+
+def _require_three(shares: Sequence[ReplicatedShare]) -> None:
+    if len(shares) != len(PARTIES):
+        raise InvalidArgumentError(f"need {len(PARTIES)} shares, got {len(shares)}")

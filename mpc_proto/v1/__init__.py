@@ -1,0 +1,1 @@
+"""Generated protocol buffer and gRPC code for package ``mpc.v1``."""

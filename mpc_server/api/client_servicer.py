@@ -1,0 +1,94 @@
+"""The client API (``mpc.v1.ClientService``) of one server.
+
+Thin by design: each method authenticates the caller, decodes the request
+(``api.convert``), calls the service layer and encodes the answer. Errors
+become status codes in ``transport.status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from mpc_core.errors import InvalidArgumentError
+from mpc_core.identity import Principal
+from mpc_proto.v1 import client_service_pb2 as pb
+from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
+from mpc_server.api import convert
+from mpc_server.service.jobs import JobService
+from mpc_server.service.outputs import OutputService
+from mpc_server.service.uploads import UploadService
+from mpc_server.transport.status import streaming_errors, unary_errors
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+DEFAULT_JOB_TIMEOUT = 60.0
+"""Seconds a job may run when the client set no deadline."""
+
+
+class ClientServicer(pb_grpc.ClientServiceServicer):
+    """Serves the client API of one server."""
+
+    def __init__(
+        self,
+        uploads: UploadService,
+        jobs: JobService,
+        outputs: OutputService,
+        server_info: Callable[[], pb.GetServerInfoResponse],
+        authenticate: Callable[[_Context], Principal],
+    ) -> None:
+        """Serve from the given services; ``authenticate`` names the caller."""
+        self._uploads = uploads
+        self._jobs = jobs
+        self._outputs = outputs
+        self._server_info = server_info
+        self._authenticate = authenticate
+
+    @unary_errors
+    async def UploadDataset(
+        self, request_iterator: AsyncIterator[pb.UploadDatasetRequest], context: _Context
+    ) -> pb.UploadDatasetResponse:
+        """Receive a header and then chunks of shares; commit at the end."""
+        owner = self._authenticate(context).name
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("item") != "header":
+            raise InvalidArgumentError("an upload must start with a header")
+        session = self._uploads.begin(owner, convert.upload_header_from_proto(first.header))
+        async for request in request_iterator:
+            if request.WhichOneof("item") != "chunk":
+                raise InvalidArgumentError("only share chunks may follow the upload header")
+            session.add_chunk(request.chunk.offset, request.chunk.first, request.chunk.second)
+        dataset = self._uploads.commit(session)
+        return pb.UploadDatasetResponse(
+            dataset=convert.dataset_ref_to_proto(dataset.ref), element_count=session.count
+        )
+
+    @unary_errors
+    async def RunJob(self, request: pb.RunJobRequest, context: _Context) -> pb.RunJobResponse:
+        """Run the job and report its output's shape and the traffic."""
+        submitter = self._authenticate(context).name
+        spec = convert.job_spec_from_proto(request.job)
+        remaining = context.time_remaining()
+        # Finish (or fail) a little before the caller gives up, so the caller
+        # hears why rather than only seeing its own deadline expire.
+        timeout = DEFAULT_JOB_TIMEOUT if remaining is None else max(0.1, remaining - min(1.0, remaining / 10))
+        result = await self._jobs.run(submitter, spec, timeout)
+        return convert.run_job_response(result)
+
+    @streaming_errors
+    async def FetchOutput(
+        self, request: pb.FetchOutputRequest, context: _Context
+    ) -> AsyncIterator[pb.FetchOutputResponse]:
+        """Stream this server's output share to the job's receiver."""
+        output = self._outputs.fetch(self._authenticate(context).name, request.job_id)
+        yield pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))
+        for chunk in convert.share_chunks(output.share):
+            yield pb.FetchOutputResponse(chunk=chunk)
+
+    @unary_errors
+    async def GetServerInfo(
+        self, request: pb.GetServerInfoRequest, context: _Context
+    ) -> pb.GetServerInfoResponse:
+        """Describe this server and its peer links."""
+        return self._server_info()

@@ -1,0 +1,82 @@
+"""Conversions between ``mpc.v1`` messages and service-layer types.
+
+Every request field is checked here or in the service layer; malformed
+input raises :class:`InvalidArgumentError` (or :class:`ShareFormatError`),
+which the servicer reports as ``INVALID_ARGUMENT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mpc_core.errors import InvalidArgumentError
+from mpc_core.ring import to_wire
+from mpc_core.sharing import ReplicatedShare
+from mpc_proto.v1 import client_service_pb2 as pb
+from mpc_proto.v1 import types_pb2
+from mpc_server.service.model import DatasetRef, Grant, JobInput, JobResult, JobSpec, OutputInfo
+from mpc_server.service.uploads import UploadHeader
+
+OUTPUT_CHUNK_WORDS = 1 << 17
+"""Words per component in a FetchOutput chunk: 2 MiB per message."""
+
+
+def dataset_ref_from_proto(message: types_pb2.DatasetRef) -> DatasetRef:
+    """Decode a dataset reference."""
+    return DatasetRef(message.owner, message.name)
+
+
+def dataset_ref_to_proto(ref: DatasetRef) -> types_pb2.DatasetRef:
+    """Encode a dataset reference."""
+    return types_pb2.DatasetRef(owner=ref.owner, name=ref.name)
+
+
+def upload_header_from_proto(message: pb.UploadHeader) -> UploadHeader:
+    """Decode the first message of an upload."""
+    return UploadHeader(
+        name=message.name,
+        shape=tuple(message.shape),
+        fractional_bits=message.fractional_bits,
+        grants=tuple(Grant(g.receiver, g.program) for g in message.grants),
+        upload_id=message.upload_id,
+        overwrite=message.overwrite,
+    )
+
+
+def job_spec_from_proto(message: pb.JobSpec) -> JobSpec:
+    """Decode a job description."""
+    inputs = []
+    for item in message.inputs:
+        if not item.HasField("dataset"):
+            raise InvalidArgumentError(f"job input {item.role!r} names no dataset")
+        inputs.append(JobInput(item.role, dataset_ref_from_proto(item.dataset)))
+    return JobSpec(message.job_id, message.program, tuple(inputs), message.receiver)
+
+
+def output_info_to_proto(info: OutputInfo) -> pb.OutputInfo:
+    """Encode an output's shape and scale."""
+    return pb.OutputInfo(shape=list(info.shape), fractional_bits=info.fractional_bits)
+
+
+def run_job_response(result: JobResult) -> pb.RunJobResponse:
+    """Encode a finished job."""
+    stats = pb.JobStats(
+        bytes_sent_to_peers=result.stats.bytes_sent,
+        bytes_received_from_peers=result.stats.bytes_received,
+        rounds=result.stats.rounds,
+        duration_seconds=result.stats.duration_seconds,
+    )
+    return pb.RunJobResponse(job_id=result.job_id, output=output_info_to_proto(result.output), stats=stats)
+
+
+def share_chunks(
+    share: ReplicatedShare, chunk_words: int = OUTPUT_CHUNK_WORDS
+) -> Iterator[types_pb2.ShareChunk]:
+    """Split a share into wire chunks of at most ``chunk_words`` per component."""
+    for offset in range(0, share.size, chunk_words):
+        end = offset + chunk_words
+        yield types_pb2.ShareChunk(
+            offset=offset,
+            first=to_wire(share.first[offset:end]),
+            second=to_wire(share.second[offset:end]),
+        )

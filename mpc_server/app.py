@@ -1,0 +1,217 @@
+"""The composition root: builds one server from its configuration and runs it.
+
+This is the only module that knows every concrete class. It loads and checks
+the TLS material, wires storage, services, the peer links, the channel and
+the servicers together, exposes ``grpc.health.v1`` (NOT_SERVING until both
+peers are connected and verified) and server reflection, and shuts down
+gracefully on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from mpc_core.errors import ConfigError
+from mpc_core.identity import Role
+from mpc_core.types import PARTIES, PartyId
+from mpc_core.version import PROTOCOL_VERSION, SOFTWARE_VERSION
+from mpc_proto.v1 import client_service_pb2 as client_pb
+from mpc_proto.v1 import client_service_pb2_grpc as client_grpc
+from mpc_proto.v1 import peer_service_pb2 as peer_pb
+from mpc_proto.v1 import peer_service_pb2_grpc as peer_grpc
+from mpc_server.api.client_servicer import ClientServicer
+from mpc_server.config import ServerConfig
+from mpc_server.protocol.mailbox import Mailbox
+from mpc_server.service.jobs import JobService
+from mpc_server.service.outputs import OutputService
+from mpc_server.service.programs import default_programs
+from mpc_server.service.store import MemoryDatasetStore, MemoryOutputStore
+from mpc_server.service.uploads import UploadService
+from mpc_server.transport import tls
+from mpc_server.transport.auth import RoleInterceptor, authenticate, require_role
+from mpc_server.transport.peer_channel import DEFAULT_MAX_MESSAGE_WORDS, GrpcPeerChannel, Inbound
+from mpc_server.transport.peer_link import PeerLink
+from mpc_server.transport.peer_servicer import PeerServicer
+
+_log = logging.getLogger(__name__)
+SERVICE_NAMES = (
+    client_pb.DESCRIPTOR.services_by_name["ClientService"].full_name,
+    peer_pb.DESCRIPTOR.services_by_name["PeerService"].full_name,
+)
+_SWEEP_SECONDS = 30.0
+
+
+class MpcServer:
+    """One party of the cluster, assembled from a :class:`ServerConfig`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        """Load credentials and build every component (nothing runs yet)."""
+        self.config = config
+        self.endpoint = config.endpoint
+        self.material = tls.load_tls(config.cert, config.key, config.cluster.ca_path)
+        principal = self.material.info.principal
+        if principal.role is not Role.SERVER or principal.name != self.endpoint.identity:
+            raise ConfigError(
+                f"certificate {config.cert} is for {principal.uri}, but this is "
+                f"server {self.endpoint.identity}"
+            )
+        self.fingerprint = config.cluster.fingerprint(self.material.ca_pem)
+        names = {party: config.cluster.server(party).identity for party in PARTIES}
+        self.peers = tuple(p for p in PARTIES if p != self.endpoint.party)
+        self.mailbox = Mailbox(names)
+        self.inbound = Inbound(self.mailbox, names, DEFAULT_MAX_MESSAGE_WORDS)
+        self._changed = asyncio.Event()
+        self.links = {peer: self._link(peer) for peer in self.peers}
+        self.channel = GrpcPeerChannel(self.endpoint.party, names, self.links, self.mailbox, self.inbound)
+        programs = default_programs()
+        datasets, outputs = MemoryDatasetStore(), MemoryOutputStore()
+        self.jobs = JobService(self.channel, datasets, outputs, programs, config.jobs)
+        self.outputs = OutputService(outputs)
+        self.uploads = UploadService(datasets, programs, config.cluster.fractional_bits, config.uploads)
+        self.health = health_aio.HealthServicer()
+        self.peer_servicer = PeerServicer(
+            self.endpoint,
+            config.cluster,
+            self.fingerprint,
+            authenticate=authenticate,
+            inbound=self.inbound,
+            on_change=self._changed.set,
+        )
+        self.server = self._grpc_server()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    def _link(self, peer: PartyId) -> PeerLink:
+        endpoint = self.config.cluster.server(peer)
+        hello = peer_pb.HandshakeRequest(
+            protocol_version=PROTOCOL_VERSION,
+            party=self.endpoint.party,
+            cluster_fingerprint=self.fingerprint,
+            software_version=SOFTWARE_VERSION,
+        )
+        return PeerLink(
+            endpoint,
+            tls.channel_credentials(self.material),
+            tls.channel_options(endpoint.identity),
+            hello,
+            connect_timeout=self.config.connect_timeout,
+            on_change=self._changed.set,
+        )
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        policy = {
+            SERVICE_NAMES[0]: require_role(Role.CLIENT),
+            SERVICE_NAMES[1]: require_role(Role.SERVER, self.config.cluster.identities),
+        }
+        server = grpc.aio.server(interceptors=[RoleInterceptor(policy)], options=tls.SERVER_OPTIONS)
+        client_servicer = ClientServicer(
+            self.uploads, self.jobs, self.outputs, self.server_info, authenticate
+        )
+        client_grpc.add_ClientServiceServicer_to_server(client_servicer, server)
+        peer_grpc.add_PeerServiceServicer_to_server(self.peer_servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
+
+    @property
+    def ready(self) -> bool:
+        """Both outbound peer links are up (handshake done, stream open)."""
+        return all(link.connected for link in self.links.values())
+
+    def server_info(self) -> client_pb.GetServerInfoResponse:
+        """What ``GetServerInfo`` reports."""
+        readiness = (
+            client_pb.READINESS_STATE_READY if self.ready else client_pb.READINESS_STATE_WAITING_FOR_PEERS
+        )
+        return client_pb.GetServerInfoResponse(
+            identity=self.endpoint.identity,
+            party=self.endpoint.party,
+            software_version=SOFTWARE_VERSION,
+            protocol_version=PROTOCOL_VERSION,
+            fractional_bits=self.config.cluster.fractional_bits,
+            readiness=readiness,
+            peers=[
+                client_pb.PeerStatus(identity=link.peer.identity, connected=link.connected)
+                for link in self.links.values()
+            ],
+        )
+
+    async def start(self) -> int:
+        """Bind the listening address, start serving and connect to the peers."""
+        try:
+            self.port = self.server.add_secure_port(self.config.listen, tls.server_credentials(self.material))
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on {self.config.listen}: {exc}") from None
+        await self.server.start()
+        await self._publish_health()
+        self._tasks = [asyncio.create_task(link.run()) for link in self.links.values()]
+        self._tasks += [asyncio.create_task(self._watch_health()), asyncio.create_task(self._sweep())]
+        _log.info(
+            "%s listening on %s (party %d)", self.endpoint.identity, self.config.listen, self.endpoint.party
+        )
+        return self.port
+
+    async def _publish_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", *SERVICE_NAMES):
+            await self.health.set(service, status)
+
+    async def _watch_health(self) -> None:
+        was_ready = None
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self._publish_health()
+            if self.ready != was_ready:
+                was_ready = self.ready
+                state = "ready: both peers connected" if self.ready else "waiting for peers"
+                _log.info("%s %s", self.endpoint.identity, state)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_SECONDS)
+            self.mailbox.sweep(self.config.jobs.max_seconds + _SWEEP_SECONDS)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Drain gracefully: report NOT_SERVING, refuse new jobs, let running
+        jobs finish for up to ``grace`` seconds, then close every call and link.
+        """
+        await self.health.enter_graceful_shutdown()
+        self.jobs.start_draining()
+        if not await self.jobs.wait_idle(grace):
+            _log.warning("%d job(s) still running after %.0f s; cancelling them", self.jobs.running, grace)
+        await self.server.stop(0.5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for link in self.links.values():
+            await link.close()
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully."""
+    server = MpcServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    await stop.wait()
+    _log.info("%s shutting down", server.endpoint.identity)
+    await server.stop()

@@ -1,0 +1,65 @@
+"""Configuration of one server process, read once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mpc_core.cluster import ClusterConfig, ServerEndpoint, parse_cluster
+from mpc_core.errors import ConfigError
+from mpc_server.service.jobs import JobLimits
+from mpc_server.service.uploads import UploadLimits
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything one server needs to start."""
+
+    cluster: ClusterConfig
+    identity: str
+    cert: Path
+    key: Path
+    listen: str
+    connect_timeout: float = 5.0
+    jobs: JobLimits = field(default_factory=JobLimits)
+    uploads: UploadLimits = field(default_factory=UploadLimits)
+
+    @property
+    def endpoint(self) -> ServerEndpoint:
+        """This server's entry in the cluster file."""
+        return self.cluster.by_identity(self.identity)
+
+
+def load_cluster(path: Path) -> ClusterConfig:
+    """Read and parse a cluster file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read cluster file {path}: {exc.strerror}") from None
+    return parse_cluster(text, path.resolve().parent)
+
+
+def server_config(
+    cluster_file: Path,
+    identity: str,
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    listen: str | None = None,
+    max_job_seconds: float | None = None,
+) -> ServerConfig:
+    """Build a :class:`ServerConfig`; certificate paths default to the CA's directory."""
+    cluster = load_cluster(cluster_file)
+    endpoint = cluster.by_identity(identity)
+    cert_dir = cluster.ca_path.parent
+    jobs = JobLimits() if max_job_seconds is None else JobLimits(max_seconds=max_job_seconds)
+    if jobs.max_seconds <= 0:
+        raise ConfigError("the maximum job duration must be positive")
+    return ServerConfig(
+        cluster=cluster,
+        identity=identity,
+        cert=cert or cert_dir / f"{identity}.pem",
+        key=key or cert_dir / f"{identity}.key",
+        listen=listen or endpoint.address,
+        jobs=jobs,
+    )

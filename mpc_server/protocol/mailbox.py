@@ -1,0 +1,191 @@
+"""The receive side of a party: messages buffered by (sender, tag) until read.
+
+Peers may run ahead, so a message can arrive before the local protocol asks
+for it, or after; :class:`Mailbox` accepts either order. It enforces the
+protocol's hygiene rules:
+
+* every receive has a deadline (``asyncio.timeout``);
+* a second message with the same (sender, tag) is a :class:`ProtocolError`
+  that fails the job, never silently overwrites the first;
+* buffered bytes are bounded; beyond the bound the job fails with
+  :class:`ResourceLimitError` instead of the process running out of memory;
+* a lost peer or a peer's abort fails every waiting receive at once, so
+  nothing waits for a message that can no longer come.
+
+Imports only ``mpc_core`` and the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from mpc_core.errors import (
+    JobAbortedError,
+    MpcError,
+    ProtocolError,
+    ProtocolTimeoutError,
+    ResourceLimitError,
+)
+from mpc_core.ring import RingArray
+from mpc_core.types import MessageTag, PartyId
+
+DEFAULT_MAX_BUFFERED_BYTES = 1 << 30
+_CLOSED_JOBS_REMEMBERED = 4096
+
+_Key = tuple[PartyId, int]
+
+
+@dataclass
+class _JobBox:
+    """Messages, waiters and failures of one job."""
+
+    created: float
+    opened: bool = False
+    ready: dict[_Key, RingArray] = field(default_factory=dict)
+    waiting: dict[_Key, asyncio.Future[RingArray]] = field(default_factory=dict)
+    seen: set[_Key] = field(default_factory=set)
+    failed: dict[PartyId, MpcError] = field(default_factory=dict)
+
+
+class Mailbox:
+    """Buffers incoming protocol messages of one party, per job."""
+
+    def __init__(
+        self,
+        peer_names: Mapping[PartyId, str],
+        *,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create an empty mailbox; ``peer_names`` label errors."""
+        self._names = dict(peer_names)
+        self._max_bytes = max_buffered_bytes
+        self._clock = clock
+        self._boxes: dict[str, _JobBox] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._buffered = 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of messages delivered but not yet received."""
+        return self._buffered
+
+    @property
+    def open_jobs(self) -> int:
+        """Number of jobs with state in the mailbox."""
+        return len(self._boxes)
+
+    def _box(self, job_id: str) -> _JobBox | None:
+        if job_id in self._closed:
+            return None
+        box = self._boxes.get(job_id)
+        if box is None:
+            box = self._boxes[job_id] = _JobBox(created=self._clock())
+        return box
+
+    def deliver(self, sender: PartyId, tag: MessageTag, words: RingArray) -> None:
+        """Accept a complete message from ``sender``."""
+        box = self._box(tag.job_id)
+        if box is None or sender in box.failed:
+            return
+        key = (sender, tag.op)
+        if key in box.seen:
+            name = self._names[sender]
+            self._fail(
+                box, sender, ProtocolError(f"duplicate message {tag.op} of job {tag.job_id} from {name}")
+            )
+            return
+        box.seen.add(key)
+        waiter = box.waiting.pop(key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(words)
+            return
+        if self._buffered + words.nbytes > self._max_bytes:
+            self._fail(
+                box, sender, ResourceLimitError(f"mailbox full: more than {self._max_bytes} bytes buffered")
+            )
+            return
+        box.ready[key] = words
+        self._buffered += words.nbytes
+
+    def deliver_abort(self, sender: PartyId, job_id: str, reason: str) -> None:
+        """Record that ``sender`` aborted ``job_id``."""
+        self.fail_job(sender, job_id, JobAbortedError(self._names[sender], reason))
+
+    def fail_job(self, sender: PartyId, job_id: str, error: MpcError) -> None:
+        """Fail ``job_id``'s receives from ``sender`` (now and later) with ``error``."""
+        box = self._box(job_id)
+        if box is not None:
+            self._fail(box, sender, error)
+
+    async def receive(self, sender: PartyId, tag: MessageTag, timeout: float) -> RingArray:
+        """Return the message ``tag`` from ``sender``, waiting up to ``timeout`` s."""
+        box = self._box(tag.job_id)
+        if box is None:
+            raise ProtocolError(f"job {tag.job_id} is already closed")
+        box.opened = True
+        if sender in box.failed:
+            raise box.failed[sender]
+        key = (sender, tag.op)
+        if key in box.ready:
+            words = box.ready.pop(key)
+            self._buffered -= words.nbytes
+            return words
+        if key in box.waiting:
+            raise ProtocolError(f"message {tag.op} of job {tag.job_id} is already awaited")
+        waiter: asyncio.Future[RingArray] = asyncio.get_running_loop().create_future()
+        box.waiting[key] = waiter
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                return await waiter
+        except TimeoutError:
+            raise ProtocolTimeoutError(
+                f"no message {tag.op} of job {tag.job_id} from {self._names[sender]} within {timeout:.1f} s"
+            ) from None
+        finally:
+            box.waiting.pop(key, None)
+
+    def peer_lost(self, sender: PartyId, error: MpcError) -> None:
+        """Fail every open job's receives from ``sender`` with ``error``."""
+        for box in self._boxes.values():
+            self._fail(box, sender, error)
+
+    def close_job(self, job_id: str) -> None:
+        """Drop a finished job's state; later messages for it are ignored."""
+        box = self._boxes.pop(job_id, None)
+        if box is not None:
+            self._release(box)
+        self._closed[job_id] = None
+        while len(self._closed) > _CLOSED_JOBS_REMEMBERED:
+            self._closed.popitem(last=False)
+
+    def sweep(self, max_age: float) -> int:
+        """Drop jobs never opened locally and older than ``max_age`` seconds.
+
+        Such messages belong to jobs this party was never asked to run (for
+        example a client that reached only two servers). Returns the count.
+        """
+        cutoff = self._clock() - max_age
+        stale = [job for job, box in self._boxes.items() if not box.opened and box.created < cutoff]
+        for job_id in stale:
+            self._release(self._boxes.pop(job_id))
+        return len(stale)
+
+    def _fail(self, box: _JobBox, sender: PartyId, error: MpcError) -> None:
+        box.failed.setdefault(sender, error)
+        for key in [k for k in box.ready if k[0] == sender]:
+            self._buffered -= box.ready.pop(key).nbytes
+        for key, waiter in list(box.waiting.items()):
+            if key[0] == sender and not waiter.done():
+                waiter.set_exception(box.failed[sender])
+
+    def _release(self, box: _JobBox) -> None:
+        for words in box.ready.values():
+            self._buffered -= words.nbytes
+        for waiter in box.waiting.values():
+            if not waiter.done():
+                waiter.cancel()

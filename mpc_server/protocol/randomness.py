@@ -1,0 +1,36 @@
+"""Correlated randomness from the pairwise keys, without any messages.
+
+With party i holding ``(k_i, k_{i+1})`` (see ``protocol.setup``):
+
+* zero sharing: ``alpha_i = F(k_i, tag) - F(k_{i+1}, tag)``; the three
+  ``alpha`` sum to 0 because every ``F(k_j, tag)`` appears once with each
+  sign (Araki et al., CCS 2016, §2; ABY3 §3);
+* random sharing: component ``r_j = F(k_j, tag)``, so party i holds
+  ``(F(k_i, tag), F(k_{i+1}, tag))`` of a uniformly random secret.
+
+Every call needs a tag no other draw under the same keys uses; callers pass
+the op's tag plus a purpose label.
+"""
+
+from __future__ import annotations
+
+from mpc_core.prg import prf_words
+from mpc_core.ring import RingArray
+from mpc_core.sharing import ReplicatedShare
+from mpc_core.types import MessageTag
+from mpc_server.protocol.context import PartyContext
+
+
+def zero_share(ctx: PartyContext, tag: MessageTag, n: int, purpose: bytes = b"zero") -> RingArray:
+    """This party's ``alpha_i`` (n words) of a 3-out-of-3 sharing of zero."""
+    keys = ctx.require_keys()
+    label = tag.to_bytes(purpose)
+    alpha: RingArray = prf_words(keys.own, label, n) - prf_words(keys.next, label, n)
+    return alpha
+
+
+def random_share(ctx: PartyContext, tag: MessageTag, n: int, purpose: bytes = b"random") -> ReplicatedShare:
+    """This party's replicated share of a uniformly random n-vector."""
+    keys = ctx.require_keys()
+    label = tag.to_bytes(purpose)
+    return ReplicatedShare(prf_words(keys.own, label, n), prf_words(keys.next, label, n))

@@ -1,0 +1,244 @@
+"""Running jobs: authorise locally, agree with the peers, compute, keep the output.
+
+Each server decides on its own whether a job may run (DESIGN.md, "Access is
+by consent"): every input must exist here and grant the job's receiver the
+job's program. The three servers then confirm they hold the same job
+description (a SHA-256 over the spec and the exact dataset versions) in the
+first protocol round, compute, and keep the output share for the receiver.
+
+A job id names one job forever. Re-submitting the same spec returns the
+recorded result (or waits for the running job), so clients may retry; a
+different spec under a used id is refused with :class:`AlreadyExistsError`.
+When anything fails here, the peers are told at once (``Channel.abort``) so
+they stop waiting instead of running into their deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mpc_core.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    MpcError,
+    PermissionDeniedError,
+    ServerUnavailableError,
+)
+from mpc_core.version import PROTOCOL_VERSION
+from mpc_server.protocol.channel import Channel
+from mpc_server.protocol.context import PartyContext
+from mpc_server.protocol.setup import agree_and_setup_keys
+from mpc_server.service.model import (
+    JobResult,
+    JobSpec,
+    JobStats,
+    OutputInfo,
+    StoredDataset,
+    StoredOutput,
+)
+from mpc_server.service.programs import BoundInputs, Program
+from mpc_server.service.store import DatasetStore, OutputStore
+
+_log = logging.getLogger(__name__)
+_JOBS_REMEMBERED = 100_000
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Deadlines for jobs."""
+
+    max_seconds: float = 300.0
+
+
+def job_digest(submitter: str, spec: JobSpec, inputs: BoundInputs) -> bytes:
+    """SHA-256 of the canonical description of a job and its dataset versions."""
+    described = {
+        "protocol_version": PROTOCOL_VERSION,
+        "job_id": spec.job_id,
+        "program": spec.program,
+        "receiver": spec.receiver,
+        "submitter": submitter,
+        "inputs": {
+            role: [
+                {
+                    "dataset": str(d.ref),
+                    "upload_id": d.upload_id.hex(),
+                    "shape": list(d.shape),
+                    "fractional_bits": d.fractional_bits,
+                }
+                for d in datasets
+            ]
+            for role, datasets in sorted(inputs.items())
+        },
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).digest()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A job that passed the local checks, ready to agree on and run."""
+
+    spec: JobSpec
+    program: Program
+    inputs: BoundInputs
+    info: OutputInfo
+    digest: bytes
+
+
+@dataclass
+class _JobRecord:
+    digest: bytes
+    done: asyncio.Future[JobResult]
+
+
+class JobService:
+    """Runs jobs on one server."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        datasets: DatasetStore,
+        outputs: OutputStore,
+        programs: Mapping[str, Program],
+        limits: JobLimits = JobLimits(),
+    ) -> None:
+        """Wire the service to its channel, stores and programs."""
+        self._channel = channel
+        self._datasets = datasets
+        self._outputs = outputs
+        self._programs = programs
+        self.limits = limits
+        self._jobs: OrderedDict[str, _JobRecord] = OrderedDict()
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    @property
+    def running(self) -> int:
+        """Number of jobs computing right now."""
+        return self._running
+
+    def start_draining(self) -> None:
+        """Refuse new jobs from now on (the server is shutting down)."""
+        self._draining = True
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until no job runs; True if none does."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def run(self, submitter: str, spec: JobSpec, timeout: float) -> JobResult:
+        """Run ``spec`` for ``submitter`` within ``timeout`` seconds."""
+        if self._draining:
+            raise ServerUnavailableError(self._channel.peer_name(self._channel.party), "shutting down")
+        try:
+            plan = self._plan(submitter, spec)
+        except MpcError as exc:
+            await self._channel.abort(spec.job_id, str(exc))
+            raise
+        record = self._jobs.get(spec.job_id)
+        if record is not None:
+            if record.digest != plan.digest:
+                raise AlreadyExistsError(f"job id {spec.job_id} is already used by another job")
+            return await asyncio.shield(record.done)
+        record = _JobRecord(plan.digest, asyncio.get_running_loop().create_future())
+        self._remember(spec.job_id, record)
+        self._running += 1
+        self._idle.clear()
+        try:
+            result = await self._execute(plan, timeout)
+        except asyncio.CancelledError:
+            record.done.cancel()
+            raise
+        except Exception as exc:
+            record.done.set_exception(exc)
+            record.done.exception()  # mark retrieved: later retries re-raise it
+            raise
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+        record.done.set_result(result)
+        return result
+
+    def _plan(self, submitter: str, spec: JobSpec) -> _Plan:
+        """Check the job locally: program, inputs, grants, shapes."""
+        program = self._program(spec.program)
+        inputs = self._bind(program, spec)
+        self._authorise(spec, inputs)
+        info = program.plan(inputs)
+        return _Plan(spec, program, inputs, info, job_digest(submitter, spec, inputs))
+
+    def _program(self, name: str) -> Program:
+        try:
+            return self._programs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._programs))
+            raise InvalidArgumentError(f"unknown program {name!r} (known: {known})") from None
+
+    def _bind(self, program: Program, spec: JobSpec) -> BoundInputs:
+        by_role: dict[str, list[StoredDataset]] = {role.name: [] for role in program.roles}
+        for job_input in spec.inputs:
+            if job_input.role not in by_role:
+                raise InvalidArgumentError(
+                    f"program {program.name} has no input role {job_input.role!r} "
+                    f"(roles: {', '.join(by_role)})"
+                )
+            by_role[job_input.role].append(self._datasets.get(job_input.dataset))
+        for role in program.roles:
+            count = len(by_role[role.name])
+            if not role.min_count <= count <= role.max_count:
+                raise InvalidArgumentError(
+                    f"program {program.name} takes {role.min_count}..{role.max_count} "
+                    f"{role.name!r} inputs, got {count}"
+                )
+        return {role: tuple(datasets) for role, datasets in by_role.items()}
+
+    def _authorise(self, spec: JobSpec, inputs: BoundInputs) -> None:
+        for datasets in inputs.values():
+            for dataset in datasets:
+                if not dataset.allows(spec.receiver, spec.program):
+                    raise PermissionDeniedError(
+                        f"dataset {dataset.ref} does not grant {spec.receiver} outputs of {spec.program}"
+                    )
+
+    async def _execute(self, plan: _Plan, timeout: float) -> JobResult:
+        spec = plan.spec
+        started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + min(timeout, self.limits.max_seconds)
+        ctx = PartyContext(self._channel, spec.job_id, deadline)
+        try:
+            await agree_and_setup_keys(ctx, plan.digest)
+            share = await plan.program.run(ctx, plan.inputs)
+        except (Exception, asyncio.CancelledError) as exc:
+            reason = str(exc) if isinstance(exc, MpcError) else "job cancelled or failed internally"
+            _log.warning("job %s failed: %s", spec.job_id, reason)
+            await self._channel.abort(spec.job_id, reason)
+            raise
+        finally:
+            self._channel.close_job(spec.job_id)
+        self._outputs.put(StoredOutput(spec.job_id, spec.receiver, plan.info, share))
+        stats = JobStats(
+            bytes_sent=ctx.stats.bytes_sent,
+            bytes_received=ctx.stats.bytes_received,
+            rounds=ctx.stats.rounds,
+            duration_seconds=time.perf_counter() - started,
+        )
+        return JobResult(spec.job_id, plan.info, stats)
+
+    def _remember(self, job_id: str, record: _JobRecord) -> None:
+        self._jobs[job_id] = record
+        while len(self._jobs) > _JOBS_REMEMBERED:
+            self._jobs.popitem(last=False)

@@ -1,0 +1,132 @@
+"""Caller identity from the TLS handshake, and role checks per service.
+
+The identity is the ``urn:mpc:<role>:<name>`` URI SubjectAltName of the
+verified client certificate, read from ``context.auth_context()`` (gRPC's
+"only reliable source of truth" for authentication). The
+:class:`RoleInterceptor` enforces, before any servicer code runs, which
+roles may call which service: the peer API accepts only the cluster's
+server certificates and the client API only client certificates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
+from typing import Any
+
+import grpc
+
+from mpc_core.errors import PermissionDeniedError, UnauthenticatedError
+from mpc_core.identity import Principal, Role, parse_identity_uri
+
+_SAN_KEYS = ("peer_uri", "x509_subject_alternative_name")
+
+
+def principal_from_auth_context(auth: Mapping[str, Iterable[bytes]]) -> Principal:
+    """Find our identity URI among the verified peer's SAN entries."""
+    found = {
+        principal
+        for key in _SAN_KEYS
+        for value in auth.get(key, ())
+        if (principal := parse_identity_uri(value.decode(errors="replace")))
+    }
+    if len(found) != 1:
+        raise UnauthenticatedError("the client certificate carries no (or more than one) mpc identity")
+    return found.pop()
+
+
+def authenticate(context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+    """The caller of the current RPC, from its verified certificate."""
+    return principal_from_auth_context(context.auth_context())
+
+
+_Handler = grpc.RpcMethodHandler[Any, Any]
+
+
+class RoleInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls whose caller's role may not use the called service.
+
+    ``policy`` maps a service's full name (``mpc.v1.PeerService``) to a
+    check of the caller; services not listed (health, reflection) are open
+    to every certificate the CA signed.
+    """
+
+    def __init__(self, policy: Mapping[str, Callable[[Principal], None]]) -> None:
+        """Enforce ``policy`` on every call."""
+        self._policy = dict(policy)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler | None:
+        """Wrap the handler of a guarded service with the caller check."""
+        handler = await continuation(handler_call_details)
+        service = handler_call_details.method.lstrip("/").split("/", 1)[0]
+        check = self._policy.get(service)
+        if handler is None or check is None:
+            return handler
+        return _guarded(handler, check)
+
+
+def require_role(role: Role, allowed_names: Collection[str] | None = None) -> Callable[[Principal], None]:
+    """A policy check: the caller has ``role`` (and, if given, an allowed name)."""
+
+    def check(principal: Principal) -> None:
+        if principal.role is not role:
+            raise PermissionDeniedError(f"{principal.role.value} certificates may not call this API")
+        if allowed_names is not None and principal.name not in allowed_names:
+            raise PermissionDeniedError(f"{principal.name} is not a server of this cluster")
+
+    return check
+
+
+async def _enforce(context: grpc.aio.ServicerContext[Any, Any], check: Callable[[Principal], None]) -> None:
+    try:
+        check(authenticate(context))
+    except (UnauthenticatedError, PermissionDeniedError) as exc:
+        await context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
+
+
+def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
+    """Rebuild ``handler`` so that ``check`` runs before its behaviour.
+
+    The servicers are ``grpc.aio`` coroutines and async generators; the
+    type stubs describe the synchronous API, hence the ``Any`` behaviours.
+    """
+    codec: dict[str, Any] = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        inner_uu: Any = handler.unary_unary
+
+        async def unary_unary(request: Any, context: Any) -> Any:
+            await _enforce(context, check)
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
+    if handler.stream_unary is not None:
+        inner_su: Any = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: Any) -> Any:
+            await _enforce(context, check)
+            return await inner_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
+    if handler.unary_stream is not None:
+        inner_us: Any = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            await _enforce(context, check)
+            async for response in inner_us(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **codec)
+    inner_ss: Any = handler.stream_stream
+
+    async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+        await _enforce(context, check)
+        async for response in inner_ss(requests, context):
+            yield response
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)

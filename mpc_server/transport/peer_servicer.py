@@ -1,0 +1,101 @@
+"""The peer API: handshakes and the inbound half of server-to-server streams.
+
+Only the cluster's other servers get here (``RoleInterceptor``). The
+handshake refuses a peer whose party index, protocol version or cluster
+fingerprint differs, with a message saying which. ``Exchange`` feeds the
+caller's stream into :class:`Inbound`; the sender is the identity of the
+caller's certificate, never a field of the message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from mpc_core.cluster import ClusterConfig, ServerEndpoint
+from mpc_core.errors import FailedPreconditionError, PermissionDeniedError
+from mpc_core.identity import Principal
+from mpc_core.types import PartyId
+from mpc_core.version import PROTOCOL_VERSION, SOFTWARE_VERSION
+from mpc_proto.v1 import peer_service_pb2 as pb
+from mpc_proto.v1 import peer_service_pb2_grpc as pb_grpc
+from mpc_server.transport.peer_channel import Inbound
+from mpc_server.transport.status import unary_errors
+
+_log = logging.getLogger(__name__)
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class PeerServicer(pb_grpc.PeerServiceServicer):
+    """Serves the peer API of one server."""
+
+    def __init__(
+        self,
+        local: ServerEndpoint,
+        cluster: ClusterConfig,
+        fingerprint: bytes,
+        *,
+        authenticate: Callable[[_Context], Principal],
+        inbound: Inbound,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Serve as ``local`` of ``cluster``; deliver streams into ``inbound``."""
+        self._local = local
+        self._cluster = cluster
+        self._fingerprint = fingerprint
+        self._authenticate = authenticate
+        self._inbound = inbound
+        self._on_change = on_change
+        self.inbound_streams: dict[PartyId, int] = {s.party: 0 for s in cluster.servers if s != local}
+
+    def _caller(self, context: _Context) -> ServerEndpoint:
+        endpoint = self._cluster.by_identity(self._authenticate(context).name)
+        if endpoint.party == self._local.party:
+            raise PermissionDeniedError("a server cannot be its own peer")
+        return endpoint
+
+    @unary_errors
+    async def Handshake(self, request: pb.HandshakeRequest, context: _Context) -> pb.HandshakeResponse:
+        """Check the caller's versions and cluster, and answer with ours."""
+        caller = self._caller(context)
+        if request.party != caller.party:
+            raise FailedPreconditionError(
+                f"{caller.identity} claims party {request.party}, but is party {caller.party}"
+            )
+        if request.protocol_version != PROTOCOL_VERSION:
+            raise FailedPreconditionError(
+                f"{caller.identity} speaks protocol version {request.protocol_version}, "
+                f"{self._local.identity} speaks {PROTOCOL_VERSION}"
+            )
+        if not hmac.compare_digest(request.cluster_fingerprint, self._fingerprint):
+            raise FailedPreconditionError(
+                f"{caller.identity} and {self._local.identity} use different cluster files "
+                "(server list, fractional_bits or CA differ)"
+            )
+        return pb.HandshakeResponse(
+            protocol_version=PROTOCOL_VERSION,
+            party=self._local.party,
+            cluster_fingerprint=self._fingerprint,
+            software_version=SOFTWARE_VERSION,
+        )
+
+    @unary_errors
+    async def Exchange(
+        self, request_iterator: AsyncIterator[pb.ExchangeRequest], context: _Context
+    ) -> pb.ExchangeResponse:
+        """Deliver every message of the caller's stream until it ends."""
+        sender = self._caller(context).party
+        self.inbound_streams[sender] += 1
+        self._on_change()
+        try:
+            async for message in request_iterator:
+                self._inbound.accept(sender, message)
+        finally:
+            self.inbound_streams[sender] -= 1
+            self._inbound.peer_lost(sender)
+            self._on_change()
+        return pb.ExchangeResponse()
