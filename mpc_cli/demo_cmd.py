@@ -140,6 +140,8 @@ def _check_refusal(args: argparse.Namespace, bank: MpcClient, job: JobResult) ->
 def _report(args: argparse.Namespace, data: ShowcaseData, predictions: FloatArray, job: JobResult) -> None:
     expected = data.plaintext()
     errors = np.abs(predictions - expected)
+    bits = job.fractional_bits // 2
+    bound = data.error_bound(bits)
     if args.json:
         print(
             json.dumps(
@@ -152,15 +154,16 @@ def _report(args: argparse.Namespace, data: ShowcaseData, predictions: FloatArra
                     "predictions": predictions.tolist(),
                     "plaintext": expected.tolist(),
                     "max_abs_error": float(errors.max()),
-                    "fractional_bits": job.fractional_bits // 2,
+                    "error_bound": float(bound.max()),
+                    "within_bound": bool(np.all(errors <= bound)),
+                    "fractional_bits": bits,
                 }
             )
         )
         return
     print(f"\nModel: y = {data.a} * income + ({data.b}) * debt + {data.c}\n")
-    print(
-        f"{'customer':>8}  {'income x':>12}  {'debt z':>10}  {'y (MPC)':>14}  {'y (plaintext)':>14}  {'|error|':>9}"
-    )
+    header = ("customer", "income x", "debt z", "y (MPC)", "y (plaintext)", "|error|")
+    print("  ".join(f"{title:>{width}}" for title, width in zip(header, (8, 12, 10, 14, 14, 9), strict=True)))
     for row in range(min(len(expected), _SHOWN_ROWS)):
         print(
             f"{row:>8}  {data.x[row]:>12,.2f}  {data.z[row]:>10,.2f}  {predictions[row]:>14,.4f}  "
@@ -169,7 +172,9 @@ def _report(args: argparse.Namespace, data: ShowcaseData, predictions: FloatArra
     if len(expected) > _SHOWN_ROWS:
         print(f"{'...':>8}  ({len(expected) - _SHOWN_ROWS} more rows)")
     relative = float((errors / np.maximum(np.abs(expected), 1.0)).max())
+    verdict = "within" if np.all(errors <= bound) else "OUTSIDE"
     print(
-        f"\nmax |error| = {errors.max():.3g} (relative {relative:.2g}) with {job.fractional_bits // 2}-bit fixed point"
+        f"\nmax |error| = {errors.max():.3g} (relative {relative:.2g}), {verdict} the fixed-point "
+        f"rounding bound of {bound.max():.3g} for {bits} fractional bits"
     )
     print("Only the model owner saw the predictions; no server saw an input, a weight or a result.")

@@ -3,7 +3,7 @@
 Drawn with the project's AES-CTR generator keyed from the OS CSPRNG (never
 ``random`` or numpy's generators, here as everywhere). The data is public
 demo material, not secret shares; only its look matters: annual incomes
-log-normal around 95,000, outstanding debt 0-40,000, both to the cent.
+log-normal around 95,000, outstanding debt 0-25,000, both to the cent.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ class ShowcaseData:
     x: FloatArray
     z: FloatArray
 
+    def error_bound(self, fractional_bits: int) -> FloatArray:
+        """Per-row bound on |MPC - plaintext| from fixed-point rounding (README)."""
+        half_ulp = 2.0 ** -(fractional_bits + 1)
+        magnitude = abs(self.a) + abs(self.b) + np.abs(self.x) + np.abs(self.z) + 1.0
+        bound: FloatArray = half_ulp * magnitude + 2 * half_ulp**2
+        return bound
+
     def plaintext(self) -> FloatArray:
         """The predictions computed in the clear, for comparison."""
         expected: FloatArray = self.a * self.x + self.b * self.z + self.c
@@ -50,5 +57,5 @@ class ShowcaseData:
 def showcase_data(records: int) -> ShowcaseData:
     """A credit-limit model and ``records`` customers' income and debt."""
     income = np.round(np.exp(np.log(95_000.0) + 0.35 * normal(records)), 2)
-    debt = np.round(40_000.0 * uniform(records), 2)
-    return ShowcaseData(a=0.2731, b=-0.5912, c=1250.75, x=income, z=debt)
+    debt = np.round(25_000.0 * uniform(records), 2)
+    return ShowcaseData(a=0.2731, b=-0.5912, c=5000.0, x=income, z=debt)

@@ -164,8 +164,14 @@ class LocalCluster:
                 parts.append(f"--- {path.name} ---\n{tail}")
         return "\n".join(parts)
 
+    def send_signal(self, index: int, sig: int) -> None:
+        """Send ``sig`` to server ``index`` if it is running."""
+        process = self.processes[index]
+        if process is not None and process.poll() is None:
+            os.kill(process.pid, sig)
+
     def kill(self, index: int, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to server ``index`` and wait for it to exit."""
+        """Send ``sig`` (default SIGKILL) to server ``index`` and wait for it to exit."""
         process = self.processes[index]
         if process is not None and process.poll() is None:
             os.kill(process.pid, sig)

@@ -92,7 +92,7 @@ def _check_address(address: Any, where: str) -> str:
     if not isinstance(address, str) or ":" not in address:
         raise ConfigError(f"{where}: address must be 'host:port', got {address!r}")
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(f"{where}: address must be 'host:port' with port 1-65535, got {address!r}")
     return address
 
@@ -134,7 +134,7 @@ def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
     if not isinstance(ca, str) or not ca:
         raise ConfigError("cluster file: 'ca' must name the CA certificate file")
     bits = data.get("fractional_bits", DEFAULT_FRACTIONAL_BITS)
-    if not isinstance(bits, int) or not 0 < bits <= MAX_CLUSTER_FRACTIONAL_BITS:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 0 < bits <= MAX_CLUSTER_FRACTIONAL_BITS:
         raise ConfigError(f"cluster file: fractional_bits must be 1..{MAX_CLUSTER_FRACTIONAL_BITS}")
     ca_path = Path(ca) if Path(ca).is_absolute() else base_dir / ca
     return ClusterConfig((endpoints[0], endpoints[1], endpoints[2]), ca_path, bits)
@@ -146,9 +146,14 @@ def render_cluster(
     """Write a cluster file for ``(identity, address)`` pairs in party order."""
     lines = [
         "# MPC cluster file: the three servers in party order, and the CA.",
-        f"ca = {json.dumps(ca)}",
+        f"ca = {json.dumps(ca, ensure_ascii=False)}",
         f"fractional_bits = {fractional_bits}",
     ]
     for identity, address in servers:
-        lines += ["", "[[servers]]", f"identity = {json.dumps(identity)}", f"address = {json.dumps(address)}"]
+        lines += [
+            "",
+            "[[servers]]",
+            f"identity = {json.dumps(identity, ensure_ascii=False)}",
+            f"address = {json.dumps(address, ensure_ascii=False)}",
+        ]
     return "\n".join(lines) + "\n"

@@ -88,9 +88,17 @@ class ServerUnavailableError(MpcError):
 
 
 class ProtocolTimeoutError(MpcError, TimeoutError):
-    """A protocol step did not complete before its deadline."""
+    """A protocol step did not complete before its deadline.
+
+    ``server`` names the server that was waited for, when one was.
+    """
 
     grpc_status: ClassVar[str] = "DEADLINE_EXCEEDED"
+
+    def __init__(self, message: str, server: str | None = None) -> None:
+        """Record what timed out and, if known, whom it waited for."""
+        super().__init__(message)
+        self.server = server
 
 
 class ProtocolError(MpcError):
@@ -162,8 +170,8 @@ def error_for_status(status: str, message: str, **attributes: object) -> MpcErro
     kept verbatim and ``attributes`` (e.g. ``server``) are set on it.
     """
     cls = _BY_STATUS.get(status, MpcError)
-    error = MpcError.__new__(cls)
-    Exception.__init__(error, message)
+    error = cls.__new__(cls)
+    error.args = (message,)
     for name, value in attributes.items():
         setattr(error, name, value)
     return error

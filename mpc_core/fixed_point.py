@@ -38,6 +38,8 @@ MAX_FRACTIONAL_BITS = 62
 
 def _locate(mask: npt.NDArray[np.bool_]) -> str:
     """Describe the first True position of ``mask`` for an error message."""
+    if mask.ndim == 0:
+        return "(the scalar value)"
     index = tuple(int(i) for i in np.argwhere(mask)[0])
     count = int(mask.sum())
     where = index[0] if len(index) == 1 else index

@@ -187,8 +187,10 @@ class MpcServer:
             self.mailbox.sweep(self.config.jobs.max_seconds + _SWEEP_SECONDS)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Drain gracefully: report NOT_SERVING, refuse new jobs, let running
-        jobs finish for up to ``grace`` seconds, then close every call and link.
+        """Drain gracefully, then close every call and link.
+
+        Health turns NOT_SERVING, new jobs are refused, and running jobs get up
+        to ``grace`` seconds to finish.
         """
         await self.health.enter_graceful_shutdown()
         self.jobs.start_draining()

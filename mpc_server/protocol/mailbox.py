@@ -143,8 +143,9 @@ class Mailbox:
             async with asyncio.timeout(max(timeout, 0.0)):
                 return await waiter
         except TimeoutError:
+            name = self._names[sender]
             raise ProtocolTimeoutError(
-                f"no message {tag.op} of job {tag.job_id} from {self._names[sender]} within {timeout:.1f} s"
+                f"no message {tag.op} of job {tag.job_id} from {name} within {timeout:.1f} s", server=name
             ) from None
         finally:
             box.waiting.pop(key, None)

@@ -219,6 +219,7 @@ class JobService:
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + min(timeout, self.limits.max_seconds)
         ctx = PartyContext(self._channel, spec.job_id, deadline)
+        _log.info("job %s started: %s for %s", spec.job_id, spec.program, spec.receiver)
         try:
             await agree_and_setup_keys(ctx, plan.digest)
             share = await plan.program.run(ctx, plan.inputs)
@@ -236,6 +237,7 @@ class JobService:
             rounds=ctx.stats.rounds,
             duration_seconds=time.perf_counter() - started,
         )
+        _log.info("job %s finished in %.3f s", spec.job_id, stats.duration_seconds)
         return JobResult(spec.job_id, plan.info, stats)
 
     def _remember(self, job_id: str, record: _JobRecord) -> None:

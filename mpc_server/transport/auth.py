@@ -11,7 +11,7 @@ server certificates and the client API only client certificates.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -39,7 +39,10 @@ def authenticate(context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
     return principal_from_auth_context(context.auth_context())
 
 
-_Handler = grpc.RpcMethodHandler[Any, Any]
+if TYPE_CHECKING:
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+else:  # the runtime class is not generic
+    _Handler = grpc.RpcMethodHandler
 
 
 class RoleInterceptor(grpc.aio.ServerInterceptor):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from mpc_core.errors import JobAbortedError, MpcError, ServerUnavailableError
+from mpc_core.errors import JobAbortedError, MpcError, ProtocolTimeoutError, ServerUnavailableError
 
 _log = logging.getLogger(__name__)
 
@@ -36,14 +36,17 @@ def _metadata(error: MpcError) -> tuple[tuple[str, str], ...]:
         return ((SERVER_METADATA_KEY, error.server),)
     if isinstance(error, JobAbortedError):
         return ((SERVER_METADATA_KEY, error.peer),)
+    if isinstance(error, ProtocolTimeoutError) and error.server:
+        return ((SERVER_METADATA_KEY, error.server),)
     return ()
 
 
 async def abort_with(context: _Context, error: Exception) -> None:
     """Abort the current call with the status that ``error`` maps to."""
     if isinstance(error, MpcError):
-        context.set_trailing_metadata(_metadata(error))
-        await context.abort(grpc.StatusCode[error.grpc_status], str(error))
+        await context.abort(
+            grpc.StatusCode[error.grpc_status], str(error), trailing_metadata=_metadata(error)
+        )
     _log.error("internal error", exc_info=error)
     await context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log")
 
