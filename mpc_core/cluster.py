@@ -140,20 +140,29 @@ def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
     return ClusterConfig((endpoints[0], endpoints[1], endpoints[2]), ca_path, bits)
 
 
+def _toml_string(value: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    escaped = "".join(
+        f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else "\\" + ch if ch in '"\\' else ch
+        for ch in value
+    )
+    return f'"{escaped}"'
+
+
 def render_cluster(
     servers: list[tuple[str, str]], ca: str, fractional_bits: int = DEFAULT_FRACTIONAL_BITS
 ) -> str:
     """Write a cluster file for ``(identity, address)`` pairs in party order."""
     lines = [
         "# MPC cluster file: the three servers in party order, and the CA.",
-        f"ca = {json.dumps(ca, ensure_ascii=False)}",
+        f"ca = {_toml_string(ca)}",
         f"fractional_bits = {fractional_bits}",
     ]
     for identity, address in servers:
         lines += [
             "",
             "[[servers]]",
-            f"identity = {json.dumps(identity, ensure_ascii=False)}",
-            f"address = {json.dumps(address, ensure_ascii=False)}",
+            f"identity = {_toml_string(identity)}",
+            f"address = {_toml_string(address)}",
         ]
     return "\n".join(lines) + "\n"

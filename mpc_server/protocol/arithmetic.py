@@ -21,7 +21,7 @@ import numpy as np
 
 from mpc_core.ring import RingArray
 from mpc_core.sharing import ReplicatedShare
-from mpc_core.types import PartyId
+from mpc_core.types import MessageTag, PartyId
 from mpc_server.protocol.context import PartyContext
 from mpc_server.protocol.randomness import zero_share
 
@@ -78,19 +78,21 @@ def matvec_terms(matrix_first: RingArray, matrix_second: RingArray, vector: Repl
     return z
 
 
-async def reshare(ctx: PartyContext, terms: RingArray) -> ReplicatedShare:
+async def reshare(ctx: PartyContext, terms: RingArray, tag: MessageTag | None = None) -> ReplicatedShare:
     """Turn 3-out-of-3 terms into a replicated sharing (one round).
 
     Araki et al. (CCS 2016) / ABY3 §3, party i:
 
-    1. Allocate the op's tag and draw ``alpha_i`` of a zero sharing.
+    1. Use the op's tag (allocated by the caller when it was called, so that
+       concurrent ops are numbered in program order) and draw ``alpha_i`` of
+       a zero sharing.
     2. ``z_i = terms_i + alpha_i``.
     3. Send ``z_i`` to party i-1; it knows ``k_i`` but not ``k_{i+1}``, so
        ``F(k_{i+1}, tag)`` inside ``alpha_i`` is a one-time pad to it.
     4. Receive ``z_{i+1}`` from party i+1.
     5. Hold ``(z_i, z_{i+1})``.
     """
-    tag = ctx.allocate_tag()
+    tag = tag or ctx.allocate_tag()
     n = int(terms.size)
     z = terms + await ctx.compute(n, zero_share, ctx, tag, n)
     z_next = await ctx.exchange(ctx.prev, z, ctx.next, tag)
@@ -103,22 +105,25 @@ async def mul(ctx: PartyContext, x: ReplicatedShare, y: ReplicatedShare) -> Repl
     For fixed-point inputs the product carries scale ``2^(2f)``; truncate it
     (``protocol.truncation``) or decode it at ``2f``.
     """
+    tag = ctx.allocate_tag()
     terms = await ctx.compute(x.size, mul_terms, x, y)
-    return await reshare(ctx, terms)
+    return await reshare(ctx, terms, tag)
 
 
 async def dot(ctx: PartyContext, x: ReplicatedShare, y: ReplicatedShare) -> ReplicatedShare:
     """Share of the dot product ``<x, y>`` (one round, one element)."""
+    tag = ctx.allocate_tag()
     terms = await ctx.compute(x.size, dot_terms, x, y)
-    return await reshare(ctx, terms)
+    return await reshare(ctx, terms, tag)
 
 
 async def matvec(
     ctx: PartyContext, matrix: ReplicatedShare, rows: int, vector: ReplicatedShare
 ) -> ReplicatedShare:
     """Share of ``X @ w`` for a shared (rows x len(w)) ``X`` (one round)."""
+    tag = ctx.allocate_tag()
     cols = vector.size
     first = matrix.first.reshape(rows, cols)
     second = matrix.second.reshape(rows, cols)
     terms = await ctx.compute(matrix.size, matvec_terms, first, second, vector)
-    return await reshare(ctx, terms)
+    return await reshare(ctx, terms, tag)

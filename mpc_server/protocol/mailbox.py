@@ -187,6 +187,8 @@ class Mailbox:
     def _release(self, box: _JobBox) -> None:
         for words in box.ready.values():
             self._buffered -= words.nbytes
-        for waiter in box.waiting.values():
+        for key, waiter in box.waiting.items():
             if not waiter.done():
-                waiter.cancel()
+                waiter.set_exception(
+                    ProtocolError(f"message {key[1]} is no longer awaited: the job was closed")
+                )

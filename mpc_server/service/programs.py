@@ -156,9 +156,10 @@ class LinearRegressionPredict:
            by the public factor ``2^f``.
         3. Reshare the sum once (``arithmetic.reshare``).
         """
+        tag = ctx.allocate_tag()
         size = sum(d.share.size for d in inputs["features"])
         terms = await ctx.compute(size, _linear_terms, inputs)
-        return await arithmetic.reshare(ctx, terms)
+        return await arithmetic.reshare(ctx, terms, tag)
 
 
 def _linear_terms(inputs: BoundInputs) -> RingArray:

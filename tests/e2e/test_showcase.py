@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -85,3 +89,38 @@ def test_demo_json_is_independently_checkable() -> None:
     bound = _bound(np.column_stack([x, z]), np.array([result["a"], result["b"]]))
     assert np.all(np.abs(predictions - expected) <= bound)
     assert "Stopping the servers" in completed.stderr
+
+
+def test_demo_shuts_the_cluster_down_on_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mpc_cli", "demo", "--records", "2000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    pids: list[int] = []
+    for line in process.stdout:
+        pids += [int(pid) for pid in re.findall(r"pid (\d+)", line)]
+        if line.startswith("Cluster ready"):
+            break
+    assert len(pids) == 3
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 130
+    assert "Stopping the servers" in rest
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in pids if _running(pid)]
+        time.sleep(0.1)
+    assert not alive, f"servers still running: {alive}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not running
+        return stat.read().split()[2] != "Z"

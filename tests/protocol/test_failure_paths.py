@@ -70,6 +70,7 @@ def test_dropped_product_message_times_out_at_the_deadline(net, run_parties, rng
     error = results[receiver]
     assert isinstance(error, ProtocolTimeoutError), error
     assert f"server-{sender}" in str(error)
+    assert error.server == f"server-{sender}"
     # It waited until (about) the job deadline, not longer and not fail-fast.
     assert deadline - 0.15 <= error.elapsed <= deadline + 0.3, error.elapsed
     for p in PARTIES:

@@ -273,6 +273,7 @@ def test_receive_times_out_naming_the_sender_and_cleans_up():
     error, elapsed, late = run(main())
 
     assert isinstance(error, TimeoutError)
+    assert error.server == "server-2"
     assert 0.08 <= elapsed < 0.5
     np.testing.assert_array_equal(late, words(2))
 

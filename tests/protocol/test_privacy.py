@@ -5,9 +5,11 @@ alpha_i`` to party i-1, which does not know ``k_{i+1}``; so the word it
 receives must be uniform whatever the inputs (protocols.md §2, §4).
 
 The chi-square critical values are hard-coded (scipy is not a dependency):
-p = 0.001 for 255 degrees of freedom (256 buckets of the top byte) is 330.5,
-and for 15 degrees of freedom (16 buckets of the top 4 bits) 37.70. Each
-chi-square assertion therefore fails by chance with probability 0.001.
+p = 10^-6 for 255 degrees of freedom (256 buckets of the top byte) is 377.08,
+and for 15 degrees of freedom (16 buckets of the top 4 bits) 56.49. Each
+chi-square assertion therefore fails by chance with probability 10^-6 (a
+CI run must not flake), while a missing mask gives statistics in the
+thousands.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from mpc_core.sharing import ReplicatedShare, share, share_for_party
 from mpc_core.types import PARTIES
 from mpc_server.protocol import arithmetic, truncation
 
-CHI2_255_P001 = 330.5
-CHI2_15_P001 = 37.70
+CHI2_255_P1E6 = 377.08
+CHI2_15_P1E6 = 56.49
 
 
 def chi_square(words: RingArray, top_bits: int) -> float:
@@ -49,10 +51,10 @@ def constant_components(value: RingArray) -> tuple[ReplicatedShare, ReplicatedSh
 
 def test_chi_square_helper_rejects_non_uniform_words(rng):
     uniform = rng.integers(0, 2**64, size=1 << 16, dtype=np.uint64)
-    assert chi_square(uniform, 8) < CHI2_255_P001
+    assert chi_square(uniform, 8) < CHI2_255_P1E6
     skewed = uniform >> np.uint64(1)  # top bit always 0
-    assert chi_square(skewed, 8) > CHI2_255_P001
-    assert chi_square(np.full(1 << 16, 12345, dtype=np.uint64), 4) > CHI2_15_P001
+    assert chi_square(skewed, 8) > CHI2_255_P1E6
+    assert chi_square(np.full(1 << 16, 12345, dtype=np.uint64), 4) > CHI2_15_P1E6
 
 
 def test_received_products_are_uniform_when_the_mask_is_the_only_randomness(net, run_parties):
@@ -68,7 +70,7 @@ def test_received_products_are_uniform_when_the_mask_is_the_only_randomness(net,
         words = received_by(net, receiver)
         assert words.size == n
         statistic = chi_square(words, 8)
-        assert statistic < CHI2_255_P001, (receiver, statistic)
+        assert statistic < CHI2_255_P1E6, (receiver, statistic)
     # Sanity: the product is still right.
     total = shares[0].first + shares[1].first + shares[2].first
     np.testing.assert_array_equal(total, ones)
@@ -84,7 +86,7 @@ def test_received_product_words_are_uniform_for_client_shares_of_a_constant(net,
 
     words = np.concatenate([received_by(net, r) for r in PARTIES])
     assert words.size == 3 * n
-    assert chi_square(words, 8) < CHI2_255_P001
+    assert chi_square(words, 8) < CHI2_255_P1E6
 
 
 def test_received_product_words_are_uniform_across_jobs(net, run_parties_in_loop):
@@ -103,7 +105,7 @@ def test_received_product_words_are_uniform_across_jobs(net, run_parties_in_loop
 
     words = np.concatenate([received_by(net, r) for r in PARTIES])
     assert words.size == 3 * jobs
-    assert chi_square(words, 4) < CHI2_15_P001
+    assert chi_square(words, 4) < CHI2_15_P1E6
     assert np.unique(words).size == words.size  # fresh masks per job
 
 
