@@ -15,8 +15,6 @@ per element. This module does no I/O and imports only numpy.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
@@ -29,11 +27,6 @@ WIRE_DTYPE = np.dtype("<u8")
 
 RingArray = npt.NDArray[np.uint64]
 """An array of ring elements (any shape, dtype ``uint64``)."""
-
-
-def zeros(n: int) -> RingArray:
-    """Return ``n`` zero ring elements."""
-    return np.zeros(n, dtype=np.uint64)
 
 
 def ring_constant(value: int) -> np.uint64:
@@ -90,8 +83,3 @@ def element_count(shape: tuple[int, ...]) -> int:
     for dim in shape:
         count *= dim
     return count
-
-
-def is_ring_array(value: Any) -> bool:
-    """Tell whether ``value`` is a numpy array of ring elements."""
-    return isinstance(value, np.ndarray) and value.dtype == np.uint64
