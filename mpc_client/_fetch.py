@@ -1,7 +1,20 @@
-"""Fetching output shares from each server, and the checked reconstruction."""
+"""Collecting output shares from each server, and the checked reconstruction.
+
+Server ``i`` holds ``(y_i, y_{i+1})`` of the output ``y``. Component ``j``
+thus comes from two servers: as server ``j``'s first and as server
+``j - 1``'s second. Before reconstructing, the client checks that the two
+copies agree; either both copies arrive in full (small outputs, returned
+with ``RunJob``), or the second copy arrives as its SHA-256 digest, which is
+compared with the digest of the first copy (``FetchOutput`` with
+``second_as_digest``: the same check at half the traffic). A mismatch raises
+:class:`OutputIntegrityError` naming the two servers.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,52 +24,100 @@ from mpc_client._transport import ServerConnection
 from mpc_client.types import ServerInfo
 from mpc_core.errors import OutputIntegrityError, ShareFormatError
 from mpc_core.fixed_point import FixedPoint
-from mpc_core.ring import element_count, from_wire
+from mpc_core.ring import RingArray, element_count, from_wire, to_wire, wire_view
 from mpc_core.sharing import ReplicatedShare, reconstruct_checked
 from mpc_proto.v1 import client_service_pb2 as pb
+from mpc_proto.v1 import types_pb2
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class OutputPart:
-    """One server's share of an output, with the header it sent."""
+    """One server's share of an output, as it arrived.
+
+    ``second`` is the full second component, or None when only its
+    ``second_digest`` came; ``first_digest`` is computed by the client.
+    """
 
     server: str
     shape: tuple[int, ...]
     fractional_bits: int
-    share: ReplicatedShare
+    first: RingArray
+    second: RingArray | None = None
+    second_digest: bytes = b""
+    first_digest: bytes = b""
+
+    def __repr__(self) -> str:
+        """No share values in logs."""
+        return f"OutputPart({self.server}, shape={self.shape}, <redacted>)"
+
+
+def part_from_share(server: str, info: pb.OutputInfo, chunk: types_pb2.ShareChunk) -> OutputPart:
+    """An output part from a whole share returned inline (RunJob)."""
+    shape = tuple(int(d) for d in info.shape)
+    count = element_count(shape)
+    first, second = from_wire(chunk.first, count), from_wire(chunk.second, count)
+    return OutputPart(server, shape, info.fractional_bits, first, second)
 
 
 def fetch_part(connection: ServerConnection, job_id: str, timeout: float) -> OutputPart:
-    """Stream one server's output share (header first, then chunks in order)."""
-    stream = connection.stub.FetchOutput(pb.FetchOutputRequest(job_id=job_id), timeout=timeout)
+    """Stream one server's output: header, first component in chunks, digest."""
+    request = pb.FetchOutputRequest(job_id=job_id, second_as_digest=True)
+    stream = connection.stub.FetchOutput(request, timeout=timeout)
     header = next(stream).header
     shape = tuple(int(d) for d in header.shape)
     count = element_count(shape)
     first = np.empty(count, dtype=np.uint64)
-    second = np.empty(count, dtype=np.uint64)
-    filled = 0
+    hasher = hashlib.sha256()
+    filled, second_digest = 0, b""
     for response in stream:
+        if response.WhichOneof("item") == "second_digest":
+            second_digest = response.second_digest
+            continue
         chunk = response.chunk
-        size = len(chunk.first) // 8
-        if chunk.offset != filled or filled + size > count or len(chunk.second) != len(chunk.first):
+        data = chunk.first  # bind once: each field access builds a new bytes object
+        size = len(data) // 8
+        if chunk.offset != filled or filled + size > count or second_digest:
             raise ShareFormatError(f"{connection.name}: malformed output chunk at element {chunk.offset}")
-        first[filled : filled + size] = from_wire(chunk.first, size)
-        second[filled : filled + size] = from_wire(chunk.second, size)
+        first[filled : filled + size] = wire_view(data, size)
+        hasher.update(data)
         filled += size
-    if filled != count:
+    if filled != count or not second_digest:
         raise ShareFormatError(f"{connection.name}: sent {filled} of {count} output elements")
-    return OutputPart(connection.name, shape, header.fractional_bits, ReplicatedShare(first, second))
+    return OutputPart(
+        connection.name,
+        shape,
+        header.fractional_bits,
+        first,
+        second_digest=second_digest,
+        first_digest=hasher.digest(),
+    )
 
 
-def reconstruct_output(parts: list[OutputPart]) -> npt.NDArray[np.float64]:
+def reconstruct_output(parts: Sequence[OutputPart]) -> npt.NDArray[np.float64]:
     """Check the three parts against each other, then decode the output."""
     names = [part.server for part in parts]
-    for part, other in zip(parts, parts[1:] + parts[:1], strict=True):
+    for part, other in zip(parts, [*parts[1:], parts[0]], strict=True):
         if (part.shape, part.fractional_bits) != (other.shape, other.fractional_bits):
             raise OutputIntegrityError((part.server, other.server), "output shapes or scales")
-    secret = reconstruct_checked([part.share for part in parts], names)
+    if all(part.second is not None for part in parts):
+        shares = [ReplicatedShare(part.first, part.second) for part in parts if part.second is not None]
+        secret = reconstruct_checked(shares, names)
+    else:
+        secret = _reconstruct_by_digest(parts)
     values = FixedPoint(parts[0].fractional_bits).decode(secret)
     return values.reshape(parts[0].shape)
+
+
+def _reconstruct_by_digest(parts: Sequence[OutputPart]) -> RingArray:
+    for holder, part in enumerate(parts):
+        other = parts[(holder + 1) % 3]
+        first_digest = other.first_digest or hashlib.sha256(to_wire(other.first)).digest()
+        if not part.second_digest or not hmac.compare_digest(part.second_digest, first_digest):
+            raise OutputIntegrityError(
+                (part.server, other.server), f"copies of share component {(holder + 1) % 3}"
+            )
+    total: RingArray = parts[0].first + parts[1].first + parts[2].first
+    return total
 
 
 def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:
@@ -64,6 +125,7 @@ def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:
     reply: pb.GetServerInfoResponse = connection.stub.GetServerInfo(
         pb.GetServerInfoRequest(), timeout=timeout
     )
+    transport = reply.transport
     return ServerInfo(
         identity=reply.identity,
         party=reply.party,
@@ -72,4 +134,9 @@ def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:
         fractional_bits=reply.fractional_bits,
         ready=reply.readiness == pb.READINESS_STATE_READY,
         peers={peer.identity: peer.connected for peer in reply.peers},
+        peer_bytes_sent=transport.peer_bytes_sent,
+        peer_bytes_received=transport.peer_bytes_received,
+        client_bytes_received=transport.client_bytes_received,
+        client_bytes_sent=transport.client_bytes_sent,
+        peak_rss_bytes=transport.peak_rss_bytes,
     )

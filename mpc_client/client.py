@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +20,7 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
-from mpc_client import _fetch
+from mpc_client import _fetch, _upload
 from mpc_client._transport import ClientCredentials, ServerConnection, connect_all, fan_out
 from mpc_client.types import DatasetRef, Grant, JobResult, ServerInfo, ServerJobStats
 from mpc_core.certificates import check_certificate
@@ -28,14 +28,11 @@ from mpc_core.cluster import ClusterConfig, parse_cluster
 from mpc_core.errors import ConfigError, InvalidArgumentError, ProtocolTimeoutError
 from mpc_core.fixed_point import FixedPoint
 from mpc_core.identity import Role, validate_name
-from mpc_core.ring import to_wire
-from mpc_core.sharing import ReplicatedShare, share
+from mpc_core.sharing import share, split_seeded
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 
 DEFAULT_TIMEOUT = 60.0
-CHUNK_WORDS = 1 << 17
-"""Elements per upload chunk: 1 MiB per share component, 2 MiB per message."""
 
 InputSpec = DatasetRef | str | Sequence[DatasetRef | str]
 GrantSpec = Grant | tuple[str, str]
@@ -117,6 +114,7 @@ class MpcClient:
         *,
         grants: Iterable[GrantSpec] = (),
         overwrite: bool = False,
+        compress: bool = True,
         timeout: float | None = None,
     ) -> DatasetRef:
         """Secret-share ``values`` and upload one share pair to each server.
@@ -124,7 +122,9 @@ class MpcClient:
         ``grants`` lists who may receive outputs of which programs computed
         from this dataset, e.g. ``[Grant("model-owner",
         "linear_regression.predict")]``. Values are checked (finite, within
-        the fixed-point range, non-empty) before anything is sent.
+        the fixed-point range, non-empty) before anything is sent. With
+        ``compress`` (the default) two of the three share components travel
+        as 16-byte PRG seeds (see ``protos/mpc/v1/client_service.proto``).
 
         Raises:
             EncodingError: a value is NaN, infinite or out of range.
@@ -135,7 +135,7 @@ class MpcClient:
         array = np.asarray(values, dtype=np.float64) if not isinstance(values, np.ndarray) else values
         if array.size == 0:
             raise InvalidArgumentError("cannot upload an empty array")
-        shares = share(self.fixed_point.encode(array))
+        encoded = self.fixed_point.encode(array)
         header = pb.UploadHeader(
             name=name,
             shape=list(array.shape),
@@ -145,9 +145,16 @@ class MpcClient:
             overwrite=overwrite,
         )
         deadline = self._deadline(timeout)
+        if compress:
+            split = split_seeded(encoded)
+            streams = [_upload.seeded_requests(header, split, c.endpoint.party) for c in self._connections]
+        else:
+            shares = share(encoded)
+            streams = [_upload.plain_requests(header, shares[c.endpoint.party]) for c in self._connections]
+        by_server = dict(zip((c.name for c in self._connections), streams, strict=True))
 
         def send(connection: ServerConnection) -> pb.UploadDatasetResponse:
-            requests = _upload_requests(header, shares[connection.endpoint.party])
+            requests = by_server[connection.name]
             response: pb.UploadDatasetResponse = connection.stub.UploadDataset(requests, timeout=deadline)
             return response
 
@@ -171,35 +178,67 @@ class MpcClient:
         "weights": "w", "intercept": "c"}``. ``receiver`` defaults to this
         client. Returns once all three servers have finished.
         """
+        result, _ = self._submit(program, inputs, receiver, job_id, timeout, return_output=False)
+        return result
+
+    def run_and_fetch(
+        self,
+        program: str,
+        inputs: Mapping[str, InputSpec],
+        *,
+        job_id: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[JobResult, npt.NDArray[np.float64]]:
+        """Run a job for this client and reconstruct its output.
+
+        Small outputs (up to 65536 elements) come back with the job itself,
+        saving a round trip; larger ones are fetched as by :meth:`fetch`.
+        The checks are the same either way.
+        """
+        result, parts = self._submit(program, inputs, None, job_id, timeout, return_output=True)
+        if parts is None:
+            return result, self.fetch(result, timeout=timeout)
+        return result, _fetch.reconstruct_output(parts)
+
+    def _submit(
+        self,
+        program: str,
+        inputs: Mapping[str, InputSpec],
+        receiver: str | None,
+        job_id: str | None,
+        timeout: float | None,
+        *,
+        return_output: bool,
+    ) -> tuple[JobResult, list[_fetch.OutputPart] | None]:
         spec = pb.JobSpec(
             job_id=validate_name(job_id, "job id") if job_id else f"job-{secrets.token_hex(8)}",
             program=program,
             inputs=self._job_inputs(inputs),
             receiver=validate_name(receiver or self.identity, "receiver"),
         )
+        request = pb.RunJobRequest(job=spec, return_output=return_output)
         deadline = self._deadline(timeout)
 
         def submit(connection: ServerConnection) -> pb.RunJobResponse:
-            response: pb.RunJobResponse = connection.stub.RunJob(pb.RunJobRequest(job=spec), timeout=deadline)
+            response: pb.RunJobResponse = connection.stub.RunJob(request, timeout=deadline)
             return response
 
         responses = fan_out(self._connections, submit, self._pool)
         first = responses[0].output
-        return JobResult(
+        result = JobResult(
             job_id=spec.job_id,
             receiver=spec.receiver,
             shape=tuple(first.shape),
             fractional_bits=first.fractional_bits,
-            stats={
-                connection.name: ServerJobStats(
-                    r.stats.bytes_sent_to_peers,
-                    r.stats.bytes_received_from_peers,
-                    r.stats.rounds,
-                    r.stats.duration_seconds,
-                )
-                for connection, r in zip(self._connections, responses, strict=True)
-            },
+            stats={c.name: _job_stats(r.stats) for c, r in zip(self._connections, responses, strict=True)},
         )
+        if not all(r.HasField("output_share") for r in responses):
+            return result, None
+        parts = [
+            _fetch.part_from_share(c.name, r.output, r.output_share)
+            for c, r in zip(self._connections, responses, strict=True)
+        ]
+        return result, parts
 
     def _job_inputs(self, inputs: Mapping[str, InputSpec]) -> list[pb.JobInput]:
         items: list[pb.JobInput] = []
@@ -247,12 +286,7 @@ class MpcClient:
         )
 
 
-def _upload_requests(header: pb.UploadHeader, pair: ReplicatedShare) -> Iterator[pb.UploadDatasetRequest]:
-    """The header, then the share pair in chunks of :data:`CHUNK_WORDS`."""
-    yield pb.UploadDatasetRequest(header=header)
-    for offset in range(0, pair.size, CHUNK_WORDS):
-        end = offset + CHUNK_WORDS
-        chunk = types_pb2.ShareChunk(
-            offset=offset, first=to_wire(pair.first[offset:end]), second=to_wire(pair.second[offset:end])
-        )
-        yield pb.UploadDatasetRequest(chunk=chunk)
+def _job_stats(stats: pb.JobStats) -> ServerJobStats:
+    return ServerJobStats(
+        stats.bytes_sent_to_peers, stats.bytes_received_from_peers, stats.rounds, stats.duration_seconds
+    )

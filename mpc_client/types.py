@@ -79,3 +79,9 @@ class ServerInfo:
     fractional_bits: int
     ready: bool
     peers: dict[str, bool]
+    peer_bytes_sent: int = 0
+    """Bytes of serialized messages this server sent to its peers, since start."""
+    peer_bytes_received: int = 0
+    client_bytes_received: int = 0
+    client_bytes_sent: int = 0
+    peak_rss_bytes: int = 0

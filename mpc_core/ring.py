@@ -60,8 +60,8 @@ def to_wire(values: RingArray) -> bytes:
     return flat.tobytes()
 
 
-def from_wire(data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
-    """Decode little-endian bytes into a new, writable ``uint64`` vector.
+def wire_view(data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
+    """View little-endian bytes as ring elements without copying (read-only).
 
     Raises:
         ShareFormatError: the byte length is not a multiple of 8, or differs
@@ -73,7 +73,14 @@ def from_wire(data: bytes | bytearray | memoryview, expected: int | None = None)
     count = size // WORD_BYTES
     if expected is not None and count != expected:
         raise ShareFormatError(f"expected {expected} ring elements, got {count}")
-    decoded: RingArray = np.frombuffer(data, dtype=WIRE_DTYPE).astype(np.uint64)
+    # No copy on little-endian hosts; a byte-swapping copy on big-endian ones.
+    view: RingArray = np.frombuffer(data, dtype=WIRE_DTYPE).astype(np.uint64, copy=False)
+    return view
+
+
+def from_wire(data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
+    """Decode little-endian bytes into a new, writable ``uint64`` vector."""
+    decoded: RingArray = wire_view(data, expected).astype(np.uint64)
     return decoded
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 
 import grpc
@@ -112,10 +113,10 @@ class MpcServer:
             SERVICE_NAMES[1]: require_role(Role.SERVER, self.config.cluster.identities),
         }
         server = grpc.aio.server(interceptors=[RoleInterceptor(policy)], options=tls.SERVER_OPTIONS)
-        client_servicer = ClientServicer(
+        self.client_servicer = ClientServicer(
             self.uploads, self.jobs, self.outputs, self.server_info, authenticate
         )
-        client_grpc.add_ClientServiceServicer_to_server(client_servicer, server)
+        client_grpc.add_ClientServiceServicer_to_server(self.client_servicer, server)
         peer_grpc.add_PeerServiceServicer_to_server(self.peer_servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -144,6 +145,13 @@ class MpcServer:
                 client_pb.PeerStatus(identity=link.peer.identity, connected=link.connected)
                 for link in self.links.values()
             ],
+            transport=client_pb.TransportStats(
+                peer_bytes_sent=sum(link.bytes_sent for link in self.links.values()),
+                peer_bytes_received=sum(self.inbound.bytes_received.values()),
+                client_bytes_received=self.client_servicer.traffic.received,
+                client_bytes_sent=self.client_servicer.traffic.sent,
+                peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            ),
         )
 
     async def start(self) -> int:

@@ -55,6 +55,8 @@ class UploadHeader(_message.Message):
     GRANTS_FIELD_NUMBER: _builtins.int
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     OVERWRITE_FIELD_NUMBER: _builtins.int
+    FIRST_SEED_FIELD_NUMBER: _builtins.int
+    SECOND_SEED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name of the dataset, unique per owner: 1-128 characters of [A-Za-z0-9._-]."""
     fractional_bits: _builtins.int
@@ -65,6 +67,13 @@ class UploadHeader(_message.Message):
     """
     overwrite: _builtins.bool
     """Replace an existing dataset of the same name instead of failing."""
+    first_seed: _builtins.bytes
+    """Seed-compressed upload: when set (16 bytes), the first (second) share
+    component is not sent but expanded from this seed: the AES-128-CTR
+    keystream under key = seed with an all-zero initial counter block, read
+    as little-endian 64-bit words. Chunks then leave that component empty.
+    """
+    second_seed: _builtins.bytes
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Shape of the array; an empty list is a scalar. The number of elements
@@ -84,10 +93,12 @@ class UploadHeader(_message.Message):
         grants: _abc.Iterable[_types_pb2.Grant] | None = ...,
         upload_id: _builtins.bytes = ...,
         overwrite: _builtins.bool = ...,
+        first_seed: _builtins.bytes = ...,
+        second_seed: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "grants", b"grants", "name", b"name", "overwrite", b"overwrite", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_seed", b"first_seed", "fractional_bits", b"fractional_bits", "grants", b"grants", "name", b"name", "overwrite", b"overwrite", "second_seed", b"second_seed", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,16 +216,23 @@ class RunJobRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_FIELD_NUMBER: _builtins.int
+    RETURN_OUTPUT_FIELD_NUMBER: _builtins.int
+    return_output: _builtins.bool
+    """When the caller is the job's receiver and the output has at most 65536
+    elements, return this server's output share in the response, saving a
+    FetchOutput call.
+    """
     @_builtins.property
     def job(self) -> Global___JobSpec: ...
     def __init__(
         self,
         *,
         job: Global___JobSpec | None = ...,
+        return_output: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "return_output", b"return_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -279,21 +297,27 @@ class RunJobResponse(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    OUTPUT_SHARE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     @_builtins.property
     def output(self) -> Global___OutputInfo: ...
     @_builtins.property
     def stats(self) -> Global___JobStats: ...
+    @_builtins.property
+    def output_share(self) -> _types_pb2.ShareChunk:
+        """This server's whole output share, if requested and small enough."""
+
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         output: Global___OutputInfo | None = ...,
         stats: Global___JobStats | None = ...,
+        output_share: _types_pb2.ShareChunk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "output_share", b"output_share", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "output", b"output", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "output", b"output", "output_share", b"output_share", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -304,15 +328,23 @@ class FetchOutputRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
+    SECOND_AS_DIGEST_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
+    second_as_digest: _builtins.bool
+    """Send the second share component only as its SHA-256 digest (over its
+    little-endian bytes), in the last message, instead of in full. The
+    client compares it with the digest of the neighbour's first component:
+    the same check as comparing both copies, at half the traffic.
+    """
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
+        second_as_digest: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "second_as_digest", b"second_as_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -324,6 +356,8 @@ class FetchOutputResponse(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    SECOND_DIGEST_FIELD_NUMBER: _builtins.int
+    second_digest: _builtins.bytes
     @_builtins.property
     def header(self) -> Global___OutputInfo: ...
     @_builtins.property
@@ -333,12 +367,13 @@ class FetchOutputResponse(_message.Message):
         *,
         header: Global___OutputInfo | None = ...,
         chunk: _types_pb2.ShareChunk | None = ...,
+        second_digest: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "second_digest", b"second_digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "second_digest", b"second_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["header", "chunk", "second_digest"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
@@ -382,6 +417,42 @@ class PeerStatus(_message.Message):
 Global___PeerStatus: _TypeAlias = PeerStatus  # noqa: Y015
 
 @_typing.final
+class TransportStats(_message.Message):
+    """Traffic counted by the server's own transport since it started, in bytes
+    of serialized messages (before TLS).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEER_BYTES_SENT_FIELD_NUMBER: _builtins.int
+    PEER_BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
+    CLIENT_BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
+    CLIENT_BYTES_SENT_FIELD_NUMBER: _builtins.int
+    PEAK_RSS_BYTES_FIELD_NUMBER: _builtins.int
+    peer_bytes_sent: _builtins.int
+    peer_bytes_received: _builtins.int
+    client_bytes_received: _builtins.int
+    client_bytes_sent: _builtins.int
+    peak_rss_bytes: _builtins.int
+    """Peak resident set size of the server process."""
+    def __init__(
+        self,
+        *,
+        peer_bytes_sent: _builtins.int = ...,
+        peer_bytes_received: _builtins.int = ...,
+        client_bytes_received: _builtins.int = ...,
+        client_bytes_sent: _builtins.int = ...,
+        peak_rss_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_bytes_received", b"client_bytes_received", "client_bytes_sent", b"client_bytes_sent", "peak_rss_bytes", b"peak_rss_bytes", "peer_bytes_received", b"peer_bytes_received", "peer_bytes_sent", b"peer_bytes_sent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransportStats: _TypeAlias = TransportStats  # noqa: Y015
+
+@_typing.final
 class GetServerInfoResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -392,6 +463,7 @@ class GetServerInfoResponse(_message.Message):
     FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
     READINESS_FIELD_NUMBER: _builtins.int
     PEERS_FIELD_NUMBER: _builtins.int
+    TRANSPORT_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     party: _builtins.int
     software_version: _builtins.str
@@ -400,6 +472,8 @@ class GetServerInfoResponse(_message.Message):
     readiness: Global___ReadinessState.ValueType
     @_builtins.property
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerStatus]: ...
+    @_builtins.property
+    def transport(self) -> Global___TransportStats: ...
     def __init__(
         self,
         *,
@@ -410,10 +484,11 @@ class GetServerInfoResponse(_message.Message):
         fractional_bits: _builtins.int = ...,
         readiness: Global___ReadinessState.ValueType = ...,
         peers: _abc.Iterable[Global___PeerStatus] | None = ...,
+        transport: Global___TransportStats | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transport", b"transport"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "protocol_version", b"protocol_version", "readiness", b"readiness", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "protocol_version", b"protocol_version", "readiness", b"readiness", "software_version", b"software_version", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

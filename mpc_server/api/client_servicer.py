@@ -8,6 +8,8 @@ become status codes in ``transport.status``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import grpc
@@ -25,6 +27,16 @@ from mpc_server.transport.status import streaming_errors, unary_errors
 _Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_JOB_TIMEOUT = 60.0
 """Seconds a job may run when the client set no deadline."""
+INLINE_OUTPUT_WORDS = 1 << 16
+"""Largest output returned inside a RunJob response (2 x 512 KiB)."""
+
+
+@dataclass
+class ClientTraffic:
+    """Bytes of serialized client-API messages, counted by this server."""
+
+    received: int = 0
+    sent: int = 0
 
 
 class ClientServicer(pb_grpc.ClientServiceServicer):
@@ -44,6 +56,7 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         self._outputs = outputs
         self._server_info = server_info
         self._authenticate = authenticate
+        self.traffic = ClientTraffic()
 
     @unary_errors
     async def UploadDataset(
@@ -54,8 +67,10 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("item") != "header":
             raise InvalidArgumentError("an upload must start with a header")
+        self.traffic.received += first.ByteSize()
         session = self._uploads.begin(owner, convert.upload_header_from_proto(first.header))
         async for request in request_iterator:
+            self.traffic.received += request.ByteSize()
             if request.WhichOneof("item") != "chunk":
                 raise InvalidArgumentError("only share chunks may follow the upload header")
             session.add_chunk(request.chunk.offset, request.chunk.first, request.chunk.second)
@@ -73,8 +88,15 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         # Finish (or fail) a little before the caller gives up, so the caller
         # hears why rather than only seeing its own deadline expire.
         timeout = DEFAULT_JOB_TIMEOUT if remaining is None else max(0.1, remaining - min(1.0, remaining / 10))
+        self.traffic.received += request.ByteSize()
         result = await self._jobs.run(submitter, spec, timeout)
-        return convert.run_job_response(result)
+        response = convert.run_job_response(result)
+        if request.return_output and submitter == spec.receiver:
+            output = self._outputs.fetch(submitter, spec.job_id)
+            if output.share.size <= INLINE_OUTPUT_WORDS:
+                response.output_share.CopyFrom(next(convert.share_chunks(output.share)))
+        self.traffic.sent += response.ByteSize()
+        return response
 
     @streaming_errors
     async def FetchOutput(
@@ -82,9 +104,13 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
     ) -> AsyncIterator[pb.FetchOutputResponse]:
         """Stream this server's output share to the job's receiver."""
         output = self._outputs.fetch(self._authenticate(context).name, request.job_id)
-        yield pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))
-        for chunk in convert.share_chunks(output.share):
-            yield pb.FetchOutputResponse(chunk=chunk)
+        digest = await convert.digest_of(output.share.second) if request.second_as_digest else None
+        responses = [pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))]
+        for response in chain(responses, convert.output_responses(output.share, with_second=digest is None)):
+            self.traffic.sent += response.ByteSize()
+            yield response
+        if digest is not None:
+            yield pb.FetchOutputResponse(second_digest=digest)
 
     @unary_errors
     async def GetServerInfo(

@@ -7,10 +7,12 @@ which the servicer reports as ``INVALID_ARGUMENT``.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Iterator
 
 from mpc_core.errors import InvalidArgumentError
-from mpc_core.ring import to_wire
+from mpc_core.ring import RingArray, to_wire
 from mpc_core.sharing import ReplicatedShare
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
@@ -18,7 +20,10 @@ from mpc_server.service.model import DatasetRef, Grant, JobInput, JobResult, Job
 from mpc_server.service.uploads import UploadHeader
 
 OUTPUT_CHUNK_WORDS = 1 << 17
-"""Words per component in a FetchOutput chunk: 2 MiB per message."""
+"""Words per component in a chunk carrying both components: 2 MiB per message."""
+SINGLE_COMPONENT_CHUNK_WORDS = 1 << 18
+"""Words in a chunk carrying only the first component: 2 MiB per message."""
+DIGEST_INLINE_BYTES = 1 << 16
 
 
 def dataset_ref_from_proto(message: types_pb2.DatasetRef) -> DatasetRef:
@@ -40,6 +45,8 @@ def upload_header_from_proto(message: pb.UploadHeader) -> UploadHeader:
         grants=tuple(Grant(g.receiver, g.program) for g in message.grants),
         upload_id=message.upload_id,
         overwrite=message.overwrite,
+        first_seed=message.first_seed,
+        second_seed=message.second_seed,
     )
 
 
@@ -70,7 +77,7 @@ def run_job_response(result: JobResult) -> pb.RunJobResponse:
 
 
 def share_chunks(
-    share: ReplicatedShare, chunk_words: int = OUTPUT_CHUNK_WORDS
+    share: ReplicatedShare, chunk_words: int = OUTPUT_CHUNK_WORDS, *, with_second: bool = True
 ) -> Iterator[types_pb2.ShareChunk]:
     """Split a share into wire chunks of at most ``chunk_words`` per component."""
     for offset in range(0, share.size, chunk_words):
@@ -78,5 +85,20 @@ def share_chunks(
         yield types_pb2.ShareChunk(
             offset=offset,
             first=to_wire(share.first[offset:end]),
-            second=to_wire(share.second[offset:end]),
+            second=to_wire(share.second[offset:end]) if with_second else b"",
         )
+
+
+def output_responses(share: ReplicatedShare, *, with_second: bool) -> Iterator[pb.FetchOutputResponse]:
+    """FetchOutput chunk messages for ``share`` (first component, maybe second)."""
+    words = OUTPUT_CHUNK_WORDS if with_second else SINGLE_COMPONENT_CHUNK_WORDS
+    for chunk in share_chunks(share, words, with_second=with_second):
+        yield pb.FetchOutputResponse(chunk=chunk)
+
+
+async def digest_of(component: RingArray) -> bytes:
+    """SHA-256 of a component's wire bytes (hashed off the event loop if large)."""
+    data = to_wire(component)
+    if len(data) < DIGEST_INLINE_BYTES:
+        return hashlib.sha256(data).digest()
+    return await asyncio.to_thread(lambda: hashlib.sha256(data).digest())

@@ -23,7 +23,7 @@ from mpc_core.ring import RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_core.types import MessageTag, PartyId
 from mpc_server.protocol.context import PartyContext
-from mpc_server.protocol.randomness import zero_share
+from mpc_server.protocol.randomness import add_zero_share
 
 
 def add(x: ReplicatedShare, y: ReplicatedShare) -> ReplicatedShare:
@@ -56,7 +56,8 @@ def add_public(party: PartyId, x: ReplicatedShare, constant: RingArray | np.uint
 
 def mul_terms(x: ReplicatedShare, y: ReplicatedShare) -> RingArray:
     """Party i's term ``x_i*(y_i + y_{i+1}) + x_{i+1}*y_i`` of ``x*y`` (elementwise)."""
-    z: RingArray = x.first * (y.first + y.second)
+    z: RingArray = y.first + y.second
+    z *= x.first
     z += x.second * y.first
     return z
 
@@ -94,7 +95,7 @@ async def reshare(ctx: PartyContext, terms: RingArray, tag: MessageTag | None = 
     """
     tag = tag or ctx.allocate_tag()
     n = int(terms.size)
-    z = terms + await ctx.compute(n, zero_share, ctx, tag, n)
+    z = await ctx.compute(n, add_zero_share, ctx, tag, terms)
     z_next = await ctx.exchange(ctx.prev, z, ctx.next, tag)
     return ReplicatedShare(z, z_next)
 

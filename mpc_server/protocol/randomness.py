@@ -29,6 +29,15 @@ def zero_share(ctx: PartyContext, tag: MessageTag, n: int, purpose: bytes = b"ze
     return alpha
 
 
+def add_zero_share(ctx: PartyContext, tag: MessageTag, terms: RingArray) -> RingArray:
+    """``terms + alpha_i`` as a new array, without materialising ``alpha_i``."""
+    keys = ctx.require_keys()
+    label = tag.to_bytes(b"zero")
+    masked: RingArray = terms + prf_words(keys.own, label, terms.size)
+    masked -= prf_words(keys.next, label, terms.size)
+    return masked
+
+
 def random_share(ctx: PartyContext, tag: MessageTag, n: int, purpose: bytes = b"random") -> ReplicatedShare:
     """This party's replicated share of a uniformly random n-vector."""
     keys = ctx.require_keys()

@@ -16,7 +16,8 @@ import numpy as np
 
 from mpc_core.errors import InvalidArgumentError, ResourceLimitError, ShareFormatError
 from mpc_core.identity import validate_name
-from mpc_core.ring import WORD_BYTES, element_count, from_wire
+from mpc_core.prg import KEY_BYTES, prg_words
+from mpc_core.ring import WORD_BYTES, element_count, wire_view
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service.model import DatasetRef, Grant, StoredDataset
 from mpc_server.service.store import DatasetStore
@@ -43,36 +44,53 @@ class UploadHeader:
     grants: tuple[Grant, ...]
     upload_id: bytes
     overwrite: bool = False
+    first_seed: bytes = b""
+    second_seed: bytes = b""
 
 
 class UploadSession:
-    """Collects the chunks of one upload into preallocated share arrays."""
+    """Collects the chunks of one upload into preallocated share arrays.
+
+    A component whose seed the header carries is expanded from it at once
+    (seed-compressed upload); chunks then leave that component empty.
+    """
 
     def __init__(self, ref: DatasetRef, header: UploadHeader, count: int) -> None:
         """Allocate room for ``count`` elements of both share components."""
         self.ref = ref
         self.header = header
         self.count = count
-        self.received = 0
-        self._first = np.empty(count, dtype=np.uint64)
-        self._second = np.empty(count, dtype=np.uint64)
+        self._first = prg_words(header.first_seed, count) if header.first_seed else np.empty(count, np.uint64)
+        self._second = (
+            prg_words(header.second_seed, count) if header.second_seed else np.empty(count, np.uint64)
+        )
+        self._sent = [not header.first_seed, not header.second_seed]
+        self.received = count if not any(self._sent) else 0
 
     def add_chunk(self, offset: int, first: bytes, second: bytes) -> None:
         """Append one chunk; chunks must arrive in order and fit the header."""
+        pairs = list(zip((first, second), (self._first, self._second), self._sent, strict=True))
+        if not any(self._sent):
+            raise ShareFormatError(
+                f"upload of {self.ref}: both components come from seeds; no chunks expected"
+            )
+        if any(data for data, _, sent in pairs if not sent):
+            raise ShareFormatError(f"upload of {self.ref}: a component expanded from a seed must be empty")
         if offset != self.received:
             raise ShareFormatError(
                 f"upload of {self.ref}: chunk at element {offset}, expected {self.received}"
             )
-        if len(first) != len(second):
+        sent = [(data, target) for data, target, is_sent in pairs if is_sent]
+        if len({len(data) for data, _ in sent}) != 1:
             raise ShareFormatError(f"upload of {self.ref}: share components differ in length")
-        size = len(first) // WORD_BYTES
+        size = len(sent[0][0]) // WORD_BYTES
         if size == 0 or offset + size > self.count:
             raise ShareFormatError(
-                f"upload of {self.ref}: chunk of {len(first)} bytes at element {offset} "
+                f"upload of {self.ref}: chunk of {len(sent[0][0])} bytes at element {offset} "
                 f"does not fit {self.count} elements"
             )
-        self._first[offset : offset + size] = from_wire(first, size)
-        self._second[offset : offset + size] = from_wire(second, size)
+        for data, target in sent:
+            target[offset : offset + size] = wire_view(data, size)
         self.received += size
 
     def finish(self) -> StoredDataset:
@@ -118,6 +136,9 @@ class UploadService:
             )
         if len(header.upload_id) != UPLOAD_ID_BYTES:
             raise InvalidArgumentError(f"upload_id must be {UPLOAD_ID_BYTES} bytes")
+        for seed in (header.first_seed, header.second_seed):
+            if seed and len(seed) != KEY_BYTES:
+                raise InvalidArgumentError(f"share seeds must be {KEY_BYTES} bytes, got {len(seed)}")
         self._check_grants(header.grants)
         return UploadSession(ref, header, count)
 

@@ -43,6 +43,7 @@ class Inbound:
 
     def accept(self, sender: PartyId, message: pb.ExchangeRequest) -> None:
         """Handle one ``ExchangeRequest`` from ``sender``."""
+        self.bytes_received[sender] += message.ByteSize()
         kind = message.WhichOneof("body")
         if kind == "abort":
             self._mailbox.deliver_abort(sender, message.job_id, message.abort.reason)
@@ -50,7 +51,6 @@ class Inbound:
             self._accept_chunk(sender, message.job_id, message.op, message.data)
 
     def _accept_chunk(self, sender: PartyId, job_id: str, op: int, chunk: pb.DataChunk) -> None:
-        self.bytes_received[sender] += len(chunk.payload)
         tag = MessageTag(job_id, op)
         try:
             words = self._assemble(sender, tag, chunk)

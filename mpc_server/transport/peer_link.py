@@ -26,8 +26,8 @@ from mpc_proto.v1 import peer_service_pb2_grpc as pb_grpc
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_WORDS = 1 << 17
-"""Words per Exchange message: 1 MiB of payload, well under gRPC's 4 MiB."""
+DEFAULT_CHUNK_WORDS = 1 << 18
+"""Words per Exchange message: 2 MiB of payload, under gRPC's 4 MiB default limit."""
 
 _RETRY_DELAY = 0.2
 
@@ -59,6 +59,7 @@ class PeerLink:
         self._closed = False
         self.last_error = "not connected yet"
         self.bytes_sent = 0
+        """Bytes of serialized messages sent to the peer (before TLS)."""
         self.peer_version = ""
 
     @property
@@ -109,8 +110,9 @@ class PeerLink:
             for offset in range(0, max(total, 1), self._chunk_words):
                 payload = to_wire(words[offset : offset + self._chunk_words])
                 chunk = pb.DataChunk(offset=offset, total_words=total, payload=payload)
-                await self._write(call, pb.ExchangeRequest(job_id=tag.job_id, op=tag.op, data=chunk))
-                self.bytes_sent += len(payload)
+                message = pb.ExchangeRequest(job_id=tag.job_id, op=tag.op, data=chunk)
+                await self._write(call, message)
+                self.bytes_sent += message.ByteSize()
 
     async def send_abort(self, job_id: str, reason: str) -> None:
         """Tell the peer we gave up on ``job_id`` (best effort, never raises)."""

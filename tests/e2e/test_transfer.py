@@ -1,0 +1,121 @@
+"""Upload and reveal variants: plain and seed-compressed uploads, inline and
+streamed outputs, full and digest-checked reveals, traffic counters."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from mpc_cli.local_cluster import LocalCluster
+from mpc_client import Grant
+from mpc_client._fetch import OutputPart, reconstruct_output
+from mpc_core.ring import from_wire
+from mpc_proto.v1 import client_service_pb2 as pb
+
+pytestmark = pytest.mark.e2e
+MUL = "elementwise.multiply"
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_both_upload_forms_give_the_same_result(cluster: LocalCluster, compress: bool) -> None:
+    values = np.linspace(-100, 100, 3001)
+    with cluster.client("model-owner") as owner:
+        owner.upload(
+            f"lin-{compress}", values, grants=[Grant("model-owner", MUL)], compress=compress, overwrite=True
+        )
+        _, squared = owner.run_and_fetch(MUL, {"x": f"lin-{compress}", "y": f"lin-{compress}"})
+    assert np.allclose(squared, values * values, atol=1e-2)
+
+
+def test_seed_compression_cuts_upload_traffic(cluster: LocalCluster) -> None:
+    values = np.ones(200_000)
+    with cluster.client("bank-1") as bank:
+        sent = []
+        for compress in (False, True):
+            before = sum(info.client_bytes_received for info in bank.server_info())
+            bank.upload(f"ones-{compress}", values, compress=compress, overwrite=True)
+            sent.append(sum(info.client_bytes_received for info in bank.server_info()) - before)
+    plain, compressed = sent
+    assert plain >= 6 * 8 * values.size  # three servers, two components each
+    assert compressed < 2 * 8 * values.size * 1.01  # two vectors in all
+    assert compressed < plain / 2.9
+
+
+@pytest.mark.parametrize("n", [1, 65_536, 65_537, 400_000])
+def test_inline_and_streamed_outputs(cluster: LocalCluster, n: int) -> None:
+    values = (np.arange(n) % 97) / 4.0
+    with cluster.client("model-owner") as owner:
+        owner.upload(f"seq-{n}", values, grants=[Grant("model-owner", MUL)], overwrite=True)
+        job, squared = owner.run_and_fetch(MUL, {"x": f"seq-{n}", "y": f"seq-{n}"})
+        fetched = owner.fetch(job)
+    assert np.array_equal(squared, values * values)
+    assert np.array_equal(fetched, squared)
+
+
+def test_full_reveal_sends_both_copies(cluster: LocalCluster) -> None:
+    """Without second_as_digest each server streams both of its components."""
+    values = np.array([1.5, -2.25, 3.0])
+    with cluster.client("model-owner") as owner:
+        owner.upload("three-values", values, grants=[Grant("model-owner", MUL)], overwrite=True)
+        job = owner.run(MUL, {"x": "three-values", "y": "three-values"})
+        parts = []
+        for connection in owner._connections:
+            stream = connection.stub.FetchOutput(pb.FetchOutputRequest(job_id=job.job_id), timeout=10)
+            header = next(stream).header
+            (chunk,) = [message.chunk for message in stream]
+            shape = tuple(header.shape)
+            parts.append(
+                OutputPart(
+                    connection.name,
+                    shape,
+                    header.fractional_bits,
+                    from_wire(chunk.first),
+                    from_wire(chunk.second),
+                )
+            )
+    assert reconstruct_output(parts).tolist() == (values * values).tolist()
+
+
+def test_inline_output_only_for_the_receiver(cluster: LocalCluster) -> None:
+    with cluster.client("bank-2") as bank:
+        bank.upload("for-owner", [2.0], grants=[Grant("model-owner", MUL)], overwrite=True)
+        spec = pb.JobSpec(
+            job_id="inline-for-someone-else",
+            program=MUL,
+            inputs=[
+                pb.JobInput(role="x", dataset={"owner": "bank-2", "name": "for-owner"}),
+                pb.JobInput(role="y", dataset={"owner": "bank-2", "name": "for-owner"}),
+            ],
+            receiver="model-owner",
+        )
+        responses = [
+            c.stub.RunJob.future(pb.RunJobRequest(job=spec, return_output=True), timeout=10)
+            for c in bank._connections
+        ]
+        assert all(not r.result().HasField("output_share") for r in responses)
+
+
+def test_servers_count_their_traffic(cluster: LocalCluster) -> None:
+    n = 100_000
+    with cluster.client("model-owner") as owner:
+        owner.upload("counted", np.ones(n), grants=[Grant("model-owner", MUL)], overwrite=True)
+        before = owner.server_info()
+        owner.run(MUL, {"x": "counted", "y": "counted"})
+        after = owner.server_info()
+    for old, new in zip(before, after, strict=True):
+        sent = new.peer_bytes_sent - old.peer_bytes_sent
+        # n words of the product to one peer, plus the agreement round and framing
+        assert 8 * n <= sent <= 8 * n * 1.01 + 1000
+        assert new.peak_rss_bytes > 0
+
+
+def test_a_server_refuses_a_wrong_seed_length(cluster: LocalCluster) -> None:
+    with cluster.client("bank-1") as bank:
+        header = pb.UploadHeader(
+            name="bad-seed", shape=[2], fractional_bits=16, upload_id=b"u" * 16, first_seed=b"s" * 8
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            bank._connections[0].stub.UploadDataset(iter([pb.UploadDatasetRequest(header=header)]), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "seeds must be 16 bytes" in (caught.value.details() or "")
