@@ -59,9 +59,11 @@ def part_from_share(server: str, info: pb.OutputInfo, chunk: types_pb2.ShareChun
     return OutputPart(server, shape, info.fractional_bits, first, second)
 
 
-def fetch_part(connection: ServerConnection, job_id: str, timeout: float) -> OutputPart:
+def fetch_part(
+    connection: ServerConnection, job_id: str, timeout: float, *, release: bool = False
+) -> OutputPart:
     """Stream one server's output: header, first component in chunks, digest."""
-    request = pb.FetchOutputRequest(job_id=job_id, second_as_digest=True)
+    request = pb.FetchOutputRequest(job_id=job_id, second_as_digest=True, release=release)
     stream = connection.stub.FetchOutput(request, timeout=timeout)
     header = next(stream).header
     shape = tuple(int(d) for d in header.shape)

@@ -187,17 +187,19 @@ class MpcClient:
         inputs: Mapping[str, InputSpec],
         *,
         job_id: str | None = None,
+        keep: bool = False,
         timeout: float | None = None,
     ) -> tuple[JobResult, npt.NDArray[np.float64]]:
         """Run a job for this client and reconstruct its output.
 
         Small outputs (up to 65536 elements) come back with the job itself,
-        saving a round trip; larger ones are fetched as by :meth:`fetch`.
-        The checks are the same either way.
+        saving a round trip; larger ones are fetched as by :meth:`fetch` and
+        then released on the servers unless ``keep``. The checks are the same
+        either way.
         """
         result, parts = self._submit(program, inputs, None, job_id, timeout, return_output=True)
         if parts is None:
-            return result, self.fetch(result, timeout=timeout)
+            return result, self.fetch(result, release=not keep, timeout=timeout)
         return result, _fetch.reconstruct_output(parts)
 
     def _submit(
@@ -251,8 +253,13 @@ class MpcClient:
                 )
         return items
 
-    def fetch(self, job: str | JobResult, *, timeout: float | None = None) -> npt.NDArray[np.float64]:
+    def fetch(
+        self, job: str | JobResult, *, release: bool = False, timeout: float | None = None
+    ) -> npt.NDArray[np.float64]:
         """Fetch a job output's shares, check them and reconstruct the values.
+
+        With ``release`` the servers delete the output once they have sent it
+        all; otherwise they keep it until it expires (an hour by default).
 
         Raises:
             OutputIntegrityError: two servers' copies of a share component
@@ -261,7 +268,9 @@ class MpcClient:
         """
         job_id = job.job_id if isinstance(job, JobResult) else job
         deadline = self._deadline(timeout)
-        parts = fan_out(self._connections, lambda c: _fetch.fetch_part(c, job_id, deadline), self._pool)
+        parts = fan_out(
+            self._connections, lambda c: _fetch.fetch_part(c, job_id, deadline, release=release), self._pool
+        )
         return _fetch.reconstruct_output(parts)
 
     def server_info(self, *, timeout: float | None = None) -> list[ServerInfo]:

@@ -73,9 +73,9 @@ class MpcServer:
         self.links = {peer: self._link(peer) for peer in self.peers}
         self.channel = GrpcPeerChannel(self.endpoint.party, names, self.links, self.mailbox, self.inbound)
         programs = default_programs()
-        datasets, outputs = MemoryDatasetStore(), MemoryOutputStore()
-        self.jobs = JobService(self.channel, datasets, outputs, programs, config.jobs)
-        self.outputs = OutputService(outputs)
+        datasets, self.output_store = MemoryDatasetStore(), MemoryOutputStore(config.outputs)
+        self.jobs = JobService(self.channel, datasets, self.output_store, programs, config.jobs)
+        self.outputs = OutputService(self.output_store)
         self.uploads = UploadService(datasets, programs, config.cluster.fractional_bits, config.uploads)
         self.health = health_aio.HealthServicer()
         self.peer_servicer = PeerServicer(
@@ -193,6 +193,7 @@ class MpcServer:
         while True:
             await asyncio.sleep(_SWEEP_SECONDS)
             self.mailbox.sweep(self.config.jobs.max_seconds + _SWEEP_SECONDS)
+            self.output_store.expire()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain gracefully, then close every call and link.

@@ -8,6 +8,7 @@ from pathlib import Path
 from mpc_core.cluster import ClusterConfig, ServerEndpoint, parse_cluster
 from mpc_core.errors import ConfigError
 from mpc_server.service.jobs import JobLimits
+from mpc_server.service.store import OutputRetention
 from mpc_server.service.uploads import UploadLimits
 
 
@@ -23,6 +24,7 @@ class ServerConfig:
     connect_timeout: float = 5.0
     jobs: JobLimits = field(default_factory=JobLimits)
     uploads: UploadLimits = field(default_factory=UploadLimits)
+    outputs: OutputRetention = field(default_factory=OutputRetention)
 
     @property
     def endpoint(self) -> ServerEndpoint:

@@ -329,6 +329,7 @@ class FetchOutputRequest(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     SECOND_AS_DIGEST_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     second_as_digest: _builtins.bool
     """Send the second share component only as its SHA-256 digest (over its
@@ -336,15 +337,20 @@ class FetchOutputRequest(_message.Message):
     client compares it with the digest of the neighbour's first component:
     the same check as comparing both copies, at half the traffic.
     """
+    release: _builtins.bool
+    """Delete the output from this server once it has been streamed completely
+    (for a receiver that fetches once); otherwise it is kept until it expires.
+    """
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         second_as_digest: _builtins.bool = ...,
+        release: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "second_as_digest", b"second_as_digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "release", b"release", "second_as_digest", b"second_as_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,6 +111,8 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
             yield response
         if digest is not None:
             yield pb.FetchOutputResponse(second_digest=digest)
+        if request.release:
+            self._outputs.release(output.receiver, request.job_id)
 
     @unary_errors
     async def GetServerInfo(

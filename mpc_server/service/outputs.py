@@ -27,3 +27,8 @@ class OutputService:
                 f"the output of job {job_id} is for its receiver only, not {requester}"
             )
         return output
+
+    def release(self, requester: str, job_id: str) -> None:
+        """Delete ``job_id``'s output once its receiver has it all."""
+        self.fetch(requester, job_id)
+        self._outputs.delete(job_id)

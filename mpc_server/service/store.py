@@ -7,6 +7,10 @@ process memory (lost on restart).
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from mpc_core.errors import AlreadyExistsError, NotFoundError
@@ -34,6 +38,10 @@ class OutputStore(Protocol):
 
     def put(self, output: StoredOutput) -> None:
         """Keep an output for its receiver."""
+        ...
+
+    def delete(self, job_id: str) -> None:
+        """Drop an output (no error if absent)."""
         ...
 
 
@@ -65,20 +73,68 @@ class MemoryDatasetStore:
         return len(self._datasets)
 
 
-class MemoryOutputStore:
-    """Outputs in a dict, keyed by job id."""
+@dataclass(frozen=True)
+class OutputRetention:
+    """How long and how much output a server keeps for receivers."""
 
-    def __init__(self) -> None:
+    max_age_seconds: float = 3600.0
+    max_bytes: int = 2 << 30
+
+
+class MemoryOutputStore:
+    """Outputs in insertion order, keyed by job id, within a retention policy.
+
+    An output is dropped when its receiver releases it, when it is older
+    than ``max_age_seconds``, or (oldest first) when keeping it would exceed
+    ``max_bytes`` in all; a later fetch then gets NOT_FOUND.
+    """
+
+    def __init__(
+        self, retention: OutputRetention = OutputRetention(), clock: Callable[[], float] = time.monotonic
+    ) -> None:
         """Start empty."""
-        self._outputs: dict[str, StoredOutput] = {}
+        self.retention = retention
+        self._clock = clock
+        self._outputs: OrderedDict[str, tuple[float, StoredOutput]] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of output shares currently kept."""
+        return self._bytes
 
     def get(self, job_id: str) -> StoredOutput:
         """Return the output of ``job_id``."""
+        self.expire()
         try:
-            return self._outputs[job_id]
+            return self._outputs[job_id][1]
         except KeyError:
-            raise NotFoundError(f"no output for job {job_id}") from None
+            raise NotFoundError(
+                f"no output for job {job_id} (never computed here, released or expired)"
+            ) from None
 
     def put(self, output: StoredOutput) -> None:
-        """Keep ``output``."""
-        self._outputs[output.job_id] = output
+        """Keep ``output``, evicting the oldest outputs beyond the byte limit."""
+        self.delete(output.job_id)
+        self._outputs[output.job_id] = (self._clock(), output)
+        self._bytes += _nbytes(output)
+        while self._bytes > self.retention.max_bytes and len(self._outputs) > 1:
+            self.delete(next(iter(self._outputs)))
+
+    def delete(self, job_id: str) -> None:
+        """Drop the output of ``job_id`` if kept."""
+        entry = self._outputs.pop(job_id, None)
+        if entry is not None:
+            self._bytes -= _nbytes(entry[1])
+
+    def expire(self) -> int:
+        """Drop outputs older than the retention age; returns how many."""
+        cutoff = self._clock() - self.retention.max_age_seconds
+        old = [job_id for job_id, (created, _) in self._outputs.items() if created < cutoff]
+        for job_id in old:
+            self.delete(job_id)
+        return len(old)
+
+
+def _nbytes(output: StoredOutput) -> int:
+    return int(output.share.first.nbytes + output.share.second.nbytes)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mpc_cli.local_cluster import LocalCluster
-from mpc_client import Grant
+from mpc_client import Grant, NotFoundError
 from mpc_client._fetch import OutputPart, reconstruct_output
 from mpc_core.ring import from_wire
 from mpc_proto.v1 import client_service_pb2 as pb
@@ -47,10 +47,21 @@ def test_inline_and_streamed_outputs(cluster: LocalCluster, n: int) -> None:
     values = (np.arange(n) % 97) / 4.0
     with cluster.client("model-owner") as owner:
         owner.upload(f"seq-{n}", values, grants=[Grant("model-owner", MUL)], overwrite=True)
-        job, squared = owner.run_and_fetch(MUL, {"x": f"seq-{n}", "y": f"seq-{n}"})
-        fetched = owner.fetch(job)
+        job, squared = owner.run_and_fetch(MUL, {"x": f"seq-{n}", "y": f"seq-{n}"}, keep=True)
+        fetched = owner.fetch(job, release=True)
+        with pytest.raises(NotFoundError, match="released or expired"):
+            owner.fetch(job)
     assert np.array_equal(squared, values * values)
     assert np.array_equal(fetched, squared)
+
+
+def test_run_and_fetch_releases_large_outputs(cluster: LocalCluster) -> None:
+    values = np.ones(70_000)
+    with cluster.client("model-owner") as owner:
+        owner.upload("ones-70k", values, grants=[Grant("model-owner", MUL)], overwrite=True)
+        job, _ = owner.run_and_fetch(MUL, {"x": "ones-70k", "y": "ones-70k"})
+        with pytest.raises(NotFoundError):
+            owner.fetch(job)
 
 
 def test_full_reveal_sends_both_copies(cluster: LocalCluster) -> None:

@@ -85,9 +85,12 @@ def test_truncation_shares_are_consistent_replicated_shares(net, run_parties, op
 
 
 def test_fixed_point_product_then_truncation(net, run_parties, open_shares, rng):
+    # |a*b| * 2^32 < 2^39: each element fails (garbage) with probability about
+    # 2^(39+1-64) = 2^-24 (the documented truncation failure), so at most one of
+    # 5000 may be off; two or more would happen by chance less than once in 10^8.
     fmt = FixedPoint(D)
-    a = rng.uniform(-100, 100, 5000)
-    b = rng.uniform(-100, 100, 5000)
+    a = rng.uniform(-10, 10, 5000)
+    b = rng.uniform(-10, 10, 5000)
     xs, ys = share(fmt.encode(a)), share(fmt.encode(b))
 
     async def program(ctx):
@@ -97,7 +100,7 @@ def test_fixed_point_product_then_truncation(net, run_parties, open_shares, rng)
     got = fmt.decode(open_shares(run_parties(net, program)))
 
     bound = (np.abs(a) + np.abs(b)) * 2.0**-17 + 2.0**-34 + 2.0**-D
-    assert np.all(np.abs(got - a * b) <= bound)
+    assert np.count_nonzero(np.abs(got - a * b) > bound) <= 1
 
 
 def test_failure_rate_for_60_bit_values_matches_the_documented_probability(

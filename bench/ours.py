@@ -1,0 +1,209 @@
+"""Our side of the benchmark: a real three-server cluster over mutual TLS.
+
+Bytes between servers and between clients and servers come from the
+servers' own transport counters (``GetServerInfo``), peak memory from each
+server process's VmHWM, reset before each workload. Uploads in ``linreg``
+come from three owner processes (``mpc_bench.owner``) started before the
+clock runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+
+from mpc_cli.demo_data import normal, uniform
+from mpc_cli.local_cluster import LocalCluster
+from mpc_client import Grant, MpcClient, ServerInfo
+
+from .measure import peak_rss_mb, reset_peak_rss, summary
+from .workloads import Row, Workload
+
+OWNER, BANK_1, BANK_2 = "model-owner", "bank-1", "bank-2"
+GRANTS = [Grant(OWNER, "elementwise.multiply"), Grant(OWNER, "dot")]
+
+
+class _Owner:
+    """An owner process speaking the line protocol of ``mpc_bench.owner``."""
+
+    def __init__(self, cluster: LocalCluster, identity: str, data: Path) -> None:
+        command = [sys.executable, "-m", "mpc_bench.owner", "--cluster", str(cluster.cluster_file)]
+        command += ["--identity", identity, "--data", str(data)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.expect("ready")
+
+    def send(self, message: dict[str, Any]) -> None:
+        stdin: IO[str] | None = self.process.stdin
+        if stdin is None:
+            raise RuntimeError("owner process has no stdin")
+        stdin.write(json.dumps(message) + "\n")
+        stdin.flush()
+
+    def expect(self, key: str) -> Any:
+        stdout: IO[str] | None = self.process.stdout
+        line = stdout.readline() if stdout is not None else ""
+        if not line:
+            raise RuntimeError(f"owner process exited (code {self.process.poll()})")
+        return json.loads(line)[key]
+
+    def close(self) -> None:
+        self.send({"cmd": "quit"})
+        self.process.wait(timeout=30)
+
+
+class OursRunner:
+    """Runs workloads on a local cluster; use as a context manager."""
+
+    def __init__(self, directory: Path, progress: Callable[[str], None]) -> None:
+        """Keep certificates, logs and data in ``directory``."""
+        self.directory = directory
+        self.progress = progress
+        self.cluster = LocalCluster(directory / "cluster", clients=(OWNER, BANK_1, BANK_2))
+        self.client: MpcClient | None = None
+
+    def __enter__(self) -> OursRunner:
+        """Start the three servers."""
+        self.cluster.start()
+        self.client = self.cluster.client(OWNER, timeout=300)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop the servers."""
+        if self.client is not None:
+            self.client.close()
+        self.cluster.stop()
+
+    @property
+    def _client(self) -> MpcClient:
+        if self.client is None:
+            raise RuntimeError("the cluster is not started")
+        return self.client
+
+    def run(self, workload: Workload) -> Row:
+        """Measure one workload."""
+        runner = {
+            "multiply": self._products,
+            "dot": self._products,
+            "linreg": self._linreg,
+            "upload": self._upload,
+        }
+        return runner[workload.kind](workload)
+
+    def _measured(self, workload: Workload, once: Callable[[], float | None]) -> Row:
+        """Warm up once, then time ``workload.reps`` calls of ``once``."""
+        once()
+        pids = [p.pid for p in self.cluster.processes if p is not None]
+        for pid in pids:
+            reset_peak_rss(pid)
+        before = self._client.server_info()
+        times, errors = [], []
+        for _ in range(workload.reps):
+            started = time.perf_counter()
+            error = once()
+            times.append(time.perf_counter() - started)
+            errors.append(error)
+        after = self._client.server_info()
+        median, low, high = summary(times)
+        peer, client = _traffic(before, after)
+        return Row(
+            system="ours",
+            workload=workload.kind,
+            n=workload.n,
+            d=workload.d,
+            median_s=median,
+            min_s=low,
+            max_s=high,
+            reps=workload.reps,
+            max_abs_error=max((e for e in errors if e is not None), default=None),
+            bytes_between_servers=peer // workload.reps,
+            bytes_client_server=client // workload.reps,
+            peak_rss_mb=[round(peak_rss_mb(pid), 1) for pid in pids],
+        )
+
+    def _products(self, workload: Workload) -> Row:
+        x, y = 20 * uniform(workload.n) - 10, 20 * uniform(workload.n) - 10
+        self._client.upload("bench-x", x, grants=GRANTS, overwrite=True)
+        self._client.upload("bench-y", y, grants=GRANTS, overwrite=True)
+        program = "elementwise.multiply" if workload.kind == "multiply" else "dot"
+        expected = x * y if workload.kind == "multiply" else np.array(x @ y)
+        rounds: list[int] = []
+
+        def once() -> float:
+            job, values = self._client.run_and_fetch(program, {"x": "bench-x", "y": "bench-y"})
+            rounds.append(max(s.rounds for s in job.stats.values()))
+            return float(np.abs(values - expected).max())
+
+        row = self._measured(workload, once)
+        row.rounds = rounds[-1]
+        row.note = "shares already on the servers; job submission to checked, reconstructed output"
+        return row
+
+    def _upload(self, workload: Workload) -> Row:
+        values = 2000 * uniform(workload.n) - 1000
+
+        def once() -> None:
+            self._client.upload("bench-upload", values, overwrite=True)
+
+        row = self._measured(workload, once)
+        row.note = "one owner: encode, secret-share, upload (seed-compressed) to all three servers"
+        return row
+
+    def _linreg(self, workload: Workload) -> Row:
+        owners = self._start_owners(workload)
+        inputs = {
+            "features": [f"{BANK_1}/X", f"{BANK_2}/X"],
+            "weights": f"{OWNER}/w",
+            "intercept": f"{OWNER}/c",
+        }
+        try:
+
+            def once() -> float:
+                for owner in owners.values():
+                    owner.send({"cmd": "upload"})
+                for owner in owners.values():
+                    owner.expect("ok")
+                owners[OWNER].send({"cmd": "run", "inputs": inputs})
+                owners[OWNER].expect("ok")
+                return float(owners[OWNER].expect("max_abs_error"))
+
+            row = self._measured(workload, once)
+        finally:
+            for owner in owners.values():
+                owner.close()
+        row.rounds = 2
+        row.note = "end to end: three owner processes upload, the job runs, the model owner reconstructs"
+        return row
+
+    def _start_owners(self, workload: Workload) -> dict[str, _Owner]:
+        n, d = workload.n, workload.d
+        half = d // 2
+        features = normal(n * d).reshape(n, d)
+        weights, intercept = normal(d), float(normal(1)[0])
+        data = self.directory / "data"
+        data.mkdir(exist_ok=True)
+        np.savez(data / "bank-1.npz", X=features[:, :half])
+        np.savez(data / "bank-2.npz", X=features[:, half:])
+        np.savez(
+            data / "owner.npz", w=weights, c=np.array(intercept), reference=features @ weights + intercept
+        )
+        files = {BANK_1: "bank-1.npz", BANK_2: "bank-2.npz", OWNER: "owner.npz"}
+        return {identity: _Owner(self.cluster, identity, data / name) for identity, name in files.items()}
+
+
+def _traffic(before: list[ServerInfo], after: list[ServerInfo]) -> tuple[int, int]:
+    peer = sum(a.peer_bytes_sent - b.peer_bytes_sent for a, b in zip(after, before, strict=True))
+    client = sum(
+        (a.client_bytes_received + a.client_bytes_sent) - (b.client_bytes_received + b.client_bytes_sent)
+        for a, b in zip(after, before, strict=True)
+    )
+    return peer, client

@@ -1,0 +1,1 @@
+"""Peer systems (CrypTen, MPyC) run on the same workloads, each in its own venv."""
