@@ -56,10 +56,8 @@ def run(quick: bool, systems: Sequence[str], progress: Callable[[str], None]) ->
     workloads = QUICK if quick else FULL
     rows: list[Row] = []
     unavailable: set[str] = set()
-    with (
-        tempfile.TemporaryDirectory(prefix="mpc-bench-") as scratch,
-        OursRunner(Path(scratch), progress) as ours,
-    ):
+    with tempfile.TemporaryDirectory(prefix="mpc-bench-") as scratch:
+        ours = OursRunner(Path(scratch), progress)
         for workload in workloads:
             started = time.perf_counter()
             row = ours.run(workload)
