@@ -21,14 +21,17 @@ from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 
 CHUNK_WORDS = 1 << 17
-"""Elements per chunk: 1 MiB per share component, at most 2 MiB per message."""
+"""Elements per chunk carrying both components: 2 MiB per message."""
+SINGLE_CHUNK_WORDS = 1 << 18
+"""Elements per chunk carrying one component (seed-compressed): 2 MiB."""
 
 _EMPTY = np.empty(0, dtype=np.uint64)
 
 
 def _chunks(first: RingArray, second: RingArray, count: int) -> Iterator[pb.UploadDatasetRequest]:
-    for offset in range(0, count, CHUNK_WORDS):
-        end = offset + CHUNK_WORDS
+    step = CHUNK_WORDS if first.size and second.size else SINGLE_CHUNK_WORDS
+    for offset in range(0, count, step):
+        end = offset + step
         chunk = types_pb2.ShareChunk(
             offset=offset,
             first=to_wire(first[offset:end]) if first.size else b"",

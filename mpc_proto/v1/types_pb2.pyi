@@ -78,7 +78,10 @@ class ShareChunk(_message.Message):
 
     Server i holds the pair of components (x_i, x_{i+1}) of every secret x.
     `first` carries x_i and `second` carries x_{i+1} for the elements
-    [offset, offset + n), where n = len(first) / 8 = len(second) / 8.
+    [offset, offset + n), n = len / 8 of each component sent. A component not
+    sent in chunks (expanded from a seed at upload, or replaced by its digest
+    when fetching) is empty. One message stays under 4 MiB: at most 131072
+    elements per component when both are sent, 262144 when one is.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
