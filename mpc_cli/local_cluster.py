@@ -56,6 +56,7 @@ class LocalCluster:
         host: str = "127.0.0.1",
         server_args: Sequence[str] = (),
         log_level: str = "WARNING",
+        metrics: bool = False,
     ) -> None:
         """Prepare a cluster; nothing starts before :meth:`start`."""
         self.directory = directory
@@ -64,6 +65,8 @@ class LocalCluster:
         self.clients = tuple(clients)
         self.host = host
         self.server_args = tuple(server_args)
+        self.metrics = metrics
+        self.metrics_ports: list[int] = []
         self.log_level = log_level
         self.processes: list[subprocess.Popen[bytes] | None] = [None, None, None]
         self.addresses: list[str] = []
@@ -71,7 +74,9 @@ class LocalCluster:
     def prepare(self) -> None:
         """Write the cluster file and issue every certificate."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.addresses = [f"{self.host}:{port}" for port in free_ports(3, self.host)]
+        ports = free_ports(6 if self.metrics else 3, self.host)
+        self.addresses = [f"{self.host}:{port}" for port in ports[:3]]
+        self.metrics_ports = ports[3:]
         text = render_cluster(list(zip(SERVER_IDENTITIES, self.addresses, strict=True)), "certs/ca.pem")
         self.cluster_file.write_text(text)
         ca = CertificateAuthority(self.cert_dir)
@@ -99,6 +104,8 @@ class LocalCluster:
             SERVER_IDENTITIES[index],
             *self.server_args,
         ]
+        if self.metrics_ports:
+            command += ["--metrics-address", f"{self.host}:{self.metrics_ports[index]}"]
         with self.log_path(index).open("ab") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

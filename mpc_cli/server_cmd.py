@@ -9,6 +9,7 @@ from typing import Any
 
 from mpc_server.app import serve
 from mpc_server.config import server_config
+from mpc_server.observability import configure_logging
 
 
 def register(commands: Any) -> None:
@@ -36,6 +37,12 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--max-job-seconds", type=float, help="upper bound on any job's duration in seconds (default 300)"
     )
+    parser.add_argument(
+        "--metrics-address", help="serve Prometheus metrics on host:port, e.g. 0.0.0.0:9100 (default: off)"
+    )
+    parser.add_argument(
+        "--log-format", choices=["json", "text"], default="json", help="log lines as JSON (default) or text"
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         key=args.key,
         listen=args.listen,
         max_job_seconds=args.max_job_seconds,
+        metrics_address=args.metrics_address,
     )
+    configure_logging(args.log_level, args.log_format, config.identity, config.endpoint.party)
     asyncio.run(serve(config))
     return 0

@@ -30,6 +30,7 @@ from mpc_proto.v1 import peer_service_pb2 as peer_pb
 from mpc_proto.v1 import peer_service_pb2_grpc as peer_grpc
 from mpc_server.api.client_servicer import ClientServicer
 from mpc_server.config import ServerConfig
+from mpc_server.observability import ServerMetrics, TransportReadings
 from mpc_server.protocol.mailbox import Mailbox
 from mpc_server.service.jobs import JobService
 from mpc_server.service.outputs import OutputService
@@ -48,6 +49,7 @@ SERVICE_NAMES = (
     peer_pb.DESCRIPTOR.services_by_name["PeerService"].full_name,
 )
 _SWEEP_SECONDS = 30.0
+_STREAM_GRACE_SECONDS = 1.0
 
 
 class MpcServer:
@@ -74,7 +76,10 @@ class MpcServer:
         self.channel = GrpcPeerChannel(self.endpoint.party, names, self.links, self.mailbox, self.inbound)
         programs = default_programs()
         datasets, self.output_store = MemoryDatasetStore(), MemoryOutputStore(config.outputs)
-        self.jobs = JobService(self.channel, datasets, self.output_store, programs, config.jobs)
+        self.metrics = ServerMetrics(self._readings())
+        self.jobs = JobService(
+            self.channel, datasets, self.output_store, programs, config.jobs, observer=self.metrics
+        )
         self.outputs = OutputService(self.output_store)
         self.uploads = UploadService(datasets, programs, config.cluster.fractional_bits, config.uploads)
         self.health = health_aio.HealthServicer()
@@ -89,6 +94,21 @@ class MpcServer:
         self.server = self._grpc_server()
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self.metrics_port = 0
+
+    def _readings(self) -> TransportReadings:
+        names = {party: self.config.cluster.server(party).identity for party in self.peers}
+        return TransportReadings(
+            peer_bytes_sent=lambda: {link.peer.identity: link.bytes_sent for link in self.links.values()},
+            peer_bytes_received=lambda: {names[p]: self.inbound.bytes_received[p] for p in self.peers},
+            peers_connected=lambda: {link.peer.identity: link.connected for link in self.links.values()},
+            client_bytes=lambda: (self.client_servicer.traffic.received, self.client_servicer.traffic.sent),
+            uploads=lambda: (
+                self.client_servicer.traffic.uploads,
+                self.client_servicer.traffic.failed_uploads,
+            ),
+            stored_output_bytes=lambda: self.output_store.stored_bytes,
+        )
 
     def _link(self, peer: PartyId) -> PeerLink:
         endpoint = self.config.cluster.server(peer)
@@ -161,6 +181,9 @@ class MpcServer:
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {self.config.listen}: {exc}") from None
         await self.server.start()
+        if self.config.metrics_address:
+            self.metrics_port = self.metrics.serve(self.config.metrics_address)
+            _log.info("metrics on http://%s/metrics", self.config.metrics_address)
         await self._publish_health()
         self._tasks = [asyncio.create_task(link.run()) for link in self.links.values()]
         self._tasks += [asyncio.create_task(self._watch_health()), asyncio.create_task(self._sweep())]
@@ -205,14 +228,17 @@ class MpcServer:
         self.jobs.start_draining()
         if not await self.jobs.wait_idle(grace):
             _log.warning("%d job(s) still running after %.0f s; cancelling them", self.jobs.running, grace)
-        await self.server.stop(0.5)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Close our streams first, so that peers shutting down too see theirs
+        # end normally within the server's short grace period.
         for link in self.links.values():
             await link.close()
+        await self.server.stop(_STREAM_GRACE_SECONDS)
+        self.metrics.stop()
 
 
 async def serve(config: ServerConfig) -> None:

@@ -25,6 +25,8 @@ class ServerConfig:
     jobs: JobLimits = field(default_factory=JobLimits)
     uploads: UploadLimits = field(default_factory=UploadLimits)
     outputs: OutputRetention = field(default_factory=OutputRetention)
+    metrics_address: str | None = None
+    """``host:port`` for the Prometheus endpoint; None disables it."""
 
     @property
     def endpoint(self) -> ServerEndpoint:
@@ -49,6 +51,7 @@ def server_config(
     key: Path | None = None,
     listen: str | None = None,
     max_job_seconds: float | None = None,
+    metrics_address: str | None = None,
 ) -> ServerConfig:
     """Build a :class:`ServerConfig`; certificate paths default to the CA's directory."""
     cluster = load_cluster(cluster_file)
@@ -64,4 +67,5 @@ def server_config(
         key=key or cert_dir / f"{identity}.key",
         listen=listen or endpoint.address,
         jobs=jobs,
+        metrics_address=metrics_address,
     )

@@ -37,6 +37,8 @@ class ClientTraffic:
 
     received: int = 0
     sent: int = 0
+    uploads: int = 0
+    failed_uploads: int = 0
 
 
 class ClientServicer(pb_grpc.ClientServiceServicer):
@@ -63,7 +65,17 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         self, request_iterator: AsyncIterator[pb.UploadDatasetRequest], context: _Context
     ) -> pb.UploadDatasetResponse:
         """Receive a header and then chunks of shares; commit at the end."""
-        owner = self._authenticate(context).name
+        try:
+            response = await self._upload(self._authenticate(context).name, request_iterator)
+        except Exception:
+            self.traffic.failed_uploads += 1
+            raise
+        self.traffic.uploads += 1
+        return response
+
+    async def _upload(
+        self, owner: str, request_iterator: AsyncIterator[pb.UploadDatasetRequest]
+    ) -> pb.UploadDatasetResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("item") != "header":
             raise InvalidArgumentError("an upload must start with a header")

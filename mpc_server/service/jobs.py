@@ -22,7 +22,9 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
 from mpc_core.errors import (
     AlreadyExistsError,
@@ -48,6 +50,23 @@ from mpc_server.service.store import DatasetStore, OutputStore
 
 _log = logging.getLogger(__name__)
 _JOBS_REMEMBERED = 100_000
+
+
+CURRENT_JOB: ContextVar[str | None] = ContextVar("mpc_current_job", default=None)
+"""The job the running task works on, for log records (``observability``)."""
+
+
+class JobObserver(Protocol):
+    """Told about every job's outcome (metrics); must not raise."""
+
+    def job_finished(self, program: str, status: str, seconds: float) -> None:
+        """``status`` is ``OK`` or the gRPC status name of the job's error."""
+        ...
+
+
+class _NoObserver:
+    def job_finished(self, program: str, status: str, seconds: float) -> None:
+        """Ignore the outcome."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,8 @@ class JobService:
         outputs: OutputStore,
         programs: Mapping[str, Program],
         limits: JobLimits = JobLimits(),
+        *,
+        observer: JobObserver | None = None,
     ) -> None:
         """Wire the service to its channel, stores and programs."""
         self._channel = channel
@@ -115,6 +136,7 @@ class JobService:
         self._outputs = outputs
         self._programs = programs
         self.limits = limits
+        self._observer = observer or _NoObserver()
         self._jobs: OrderedDict[str, _JobRecord] = OrderedDict()
         self._running = 0
         self._idle = asyncio.Event()
@@ -141,6 +163,20 @@ class JobService:
 
     async def run(self, submitter: str, spec: JobSpec, timeout: float) -> JobResult:
         """Run ``spec`` for ``submitter`` within ``timeout`` seconds."""
+        token = CURRENT_JOB.set(spec.job_id)
+        started = time.perf_counter()
+        try:
+            result = await self._run(submitter, spec, timeout)
+        except Exception as exc:
+            status = exc.grpc_status if isinstance(exc, MpcError) else "INTERNAL"
+            self._observer.job_finished(spec.program, status, time.perf_counter() - started)
+            raise
+        finally:
+            CURRENT_JOB.reset(token)
+        self._observer.job_finished(spec.program, "OK", time.perf_counter() - started)
+        return result
+
+    async def _run(self, submitter: str, spec: JobSpec, timeout: float) -> JobResult:
         if self._draining:
             raise ServerUnavailableError(self._channel.peer_name(self._channel.party), "shutting down")
         try:
