@@ -7,6 +7,13 @@ column ``x`` (income), bank 2's column ``z`` (debt) and the model owner's
 and lets only the model owner reconstruct ``y = a*x + b*z + c``. It prints
 the predictions beside the plaintext result, and stops the servers (also
 on Ctrl-C or SIGTERM).
+
+With ``--cluster FILE`` it starts nothing and runs the same scenario against
+an existing cluster (e.g. the docker-compose one), connecting as three
+separate clients with the certificates ``model-owner``, ``bank-1`` and
+``bank-2`` found in ``--certs`` (default: the cluster file's CA directory).
+Its datasets (``income``, ``debt``, ``weights``, ``intercept``) replace those
+of earlier runs.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,12 +36,17 @@ from mpc_cli.demo_data import FloatArray, ShowcaseData, showcase_data
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, JobResult, MpcClient
 from mpc_core.errors import ConfigError
+from mpc_server.config import load_cluster
 
 PROGRAM = "linear_regression.predict"
 OWNER, BANK_1, BANK_2 = "model-owner", "bank-1", "bank-2"
 DEFAULT_RECORDS = 8
 MAX_RECORDS = 10_000_000
 _SHOWN_ROWS = 12
+DEFAULT_WAIT = 60.0
+
+Connect = Callable[[str], MpcClient]
+"""Opens a client connection under the given client identity."""
 
 
 def register(commands: Any) -> None:
@@ -59,6 +73,25 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--keep", type=Path, help="put certificates and server logs in this directory and keep them"
     )
+    parser.add_argument(
+        "--cluster",
+        type=Path,
+        help="run against this existing cluster instead of starting one (cluster file, TOML)",
+    )
+    parser.add_argument(
+        "--certs",
+        type=Path,
+        help=(
+            f"with --cluster: directory holding {OWNER}.pem/.key, {BANK_1}.pem/.key and "
+            f"{BANK_2}.pem/.key (default: the cluster file's CA directory)"
+        ),
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT,
+        help=f"with --cluster: seconds to wait for the servers to be ready (default {DEFAULT_WAIT:g})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -71,11 +104,32 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the showcase; the cluster is always shut down on the way out."""
+def _check_args(args: argparse.Namespace) -> None:
     if not 1 <= args.records <= MAX_RECORDS:
         raise ConfigError(f"--records must be between 1 and {MAX_RECORDS}")
+    if args.cluster is None and args.certs is not None:
+        raise ConfigError("--certs only applies together with --cluster")
+    if args.cluster is not None and args.keep is not None:
+        raise ConfigError("--keep applies to the local cluster only; it cannot be used with --cluster")
+    if args.wait <= 0:
+        raise ConfigError("--wait must be positive")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the showcase on a local cluster, or on an existing one with ``--cluster``."""
+    _check_args(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    data = showcase_data(args.records)
+    runner = _on_existing_cluster if args.cluster is not None else _on_local_cluster
+    with runner(args) as connect:
+        predictions, job = _showcase(args, connect, data)
+    _report(args, data, predictions, job)
+    return 0
+
+
+@contextmanager
+def _on_local_cluster(args: argparse.Namespace) -> Iterator[Connect]:
+    """Start a throwaway cluster; it is always shut down on the way out."""
     with tempfile.TemporaryDirectory(prefix="mpc-demo-") as scratch:
         directory = args.keep or Path(scratch)
         cluster = LocalCluster(directory, clients=(OWNER, BANK_1, BANK_2))
@@ -85,27 +139,44 @@ def run(args: argparse.Namespace) -> int:
             for index, address in enumerate(cluster.addresses):
                 _say(args, f"  server-{index}  {address}  pid {cluster.processes[index].pid}")  # type: ignore[union-attr]
             _say(args, "Cluster ready: every server verified both peers over mutual TLS.")
-            data = showcase_data(args.records)
-            predictions, job = _showcase(args, cluster, data)
+            yield cluster.client
         finally:
             _say(args, "Stopping the servers ...")
             cluster.stop()
-    _report(args, data, predictions, job)
-    return 0
 
 
-def _showcase(
-    args: argparse.Namespace, cluster: LocalCluster, data: ShowcaseData
-) -> tuple[FloatArray, JobResult]:
+@contextmanager
+def _on_existing_cluster(args: argparse.Namespace) -> Iterator[Connect]:
+    """Connect to the servers of ``--cluster``, each party with its own certificate."""
+    cluster = load_cluster(args.cluster)
+    certs = args.certs or cluster.ca_path.parent
+    for identity in (OWNER, BANK_1, BANK_2):
+        for suffix in (".pem", ".key"):
+            if not (certs / f"{identity}{suffix}").is_file():
+                raise ConfigError(f"no {identity}{suffix} in {certs} (see --certs)")
+
+    def connect(identity: str) -> MpcClient:
+        return MpcClient.connect(args.cluster, certs / f"{identity}.pem", certs / f"{identity}.key")
+
+    _say(args, f"Using the existing cluster of {args.cluster}:")
+    for endpoint in cluster.servers:
+        _say(args, f"  {endpoint.identity}  {endpoint.address}")
+    with connect(OWNER) as owner:
+        owner.wait_until_ready(timeout=args.wait)
+    _say(args, "Cluster ready: every server reports both peers connected over mutual TLS.")
+    yield connect
+
+
+def _showcase(args: argparse.Namespace, connect: Connect, data: ShowcaseData) -> tuple[FloatArray, JobResult]:
     grant = [Grant(OWNER, PROGRAM)]
-    with cluster.client(BANK_1) as bank_1, cluster.client(BANK_2) as bank_2, cluster.client(OWNER) as owner:
+    with connect(BANK_1) as bank_1, connect(BANK_2) as bank_2, connect(OWNER) as owner:
         _say(args, f"{BANK_1} shares and uploads x = annual income of {args.records} customers")
-        bank_1.upload("income", data.x, grants=grant)
+        bank_1.upload("income", data.x, grants=grant, overwrite=True)
         _say(args, f"{BANK_2} shares and uploads z = outstanding debt of the same customers")
-        bank_2.upload("debt", data.z, grants=grant)
+        bank_2.upload("debt", data.z, grants=grant, overwrite=True)
         _say(args, f"{OWNER} shares and uploads its model: weights (a, b) and intercept c")
-        owner.upload("weights", [data.a, data.b], grants=grant)
-        owner.upload("intercept", data.c, grants=grant)
+        owner.upload("weights", [data.a, data.b], grants=grant, overwrite=True)
+        owner.upload("intercept", data.c, grants=grant, overwrite=True)
         started = time.perf_counter()
         job = owner.run(
             PROGRAM,

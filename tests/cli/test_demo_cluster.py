@@ -1,0 +1,81 @@
+"""``mpc demo --cluster``: the showcase against an existing cluster, as three separate clients."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mpc_cli.local_cluster import LocalCluster
+from mpc_cli.main import main
+
+pytestmark = pytest.mark.e2e
+
+CLIENTS = ("model-owner", "bank-1", "bank-2")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("demo-cluster"), clients=CLIENTS)
+    local.start()
+    yield local
+    local.stop()
+
+
+def _check(result: dict[str, Any], records: int) -> None:
+    predictions = np.asarray(result["predictions"])
+    plaintext = result["a"] * np.asarray(result["x"]) + result["b"] * np.asarray(result["z"]) + result["c"]
+    assert predictions.shape == (records,)
+    assert np.max(np.abs(predictions - plaintext)) <= result["error_bound"]
+    assert result["within_bound"] is True
+
+
+def test_json_against_an_existing_cluster_twice(
+    cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--cluster", str(cluster.cluster_file), "--records", "5", "--json"]
+    for _ in range(2):  # the second run replaces the first run's datasets
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        _check(json.loads(captured.out), 5)
+        assert "Using the existing cluster" in captured.err
+        assert "refused: PermissionDeniedError" in captured.err
+        assert "Starting 3 MPC servers" not in captured.err
+
+
+def test_table_with_a_separate_certificate_directory(
+    cluster: LocalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Clients hold only their own certificates, the CA and the cluster file: no server keys.
+    for name in CLIENTS:
+        for suffix in (".pem", ".key"):
+            shutil.copy2(cluster.cert_dir / f"{name}{suffix}", tmp_path)
+    assert main(["demo", "--cluster", str(cluster.cluster_file), "--certs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "within the fixed-point rounding bound" in out
+    assert "Stopping the servers" not in out
+
+
+def test_missing_client_certificate_is_named(
+    cluster: LocalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--cluster", str(cluster.cluster_file), "--certs", str(tmp_path)]) == 1
+    assert "no model-owner.pem in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--certs", "somewhere"], "--certs only applies together with --cluster"),
+        (["--cluster", "c.toml", "--keep", "k"], "--keep applies to the local cluster only"),
+        (["--cluster", "c.toml", "--wait", "0"], "--wait must be positive"),
+    ],
+)
+def test_argument_combinations(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", *args]) == 1
+    assert message in capsys.readouterr().err
