@@ -98,6 +98,7 @@ class MpcServer:
 
     def _readings(self) -> TransportReadings:
         names = {party: self.config.cluster.server(party).identity for party in self.peers}
+        loop = asyncio.get_running_loop()
         return TransportReadings(
             peer_bytes_sent=lambda: {link.peer.identity: link.bytes_sent for link in self.links.values()},
             peer_bytes_received=lambda: {names[p]: self.inbound.bytes_received[p] for p in self.peers},
@@ -108,6 +109,9 @@ class MpcServer:
                 self.client_servicer.traffic.failed_uploads,
             ),
             stored_output_bytes=lambda: self.output_store.stored_bytes,
+            mailbox=lambda: (self.mailbox.open_jobs, self.mailbox.buffered_bytes),
+            running_jobs=lambda: self.jobs.running,
+            asyncio_tasks=lambda: len(asyncio.all_tasks(loop)),
         )
 
     def _link(self, peer: PartyId) -> PeerLink:
@@ -237,6 +241,7 @@ class MpcServer:
         # end normally within the server's short grace period.
         for link in self.links.values():
             await link.close()
+        await self.peer_servicer.close_streams(_STREAM_GRACE_SECONDS)
         await self.server.stop(_STREAM_GRACE_SECONDS)
         self.metrics.stop()
 

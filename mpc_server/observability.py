@@ -84,6 +84,10 @@ class TransportReadings:
     client_bytes: Callable[[], tuple[int, int]]
     uploads: Callable[[], tuple[int, int]]
     stored_output_bytes: Callable[[], int]
+    mailbox: Callable[[], tuple[int, int]]
+    """(jobs with state in the mailbox, bytes buffered)."""
+    running_jobs: Callable[[], int]
+    asyncio_tasks: Callable[[], int]
 
 
 class _TransportCollector(Collector):
@@ -119,6 +123,17 @@ class _TransportCollector(Collector):
             "mpc_stored_output_bytes",
             "Bytes of output shares kept",
             value=self._readings.stored_output_bytes(),
+        )
+        open_jobs, buffered = self._readings.mailbox()
+        yield GaugeMetricFamily(
+            "mpc_mailbox_jobs", "Jobs with messages or waiters in the mailbox", value=open_jobs
+        )
+        yield GaugeMetricFamily(
+            "mpc_mailbox_buffered_bytes", "Peer messages received, not yet read", value=buffered
+        )
+        yield GaugeMetricFamily("mpc_running_jobs", "Jobs computing now", value=self._readings.running_jobs())
+        yield GaugeMetricFamily(
+            "mpc_asyncio_tasks", "Tasks on the event loop", value=self._readings.asyncio_tasks()
         )
 
 

@@ -9,6 +9,7 @@ caller's certificate, never a field of the message.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +52,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         self._inbound = inbound
         self._on_change = on_change
         self.inbound_streams: dict[PartyId, int] = {s.party: 0 for s in cluster.servers if s != local}
+        self._streams: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     def _caller(self, context: _Context) -> ServerEndpoint:
         endpoint = self._cluster.by_identity(self._authenticate(context).name)
@@ -89,13 +92,30 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     ) -> pb.ExchangeResponse:
         """Deliver every message of the caller's stream until it ends."""
         sender = self._caller(context).party
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
         self.inbound_streams[sender] += 1
         self._on_change()
         try:
             async for message in request_iterator:
                 self._inbound.accept(sender, message)
+        except asyncio.CancelledError:
+            if task is None or not self._closing:
+                raise
+            task.uncancel()  # ended by close_streams: answer normally
         finally:
+            self._streams.discard(task)
             self.inbound_streams[sender] -= 1
             self._inbound.peer_lost(sender)
             self._on_change()
         return pb.ExchangeResponse()
+
+    async def close_streams(self, timeout: float) -> None:
+        """End every inbound stream normally (at shutdown), waiting up to ``timeout`` s."""
+        self._closing = True
+        for task in list(self._streams):
+            task.cancel()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._streams and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
