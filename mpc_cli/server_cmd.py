@@ -38,6 +38,11 @@ def register(commands: Any) -> None:
         "--max-job-seconds", type=float, help="upper bound on any job's duration in seconds (default 300)"
     )
     parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where shares and outputs are stored (default: data/<identity> beside the cluster file)",
+    )
+    parser.add_argument(
         "--metrics-address", help="serve Prometheus metrics on host:port, e.g. 0.0.0.0:9100 (default: off)"
     )
     parser.add_argument(
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         listen=args.listen,
         max_job_seconds=args.max_job_seconds,
         metrics_address=args.metrics_address,
+        data_dir=args.data_dir,
     )
     configure_logging(args.log_level, args.log_format, config.identity, config.endpoint.party)
     asyncio.run(serve(config))

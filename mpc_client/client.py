@@ -161,6 +161,17 @@ class MpcClient:
         fan_out(self._connections, send, self._pool)
         return DatasetRef(self.identity, name)
 
+    def delete(self, name: str, *, timeout: float | None = None) -> None:
+        """Delete one of this client's datasets from all three servers.
+
+        Raises:
+            NotFoundError: a server holds no dataset of that name (the
+                others still delete theirs).
+        """
+        request = pb.DeleteDatasetRequest(name=validate_name(name, "dataset name"))
+        deadline = self._deadline(timeout)
+        fan_out(self._connections, lambda c: c.stub.DeleteDataset(request, timeout=deadline), self._pool)
+
     def run(
         self,
         program: str,

@@ -35,6 +35,10 @@ class ShareFormatError(InvalidArgumentError):
     """Share bytes do not have the length or structure the header promised."""
 
 
+class InconsistentSharesError(InvalidArgumentError):
+    """A client gave two servers different copies of the same share component."""
+
+
 class NotFoundError(MpcError, LookupError):
     """A dataset, job or output does not exist (on the server that said so)."""
 

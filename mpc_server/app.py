@@ -35,7 +35,7 @@ from mpc_server.protocol.mailbox import Mailbox
 from mpc_server.service.jobs import JobService
 from mpc_server.service.outputs import OutputService
 from mpc_server.service.programs import default_programs
-from mpc_server.service.store import MemoryDatasetStore, MemoryOutputStore
+from mpc_server.service.store import FileDatasetStore, FileOutputStore
 from mpc_server.service.uploads import UploadService
 from mpc_server.transport import tls
 from mpc_server.transport.auth import RoleInterceptor, authenticate, require_role
@@ -75,13 +75,16 @@ class MpcServer:
         self.links = {peer: self._link(peer) for peer in self.peers}
         self.channel = GrpcPeerChannel(self.endpoint.party, names, self.links, self.mailbox, self.inbound)
         programs = default_programs()
-        datasets, self.output_store = MemoryDatasetStore(), MemoryOutputStore(config.outputs)
+        datasets = FileDatasetStore(config.data_dir)
+        self.output_store = FileOutputStore(config.data_dir, config.outputs)
         self.metrics = ServerMetrics(self._readings())
         self.jobs = JobService(
             self.channel, datasets, self.output_store, programs, config.jobs, observer=self.metrics
         )
         self.outputs = OutputService(self.output_store)
-        self.uploads = UploadService(datasets, programs, config.cluster.fractional_bits, config.uploads)
+        self.uploads = UploadService(
+            datasets, self.channel, programs, config.cluster.fractional_bits, config.uploads
+        )
         self.health = health_aio.HealthServicer()
         self.peer_servicer = PeerServicer(
             self.endpoint,

@@ -21,6 +21,7 @@ class ServerConfig:
     cert: Path
     key: Path
     listen: str
+    data_dir: Path
     connect_timeout: float = 5.0
     jobs: JobLimits = field(default_factory=JobLimits)
     uploads: UploadLimits = field(default_factory=UploadLimits)
@@ -52,8 +53,13 @@ def server_config(
     listen: str | None = None,
     max_job_seconds: float | None = None,
     metrics_address: str | None = None,
+    data_dir: Path | None = None,
 ) -> ServerConfig:
-    """Build a :class:`ServerConfig`; certificate paths default to the CA's directory."""
+    """Build a :class:`ServerConfig`.
+
+    Certificate paths default to the CA's directory, the data directory to
+    ``data/<identity>`` next to the cluster file.
+    """
     cluster = load_cluster(cluster_file)
     endpoint = cluster.by_identity(identity)
     cert_dir = cluster.ca_path.parent
@@ -66,6 +72,7 @@ def server_config(
         cert=cert or cert_dir / f"{identity}.pem",
         key=key or cert_dir / f"{identity}.key",
         listen=listen or endpoint.address,
+        data_dir=data_dir or cluster_file.resolve().parent / "data" / identity,
         jobs=jobs,
         metrics_address=metrics_address,
     )

@@ -54,6 +54,11 @@ class ClientServiceStub:
                 request_serializer=mpc_dot_v1_dot_client__service__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_client__service__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/mpc.v1.ClientService/DeleteDataset',
+                request_serializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -89,6 +94,14 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteDataset(self, request, context):
+        """Deletes one of the caller's own datasets from this server (its file is
+        removed); jobs naming it afterwards get NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=mpc_dot_v1_dot_client__service__pb2.GetServerInfoRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_client__service__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +239,33 @@ class ClientService:
             '/mpc.v1.ClientService/GetServerInfo',
             mpc_dot_v1_dot_client__service__pb2.GetServerInfoRequest.SerializeToString,
             mpc_dot_v1_dot_client__service__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.ClientService/DeleteDataset',
+            mpc_dot_v1_dot_client__service__pb2.DeleteDatasetRequest.SerializeToString,
+            mpc_dot_v1_dot_client__service__pb2.DeleteDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

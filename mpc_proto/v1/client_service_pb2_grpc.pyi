@@ -47,6 +47,10 @@ class ClientServiceStub:
     """
     GetServerInfo: _grpc.UnaryUnaryMultiCallable[_client_service_pb2.GetServerInfoRequest, _client_service_pb2.GetServerInfoResponse]
     """Describes the server: identity, party index, versions, peer readiness."""
+    DeleteDataset: _grpc.UnaryUnaryMultiCallable[_client_service_pb2.DeleteDatasetRequest, _client_service_pb2.DeleteDatasetResponse]
+    """Deletes one of the caller's own datasets from this server (its file is
+    removed); jobs naming it afterwards get NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -63,6 +67,10 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """
     GetServerInfo: _aio.UnaryUnaryMultiCallable[_client_service_pb2.GetServerInfoRequest, _client_service_pb2.GetServerInfoResponse]  # type: ignore[assignment]
     """Describes the server: identity, party index, versions, peer readiness."""
+    DeleteDataset: _aio.UnaryUnaryMultiCallable[_client_service_pb2.DeleteDatasetRequest, _client_service_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
+    """Deletes one of the caller's own datasets from this server (its file is
+    removed); jobs naming it afterwards get NOT_FOUND.
+    """
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -100,5 +108,15 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_service_pb2.GetServerInfoResponse, _abc.Awaitable[_client_service_pb2.GetServerInfoResponse]]:
         """Describes the server: identity, party index, versions, peer readiness."""
+
+    @_abc_1.abstractmethod
+    def DeleteDataset(
+        self,
+        request: _client_service_pb2.DeleteDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_service_pb2.DeleteDatasetResponse, _abc.Awaitable[_client_service_pb2.DeleteDatasetResponse]]:
+        """Deletes one of the caller's own datasets from this server (its file is
+        removed); jobs naming it afterwards get NOT_FOUND.
+        """
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

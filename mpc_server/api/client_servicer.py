@@ -20,6 +20,7 @@ from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
 from mpc_server.api import convert
 from mpc_server.service.jobs import JobService
+from mpc_server.service.model import DatasetRef
 from mpc_server.service.outputs import OutputService
 from mpc_server.service.uploads import UploadService
 from mpc_server.transport.status import streaming_errors, unary_errors
@@ -39,6 +40,18 @@ class ClientTraffic:
     sent: int = 0
     uploads: int = 0
     failed_uploads: int = 0
+
+
+def _timeout(context: _Context) -> float:
+    """The caller's remaining deadline, less a margin (default without one).
+
+    Servers finish (or fail) a little before the caller gives up, so the
+    caller hears why rather than only seeing its own deadline expire.
+    """
+    remaining = context.time_remaining()
+    if remaining is None:
+        return DEFAULT_JOB_TIMEOUT
+    return max(0.1, remaining - min(1.0, remaining / 10))
 
 
 class ClientServicer(pb_grpc.ClientServiceServicer):
@@ -64,9 +77,10 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
     async def UploadDataset(
         self, request_iterator: AsyncIterator[pb.UploadDatasetRequest], context: _Context
     ) -> pb.UploadDatasetResponse:
-        """Receive a header and then chunks of shares; commit at the end."""
+        """Receive a header and then chunks of shares; check and commit at the end."""
         try:
-            response = await self._upload(self._authenticate(context).name, request_iterator)
+            owner = self._authenticate(context).name
+            response = await self._upload(owner, request_iterator, _timeout(context))
         except Exception:
             self.traffic.failed_uploads += 1
             raise
@@ -74,32 +88,42 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         return response
 
     async def _upload(
-        self, owner: str, request_iterator: AsyncIterator[pb.UploadDatasetRequest]
+        self, owner: str, request_iterator: AsyncIterator[pb.UploadDatasetRequest], timeout: float
     ) -> pb.UploadDatasetResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("item") != "header":
             raise InvalidArgumentError("an upload must start with a header")
         self.traffic.received += first.ByteSize()
         session = self._uploads.begin(owner, convert.upload_header_from_proto(first.header))
-        async for request in request_iterator:
-            self.traffic.received += request.ByteSize()
-            if request.WhichOneof("item") != "chunk":
-                raise InvalidArgumentError("only share chunks may follow the upload header")
-            session.add_chunk(request.chunk.offset, request.chunk.first, request.chunk.second)
-        dataset = self._uploads.commit(session)
+        try:
+            async for request in request_iterator:
+                self.traffic.received += request.ByteSize()
+                if request.WhichOneof("item") != "chunk":
+                    raise InvalidArgumentError("only share chunks may follow the upload header")
+                session.add_chunk(request.chunk.offset, request.chunk.first, request.chunk.second)
+        except BaseException:
+            session.discard()
+            raise
+        dataset = await self._uploads.commit(session, timeout)
         return pb.UploadDatasetResponse(
             dataset=convert.dataset_ref_to_proto(dataset.ref), element_count=session.count
         )
+
+    @unary_errors
+    async def DeleteDataset(
+        self, request: pb.DeleteDatasetRequest, context: _Context
+    ) -> pb.DeleteDatasetResponse:
+        """Delete one of the caller's datasets."""
+        owner = self._authenticate(context).name
+        await self._uploads.delete(DatasetRef(owner, request.name))
+        return pb.DeleteDatasetResponse()
 
     @unary_errors
     async def RunJob(self, request: pb.RunJobRequest, context: _Context) -> pb.RunJobResponse:
         """Run the job and report its output's shape and the traffic."""
         submitter = self._authenticate(context).name
         spec = convert.job_spec_from_proto(request.job)
-        remaining = context.time_remaining()
-        # Finish (or fail) a little before the caller gives up, so the caller
-        # hears why rather than only seeing its own deadline expire.
-        timeout = DEFAULT_JOB_TIMEOUT if remaining is None else max(0.1, remaining - min(1.0, remaining / 10))
+        timeout = _timeout(context)
         self.traffic.received += request.ByteSize()
         result = await self._jobs.run(submitter, spec, timeout)
         response = convert.run_job_response(result)

@@ -30,6 +30,7 @@ from mpc_core.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
     MpcError,
+    NotFoundError,
     PermissionDeniedError,
     ServerUnavailableError,
 )
@@ -189,6 +190,9 @@ class JobService:
             if record.digest != plan.digest:
                 raise AlreadyExistsError(f"job id {spec.job_id} is already used by another job")
             return await asyncio.shield(record.done)
+        kept = self._kept_result(plan)
+        if kept is not None:
+            return kept
         record = _JobRecord(plan.digest, asyncio.get_running_loop().create_future())
         self._remember(spec.job_id, record)
         self._running += 1
@@ -208,6 +212,16 @@ class JobService:
                 self._idle.set()
         record.done.set_result(result)
         return result
+
+    def _kept_result(self, plan: _Plan) -> JobResult | None:
+        """The result of a job that ran before a restart (its output is kept)."""
+        try:
+            output = self._outputs.get(plan.spec.job_id)
+        except NotFoundError:
+            return None
+        if output.job_digest != plan.digest:
+            raise AlreadyExistsError(f"job id {plan.spec.job_id} is already used by another job")
+        return JobResult(plan.spec.job_id, output.info, JobStats(0, 0, 0, 0.0))
 
     def _plan(self, submitter: str, spec: JobSpec) -> _Plan:
         """Check the job locally: program, inputs, grants, shapes."""
@@ -266,7 +280,8 @@ class JobService:
             raise
         finally:
             self._channel.close_job(spec.job_id)
-        self._outputs.put(StoredOutput(spec.job_id, spec.receiver, plan.info, share))
+        output = StoredOutput(spec.job_id, spec.receiver, plan.info, share, plan.digest)
+        await asyncio.to_thread(self._outputs.put, output)
         stats = JobStats(
             bytes_sent=ctx.stats.bytes_sent,
             bytes_received=ctx.stats.bytes_received,

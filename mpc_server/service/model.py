@@ -107,3 +107,5 @@ class StoredOutput:
     receiver: str
     info: OutputInfo
     share: ReplicatedShare
+    job_digest: bytes = b""
+    """The job description's digest, to recognise a replayed job id."""

@@ -1,26 +1,37 @@
-"""Receiving one party's shares of a dataset, chunk by chunk, within limits.
+"""Receiving one party's shares of a dataset, checking them, storing them.
 
 An upload is a header followed by chunks of shares in order. Everything the
-header promises is checked before memory is allocated (a declared size above
-the limit is :class:`ResourceLimitError`), every chunk is checked against the
-header (:class:`ShareFormatError`), and the dataset becomes visible only when
-the last element has arrived: an interrupted upload leaves nothing behind.
+header promises is checked before anything is allocated (a declared size
+above the limit is :class:`ResourceLimitError`), every chunk is checked
+against the header (:class:`ShareFormatError`), and chunks are written
+straight into the dataset's file under ``tmp/``. When the last element has
+arrived the three servers compare digests of their copies
+(``protocol.consistency``); only then is the file published, atomically. An
+interrupted, malformed or inconsistent upload leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from mpc_core.errors import InvalidArgumentError, ResourceLimitError, ShareFormatError
+from mpc_core.errors import (
+    InconsistentSharesError,
+    InvalidArgumentError,
+    MpcError,
+    ResourceLimitError,
+    ShareFormatError,
+)
 from mpc_core.identity import validate_name
 from mpc_core.prg import KEY_BYTES, prg_words
-from mpc_core.ring import WORD_BYTES, element_count, wire_view
-from mpc_core.sharing import ReplicatedShare
+from mpc_core.ring import WORD_BYTES, RingArray, element_count, wire_view
+from mpc_server.protocol.channel import Channel
+from mpc_server.protocol.consistency import check_replicas
+from mpc_server.protocol.context import PartyContext
 from mpc_server.service.model import DatasetRef, Grant, StoredDataset
-from mpc_server.service.store import DatasetStore
+from mpc_server.service.store import FileDatasetStore, PendingDataset
 
 UPLOAD_ID_BYTES = 16
 MAX_DIMENSIONS = 8
@@ -48,28 +59,34 @@ class UploadHeader:
     second_seed: bytes = b""
 
 
+def _digest(component: RingArray) -> bytes:
+    """SHA-256 of a component's little-endian bytes."""
+    return hashlib.sha256(component.astype("<u8", copy=False).data).digest()
+
+
 class UploadSession:
-    """Collects the chunks of one upload into preallocated share arrays.
+    """Collects the chunks of one upload into the dataset's pending file.
 
     A component whose seed the header carries is expanded from it at once
     (seed-compressed upload); chunks then leave that component empty.
     """
 
-    def __init__(self, ref: DatasetRef, header: UploadHeader, count: int) -> None:
-        """Allocate room for ``count`` elements of both share components."""
-        self.ref = ref
+    def __init__(self, pending: PendingDataset, header: UploadHeader, count: int) -> None:
+        """Write into ``pending``, which has room for ``count`` elements."""
+        self.pending = pending
+        self.ref = pending.ref
         self.header = header
         self.count = count
-        self._first = prg_words(header.first_seed, count) if header.first_seed else np.empty(count, np.uint64)
-        self._second = (
-            prg_words(header.second_seed, count) if header.second_seed else np.empty(count, np.uint64)
-        )
+        self._parts = (pending.file.first, pending.file.second)
         self._sent = [not header.first_seed, not header.second_seed]
+        for seed, target in zip((header.first_seed, header.second_seed), self._parts, strict=True):
+            if seed:
+                target[:] = prg_words(seed, target.size)
         self.received = count if not any(self._sent) else 0
 
     def add_chunk(self, offset: int, first: bytes, second: bytes) -> None:
         """Append one chunk; chunks must arrive in order and fit the header."""
-        pairs = list(zip((first, second), (self._first, self._second), self._sent, strict=True))
+        pairs = list(zip((first, second), self._parts, self._sent, strict=True))
         if not any(self._sent):
             raise ShareFormatError(
                 f"upload of {self.ref}: both components come from seeds; no chunks expected"
@@ -93,34 +110,33 @@ class UploadSession:
             target[offset : offset + size] = wire_view(data, size)
         self.received += size
 
-    def finish(self) -> StoredDataset:
-        """The complete dataset; raises if elements are missing."""
+    def digests(self) -> tuple[bytes, bytes]:
+        """SHA-256 of both components (after all chunks arrived)."""
         if self.received != self.count:
             raise ShareFormatError(
                 f"upload of {self.ref} ended after {self.received} of {self.count} elements"
             )
-        return StoredDataset(
-            ref=self.ref,
-            shape=self.header.shape,
-            fractional_bits=self.header.fractional_bits,
-            grants=frozenset(self.header.grants),
-            upload_id=self.header.upload_id,
-            share=ReplicatedShare(self._first, self._second),
-        )
+        return _digest(self._parts[0]), _digest(self._parts[1])
+
+    def discard(self) -> None:
+        """Drop everything received so far."""
+        self.pending.file.discard()
 
 
 class UploadService:
-    """Validates upload headers and commits finished uploads to the store."""
+    """Validates headers, checks consistency with the peers, commits uploads."""
 
     def __init__(
         self,
-        store: DatasetStore,
+        store: FileDatasetStore,
+        channel: Channel,
         programs: Collection[str],
         fractional_bits: int,
         limits: UploadLimits = UploadLimits(),
     ) -> None:
         """Accept uploads at the cluster's scale for the known programs."""
         self._store = store
+        self._channel = channel
         self._programs = programs
         self._fractional_bits = fractional_bits
         self.limits = limits
@@ -140,13 +156,48 @@ class UploadService:
             if seed and len(seed) != KEY_BYTES:
                 raise InvalidArgumentError(f"share seeds must be {KEY_BYTES} bytes, got {len(seed)}")
         self._check_grants(header.grants)
-        return UploadSession(ref, header, count)
+        self._store.check_replace(ref, header.upload_id, header.overwrite)
+        pending = self._store.create(
+            ref,
+            shape=header.shape,
+            fractional_bits=header.fractional_bits,
+            grants=frozenset(header.grants),
+            upload_id=header.upload_id,
+            count=count,
+        )
+        try:
+            return UploadSession(pending, header, count)
+        except BaseException:
+            pending.file.discard()
+            raise
 
-    def commit(self, session: UploadSession) -> StoredDataset:
-        """Store the finished upload, all at once."""
-        dataset = session.finish()
-        self._store.put(dataset, overwrite=session.header.overwrite)
-        return dataset
+    async def commit(self, session: UploadSession, timeout: float) -> StoredDataset:
+        """Check the copies with the peers, then publish the dataset.
+
+        The session's file is discarded on any failure.
+        """
+        job_id = f"upload/{session.ref}/{session.header.upload_id.hex()[:16]}"
+        try:
+            first, second = await asyncio.to_thread(session.digests)
+            deadline = asyncio.get_running_loop().time() + timeout
+            ctx = PartyContext(self._channel, job_id, deadline)
+            try:
+                await check_replicas(ctx, f"dataset {session.ref}", first, second)
+            except InconsistentSharesError:
+                raise  # every server reaches this verdict from the same digests
+            except MpcError as exc:
+                await self._channel.abort(job_id, str(exc))
+                raise
+            finally:
+                self._channel.close_job(job_id)
+            return await asyncio.to_thread(self._store.commit, session.pending, session.header.overwrite)
+        except BaseException:
+            session.discard()
+            raise
+
+    async def delete(self, ref: DatasetRef) -> None:
+        """Delete a stored dataset (its file is removed)."""
+        await asyncio.to_thread(self._store.delete, ref)
 
     def _check_shape(self, shape: Sequence[int]) -> int:
         if len(shape) > MAX_DIMENSIONS:

@@ -140,20 +140,25 @@ def test_no_secret_reaches_the_logs_at_any_level(observed: LocalCluster) -> None
         for component in (s.first, s.second):
             secrets |= {str(int(w)) for w in component} | {f"{int(w):x}" for w in component}
             secrets.add(to_wire(component).hex())
-    for index in range(3):
-        with _channel(observed, index) as channel:
-            header = pb.UploadHeader(
-                name="secret",
-                shape=[3],
-                fractional_bits=16,
-                upload_id=b"x" * 16,
-                grants=[types_pb2.Grant(receiver="model-owner", program=MUL)],
-            )
-            chunk = types_pb2.ShareChunk(
-                offset=0, first=to_wire(shares[index].first), second=to_wire(shares[index].second)
-            )
-            requests = iter([pb.UploadDatasetRequest(header=header), pb.UploadDatasetRequest(chunk=chunk)])
-            client_service_pb2_grpc.ClientServiceStub(channel).UploadDataset(requests, timeout=10)
+    header = pb.UploadHeader(
+        name="secret",
+        shape=[3],
+        fractional_bits=16,
+        upload_id=b"x" * 16,
+        grants=[types_pb2.Grant(receiver="model-owner", program=MUL)],
+    )
+    channels = [_channel(observed, index) for index in range(3)]
+    calls = []
+    for index, channel in enumerate(channels):  # all three at once: the servers compare copies
+        pair = shares[index]
+        chunk = types_pb2.ShareChunk(offset=0, first=to_wire(pair.first), second=to_wire(pair.second))
+        requests = iter([pb.UploadDatasetRequest(header=header), pb.UploadDatasetRequest(chunk=chunk)])
+        calls.append(
+            client_service_pb2_grpc.ClientServiceStub(channel).UploadDataset.future(requests, timeout=10)
+        )
+    for call, channel in zip(calls, channels, strict=True):
+        call.result()
+        channel.close()
     with observed.client("model-owner") as owner:
         _, product = owner.run_and_fetch(MUL, {"x": "secret", "y": "secret"})
         assert np.allclose(product, values * values, rtol=1e-4)

@@ -1,0 +1,146 @@
+"""One file per stored share: a small JSON header, then both components.
+
+Layout (all integers little-endian)::
+
+    b"MPCSHARE" | u32 format version | u32 header length | header (JSON, UTF-8)
+    | zero padding to a multiple of 64 bytes | first component (n x u64)
+    | second component (n x u64)
+
+Writes are atomic: a file is created under ``tmp/``, filled, flushed and
+fsynced, then renamed into place and the directory fsynced, so a crash at
+any point leaves either the old file or the new one, never a half-written
+dataset. Reads map the components (``numpy.memmap``, read-only): a stored
+dataset costs page cache, not process memory, and loads instantly at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mpc_core.errors import MpcError
+from mpc_core.ring import WORD_BYTES, RingArray
+
+MAGIC = b"MPCSHARE"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sII")
+_ALIGN = 64
+
+
+class StorageError(MpcError):
+    """A stored file is unreadable or does not match its header."""
+
+
+def _data_offset(header_bytes: int) -> int:
+    end = _PREFIX.size + header_bytes
+    return (end + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class PendingFile:
+    """A share file being written under ``tmp/``; :meth:`commit` publishes it."""
+
+    temp: Path
+    target: Path
+    first: RingArray
+    second: RingArray
+
+    def commit(self) -> None:
+        """Flush, fsync, rename into place, fsync both directories."""
+        for component in (self.first, self.second):
+            if isinstance(component, np.memmap):
+                component.flush()
+        with self.temp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.temp, self.target)
+        fsync_directory(self.target.parent)
+
+    def discard(self) -> None:
+        """Drop the unfinished file."""
+        self.temp.unlink(missing_ok=True)
+
+
+def create(tmp_dir: Path, target: Path, header: dict[str, Any], count: int) -> PendingFile:
+    """Create a file for ``count`` elements with ``header``; components writable."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    encoded = json.dumps({**header, "count": count}, sort_keys=True).encode()
+    offset = _data_offset(len(encoded))
+    temp = tmp_dir / f"{secrets.token_hex(8)}.part"
+    with temp.open("wb") as handle:
+        handle.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(encoded)) + encoded)
+        handle.truncate(offset + 2 * count * WORD_BYTES)
+    os.chmod(temp, 0o600)
+    data = np.memmap(temp, dtype="<u8", mode="r+", offset=offset, shape=(2 * count,))
+    return PendingFile(temp, target, data[:count], data[count:])
+
+
+def write(tmp_dir: Path, target: Path, header: dict[str, Any], first: RingArray, second: RingArray) -> None:
+    """Write a whole share file atomically and durably (no mapping: small files)."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    count = int(first.size)
+    encoded = json.dumps({**header, "count": count}, sort_keys=True).encode()
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(encoded)) + encoded
+    temp = tmp_dir / f"{secrets.token_hex(8)}.part"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(prefix + bytes(_data_offset(len(encoded)) - len(prefix)))
+        for component in (first, second):
+            handle.write(component.astype("<u8", copy=False).data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temp, target)
+    fsync_directory(target.parent)
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The header of a share file and the byte offset of its data."""
+    with path.open("rb") as handle:
+        prefix = handle.read(_PREFIX.size)
+        if len(prefix) != _PREFIX.size:
+            raise StorageError(f"{path} is truncated")
+        magic, version, length = _PREFIX.unpack(prefix)
+        if magic != MAGIC or version != FORMAT_VERSION:
+            raise StorageError(f"{path} is not a version-{FORMAT_VERSION} share file")
+        try:
+            header: dict[str, Any] = json.loads(handle.read(length))
+        except ValueError:
+            raise StorageError(f"{path} has a corrupt header") from None
+    return header, _data_offset(length)
+
+
+def open_components(path: Path) -> tuple[dict[str, Any], RingArray, RingArray]:
+    """Header and read-only mapped components of a share file."""
+    header, offset = read_header(path)
+    count = int(header["count"])
+    if path.stat().st_size != offset + 2 * count * WORD_BYTES:
+        raise StorageError(f"{path} does not hold the {count} elements its header promises")
+    if count == 0:
+        empty = np.zeros(0, dtype=np.uint64)
+        return header, empty, empty.copy()
+    data = np.memmap(path, dtype="<u8", mode="r", offset=offset, shape=(2 * count,))
+    return header, data[:count], data[count:]
+
+
+def remove(path: Path) -> None:
+    """Delete a share file durably (no error if it is already gone)."""
+    path.unlink(missing_ok=True)
+    if path.parent.exists():
+        fsync_directory(path.parent)
