@@ -125,7 +125,10 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         spec = convert.job_spec_from_proto(request.job)
         timeout = _timeout(context)
         self.traffic.received += request.ByteSize()
-        result = await self._jobs.run(submitter, spec, timeout)
+        inline = request.return_output and submitter == spec.receiver
+        result = await self._jobs.run(
+            submitter, spec, timeout, delivered_up_to=INLINE_OUTPUT_WORDS if inline else 0
+        )
         response = convert.run_job_response(result)
         if request.return_output and submitter == spec.receiver:
             output = self._outputs.fetch(submitter, spec.job_id)

@@ -142,6 +142,7 @@ class JobService:
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._persisting: set[asyncio.Task[None]] = set()
         self._draining = False
 
     @property
@@ -158,16 +159,24 @@ class JobService:
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
+                await asyncio.gather(*self._persisting)
         except TimeoutError:
             return False
         return True
 
-    async def run(self, submitter: str, spec: JobSpec, timeout: float) -> JobResult:
-        """Run ``spec`` for ``submitter`` within ``timeout`` seconds."""
+    async def run(
+        self, submitter: str, spec: JobSpec, timeout: float, *, delivered_up_to: int = 0
+    ) -> JobResult:
+        """Run ``spec`` for ``submitter`` within ``timeout`` seconds.
+
+        An output of at most ``delivered_up_to`` elements is about to be
+        handed to its receiver with the answer; its server copy is then made
+        durable right after, in the background, instead of before answering.
+        """
         token = CURRENT_JOB.set(spec.job_id)
         started = time.perf_counter()
         try:
-            result = await self._run(submitter, spec, timeout)
+            result = await self._run(submitter, spec, timeout, delivered_up_to)
         except Exception as exc:
             status = exc.grpc_status if isinstance(exc, MpcError) else "INTERNAL"
             self._observer.job_finished(spec.program, status, time.perf_counter() - started)
@@ -177,7 +186,7 @@ class JobService:
         self._observer.job_finished(spec.program, "OK", time.perf_counter() - started)
         return result
 
-    async def _run(self, submitter: str, spec: JobSpec, timeout: float) -> JobResult:
+    async def _run(self, submitter: str, spec: JobSpec, timeout: float, delivered_up_to: int) -> JobResult:
         if self._draining:
             raise ServerUnavailableError(self._channel.peer_name(self._channel.party), "shutting down")
         try:
@@ -198,7 +207,7 @@ class JobService:
         self._running += 1
         self._idle.clear()
         try:
-            result = await self._execute(plan, timeout)
+            result = await self._execute(plan, timeout, delivered_up_to)
         except asyncio.CancelledError:
             record.done.cancel()
             raise
@@ -264,7 +273,7 @@ class JobService:
                         f"dataset {dataset.ref} does not grant {spec.receiver} outputs of {spec.program}"
                     )
 
-    async def _execute(self, plan: _Plan, timeout: float) -> JobResult:
+    async def _execute(self, plan: _Plan, timeout: float, delivered_up_to: int) -> JobResult:
         spec = plan.spec
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + min(timeout, self.limits.max_seconds)
@@ -281,7 +290,7 @@ class JobService:
         finally:
             self._channel.close_job(spec.job_id)
         output = StoredOutput(spec.job_id, spec.receiver, plan.info, share, plan.digest)
-        await asyncio.to_thread(self._outputs.put, output)
+        await self._keep(output, background=share.size <= delivered_up_to)
         stats = JobStats(
             bytes_sent=ctx.stats.bytes_sent,
             bytes_received=ctx.stats.bytes_received,
@@ -290,6 +299,15 @@ class JobService:
         )
         _log.info("job %s finished in %.3f s", spec.job_id, stats.duration_seconds)
         return JobResult(spec.job_id, plan.info, stats)
+
+    async def _keep(self, output: StoredOutput, *, background: bool) -> None:
+        if not background:
+            await asyncio.to_thread(self._outputs.put, output)
+            return
+        self._outputs.put(output, durable=False)
+        task = asyncio.create_task(asyncio.to_thread(self._outputs.persist, output.job_id))
+        self._persisting.add(task)
+        task.add_done_callback(self._persisting.discard)
 
     def _remember(self, job_id: str, record: _JobRecord) -> None:
         self._jobs[job_id] = record

@@ -91,11 +91,10 @@ def create(tmp_dir: Path, target: Path, header: dict[str, Any], count: int) -> P
     return PendingFile(temp, target, data[:count], data[count:])
 
 
-def write(tmp_dir: Path, target: Path, header: dict[str, Any], first: RingArray, second: RingArray) -> None:
-    """Write a whole share file atomically and durably (no mapping: small files)."""
+def write_temp(tmp_dir: Path, header: dict[str, Any], first: RingArray, second: RingArray) -> Path:
+    """Write a whole share file under ``tmp_dir`` and fsync it (not yet visible)."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    count = int(first.size)
-    encoded = json.dumps({**header, "count": count}, sort_keys=True).encode()
+    encoded = json.dumps({**header, "count": int(first.size)}, sort_keys=True).encode()
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(encoded)) + encoded
     temp = tmp_dir / f"{secrets.token_hex(8)}.part"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -105,6 +104,11 @@ def write(tmp_dir: Path, target: Path, header: dict[str, Any], first: RingArray,
             handle.write(component.astype("<u8", copy=False).data)
         handle.flush()
         os.fsync(handle.fileno())
+    return temp
+
+
+def publish(temp: Path, target: Path) -> None:
+    """Atomically move a finished file into place and make that durable."""
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, target)
     fsync_directory(target.parent)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mpc_core.errors import AlreadyExistsError, NotFoundError
+from mpc_core.ring import RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
 from mpc_server.service.model import DatasetRef, Grant, OutputInfo, StoredDataset, StoredOutput
@@ -48,8 +50,12 @@ class OutputStore(Protocol):
         """Return the output or raise :class:`NotFoundError`."""
         ...
 
-    def put(self, output: StoredOutput) -> None:
-        """Keep an output for its receiver (durably)."""
+    def put(self, output: StoredOutput, *, durable: bool = True) -> None:
+        """Keep an output for its receiver (durably unless told otherwise)."""
+        ...
+
+    def persist(self, job_id: str) -> None:
+        """Make a kept output durable (after ``put(durable=False)``)."""
         ...
 
     def delete(self, job_id: str) -> None:
@@ -190,6 +196,7 @@ class FileOutputStore:
         self._clock = clock
         self._outputs: OrderedDict[str, tuple[float, StoredOutput]] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()
         loaded = []
         for path in self._dir.glob(f"*{SUFFIX}"):
             try:
@@ -231,10 +238,57 @@ class FileOutputStore:
                 f"no output for job {job_id} (never computed here, released or expired)"
             ) from None
 
-    def put(self, output: StoredOutput) -> None:
-        """Write ``output`` durably, then evict the oldest beyond the byte cap."""
+    def put(self, output: StoredOutput, *, durable: bool = True) -> None:
+        """Keep ``output``, then evict the oldest outputs beyond the byte cap.
+
+        The file is written before it is indexed; with ``durable=False`` it is
+        kept in memory only until :meth:`persist` writes it.
+        """
         created = self._clock()
-        header = {
+        temp = (
+            share_files.write_temp(self._tmp, self._header(output, created), *_components(output))
+            if durable
+            else None
+        )
+        with self._lock:
+            if temp is not None:
+                share_files.publish(temp, self._path(output.job_id))
+            self._unindex(output.job_id)
+            self._index(output, created)
+        while self._bytes > self.retention.max_bytes and len(self._outputs) > 1:
+            self.delete(next(iter(self._outputs)))
+
+    def persist(self, job_id: str) -> None:
+        """Write a kept output's file unless it was dropped meanwhile (blocking)."""
+        with self._lock:
+            entry = self._outputs.get(job_id)
+        if entry is None:
+            return
+        temp = share_files.write_temp(self._tmp, self._header(entry[1], entry[0]), *_components(entry[1]))
+        with self._lock:
+            if self._outputs.get(job_id) is entry:
+                share_files.publish(temp, self._path(job_id))
+                return
+        temp.unlink(missing_ok=True)
+
+    def delete(self, job_id: str) -> None:
+        """Drop the output of ``job_id`` and its file, if kept."""
+        with self._lock:
+            if self._unindex(job_id):
+                share_files.remove(self._path(job_id))
+
+    def _unindex(self, job_id: str) -> bool:
+        entry = self._outputs.pop(job_id, None)
+        if entry is not None:
+            self._bytes -= _nbytes(entry[1])
+        return entry is not None
+
+    def _path(self, job_id: str) -> Path:
+        return self._dir / f"{job_id}{SUFFIX}"
+
+    @staticmethod
+    def _header(output: StoredOutput, created: float) -> dict[str, object]:
+        return {
             "job_id": output.job_id,
             "receiver": output.receiver,
             "shape": list(output.info.shape),
@@ -242,21 +296,6 @@ class FileOutputStore:
             "digest": output.job_digest.hex(),
             "created": created,
         }
-        target = self._dir / f"{output.job_id}{SUFFIX}"
-        share_files.write(self._tmp, target, header, output.share.first, output.share.second)
-        self.delete(output.job_id, durable=False)
-        self._index(output, created)
-        while self._bytes > self.retention.max_bytes and len(self._outputs) > 1:
-            self.delete(next(iter(self._outputs)))
-
-    def delete(self, job_id: str, *, durable: bool = True) -> None:
-        """Drop the output of ``job_id`` (and its file) if kept."""
-        entry = self._outputs.pop(job_id, None)
-        if entry is None:
-            return
-        self._bytes -= _nbytes(entry[1])
-        if durable:
-            share_files.remove(self._dir / f"{job_id}{SUFFIX}")
 
     def expire(self) -> int:
         """Drop outputs older than the retention age; returns how many."""
@@ -265,6 +304,10 @@ class FileOutputStore:
         for job_id in old:
             self.delete(job_id)
         return len(old)
+
+
+def _components(output: StoredOutput) -> tuple[RingArray, RingArray]:
+    return output.share.first, output.share.second
 
 
 def _nbytes(output: StoredOutput) -> int:

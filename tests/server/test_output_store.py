@@ -78,3 +78,17 @@ def test_half_written_files_are_cleaned_at_start(tmp_path: Path) -> None:
     (tmp_path / "tmp" / "outputs" / "x.part").write_bytes(b"garbage")
     FileOutputStore(tmp_path)
     assert list((tmp_path / "tmp" / "outputs").iterdir()) == []
+
+
+def test_background_persistence_writes_only_kept_outputs(tmp_path: Path) -> None:
+    store = FileOutputStore(tmp_path)
+    store.put(_output("later", 2), durable=False)
+    assert store.get("later").job_id == "later"
+    assert not (tmp_path / "outputs" / "later.share").exists()
+    store.persist("later")
+    assert FileOutputStore(tmp_path).get("later").share.second.tolist() == [1, 2]
+    store.put(_output("released", 2), durable=False)
+    store.delete("released")
+    store.persist("released")  # released before it was written: nothing appears
+    assert not (tmp_path / "outputs" / "released.share").exists()
+    assert list((tmp_path / "tmp" / "outputs").iterdir()) == []
