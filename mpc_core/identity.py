@@ -31,11 +31,20 @@ class Role(Enum):
     CLIENT = "client"
 
 
+MAX_SHOWN = 64
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut short: client input echoed in an error stays small."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 5]}...{text[-1]} ({len(text)} chars)"
+
+
 def validate_name(value: str, what: str) -> str:
     """Return ``value`` if it is a valid name, else raise naming ``what``."""
     if not isinstance(value, str) or NAME_PATTERN.fullmatch(value) is None:
         raise InvalidArgumentError(
-            f"invalid {what} {value!r}: use 1-128 characters of letters, digits, "
+            f"invalid {what} {shown(value)}: use 1-128 characters of letters, digits, "
             "'.', '_' and '-', starting with a letter or digit"
         )
     return value

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sys
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -94,6 +95,30 @@ def prg_words(seed: bytes, n: int) -> RingArray:
     if len(seed) != KEY_BYTES:
         raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
     return _keystream_words(seed, _ZERO_BLOCK, n)
+
+
+def prg_fill(seed: bytes, out: RingArray) -> None:
+    """Write the PRG expansion of ``seed`` into ``out`` (contiguous, uint64).
+
+    Equal to ``out[:] = prg_words(seed, out.size)`` without a temporary the
+    size of ``out`` (e.g. straight into a memory-mapped file).
+    """
+    if len(seed) != KEY_BYTES:
+        raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
+    if sys.byteorder != "little" or not out.flags.c_contiguous:
+        out[:] = prg_words(seed, out.size)
+        return
+    data = out.reshape(-1).view(np.uint8).data
+    total = len(data)
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_BLOCK)).encryptor()
+    position = 0
+    while total - position >= _CHUNK_BYTES + _BLOCK:  # update_into needs block-1 bytes of slack
+        encryptor.update_into(_ZERO_CHUNK, data[position : position + _CHUNK_BYTES + _BLOCK - 1])
+        position += _CHUNK_BYTES
+    tail = total - position
+    scratch = bytearray(tail + _BLOCK - 1)
+    written = encryptor.update_into(bytes(tail), scratch)
+    data[position:] = scratch[:written]
 
 
 def random_words(n: int) -> RingArray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import resource
 import signal
@@ -33,9 +34,10 @@ from mpc_server.config import ServerConfig
 from mpc_server.observability import ServerMetrics, TransportReadings
 from mpc_server.protocol.mailbox import Mailbox
 from mpc_server.service.jobs import JobService
+from mpc_server.service.output_store import FileOutputStore
 from mpc_server.service.outputs import OutputService
 from mpc_server.service.programs import default_programs
-from mpc_server.service.store import FileDatasetStore, FileOutputStore
+from mpc_server.service.store import FileDatasetStore
 from mpc_server.service.uploads import UploadService
 from mpc_server.transport import tls
 from mpc_server.transport.auth import RoleInterceptor, authenticate, require_role
@@ -79,7 +81,13 @@ class MpcServer:
         self.output_store = FileOutputStore(config.data_dir, config.outputs)
         self.metrics = ServerMetrics(self._readings())
         self.jobs = JobService(
-            self.channel, datasets, self.output_store, programs, config.jobs, observer=self.metrics
+            self.channel,
+            datasets,
+            self.output_store,
+            programs,
+            config.jobs,
+            observer=self.metrics,
+            unready_peer=self.unready_peer,
         )
         self.outputs = OutputService(self.output_store)
         self.uploads = UploadService(
@@ -132,6 +140,7 @@ class MpcServer:
             hello,
             connect_timeout=self.config.connect_timeout,
             on_change=self._changed.set,
+            on_lost=lambda reason: self.inbound.peer_lost(peer, f"link to the peer lost: {reason}"),
         )
 
     def _grpc_server(self) -> grpc.aio.Server:
@@ -153,8 +162,15 @@ class MpcServer:
 
     @property
     def ready(self) -> bool:
-        """Both outbound peer links are up (handshake done, stream open)."""
-        return all(link.connected for link in self.links.values())
+        """Both peers are connected in both directions."""
+        return self.unready_peer() is None
+
+    def unready_peer(self) -> str | None:
+        """The identity of a peer we cannot exchange messages with, if any."""
+        for peer, link in self.links.items():
+            if not link.connected or not self.peer_servicer.inbound_streams[peer]:
+                return link.peer.identity
+        return None
 
     def server_info(self) -> client_pb.GetServerInfoResponse:
         """What ``GetServerInfo`` reports."""
@@ -224,6 +240,7 @@ class MpcServer:
             await asyncio.sleep(_SWEEP_SECONDS)
             self.mailbox.sweep(self.config.jobs.max_seconds + _SWEEP_SECONDS)
             self.output_store.expire()
+            gc.collect()  # reference cycles may hold mapped files of replaced datasets
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain gracefully, then close every call and link.

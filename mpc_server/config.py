@@ -8,7 +8,7 @@ from pathlib import Path
 from mpc_core.cluster import ClusterConfig, ServerEndpoint, parse_cluster
 from mpc_core.errors import ConfigError
 from mpc_server.service.jobs import JobLimits
-from mpc_server.service.store import OutputRetention
+from mpc_server.service.output_store import OutputRetention
 from mpc_server.service.uploads import UploadLimits
 
 

@@ -15,14 +15,14 @@ from typing import Any
 import grpc
 
 from mpc_core.errors import InvalidArgumentError
-from mpc_core.identity import Principal
+from mpc_core.identity import Principal, validate_name
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
 from mpc_server.api import convert
 from mpc_server.service.jobs import JobService
 from mpc_server.service.model import DatasetRef
 from mpc_server.service.outputs import OutputService
-from mpc_server.service.uploads import UploadService
+from mpc_server.service.uploads import ShareChunk, UploadService
 from mpc_server.transport.status import streaming_errors, unary_errors
 
 _Context = grpc.aio.ServicerContext[Any, Any]
@@ -94,20 +94,19 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         if first is None or first.WhichOneof("item") != "header":
             raise InvalidArgumentError("an upload must start with a header")
         self.traffic.received += first.ByteSize()
-        session = self._uploads.begin(owner, convert.upload_header_from_proto(first.header))
-        try:
-            async for request in request_iterator:
-                self.traffic.received += request.ByteSize()
-                if request.WhichOneof("item") != "chunk":
-                    raise InvalidArgumentError("only share chunks may follow the upload header")
-                session.add_chunk(request.chunk.offset, request.chunk.first, request.chunk.second)
-        except BaseException:
-            session.discard()
-            raise
-        dataset = await self._uploads.commit(session, timeout)
+        header = convert.upload_header_from_proto(first.header)
+        dataset = await self._uploads.receive(owner, header, self._chunks(request_iterator), timeout)
+        count = dataset.share.size
         return pb.UploadDatasetResponse(
-            dataset=convert.dataset_ref_to_proto(dataset.ref), element_count=session.count
+            dataset=convert.dataset_ref_to_proto(dataset.ref), element_count=count
         )
+
+    async def _chunks(self, requests: AsyncIterator[pb.UploadDatasetRequest]) -> AsyncIterator[ShareChunk]:
+        async for request in requests:
+            self.traffic.received += request.ByteSize()
+            if request.WhichOneof("item") != "chunk":
+                raise InvalidArgumentError("only share chunks may follow the upload header")
+            yield ShareChunk(request.chunk.offset, request.chunk.first, request.chunk.second)
 
     @unary_errors
     async def DeleteDataset(
@@ -142,7 +141,9 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         self, request: pb.FetchOutputRequest, context: _Context
     ) -> AsyncIterator[pb.FetchOutputResponse]:
         """Stream this server's output share to the job's receiver."""
-        output = self._outputs.fetch(self._authenticate(context).name, request.job_id)
+        output = self._outputs.fetch(
+            self._authenticate(context).name, validate_name(request.job_id, "job id")
+        )
         digest = await convert.digest_of(output.share.second) if request.second_as_digest else None
         responses = [pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))]
         for response in chain(responses, convert.output_responses(output.share, with_second=digest is None)):

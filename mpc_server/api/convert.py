@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterator
 
 from mpc_core.errors import InvalidArgumentError
+from mpc_core.identity import shown
 from mpc_core.ring import RingArray, to_wire
 from mpc_core.sharing import ReplicatedShare
 from mpc_proto.v1 import client_service_pb2 as pb
@@ -55,7 +56,7 @@ def job_spec_from_proto(message: pb.JobSpec) -> JobSpec:
     inputs = []
     for item in message.inputs:
         if not item.HasField("dataset"):
-            raise InvalidArgumentError(f"job input {item.role!r} names no dataset")
+            raise InvalidArgumentError(f"job input {shown(item.role)} names no dataset")
         inputs.append(JobInput(item.role, dataset_ref_from_proto(item.dataset)))
     return JobSpec(message.job_id, message.program, tuple(inputs), message.receiver)
 

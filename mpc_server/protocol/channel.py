@@ -26,11 +26,12 @@ class Channel(Protocol):
         """A human-readable name of ``party`` for error messages."""
         ...
 
-    async def send(self, to: PartyId, tag: MessageTag, words: RingArray) -> None:
-        """Send ``words`` to party ``to`` under ``tag``.
+    async def send(self, to: PartyId, tag: MessageTag, words: RingArray, timeout: float) -> None:
+        """Send ``words`` to party ``to`` under ``tag`` within ``timeout`` seconds.
 
         Raises:
             ServerUnavailableError: the peer cannot be reached.
+            ProtocolTimeoutError: the message could not be sent in time.
         """
         ...
 
@@ -51,4 +52,8 @@ class Channel(Protocol):
 
     def close_job(self, job_id: str) -> None:
         """Forget every message and waiter of a finished job."""
+        ...
+
+    def refuse_job(self, job_id: str) -> None:
+        """This party refused the job before starting it; forget its state."""
         ...

@@ -96,8 +96,7 @@ class PartyContext:
 
     async def send(self, to: PartyId, tag: MessageTag, words: RingArray) -> None:
         """Send ``words`` to ``to`` and count the bytes."""
-        self.remaining()
-        await self.channel.send(to, tag, words)
+        await self.channel.send(to, tag, words, self.remaining())
         self.stats.bytes_sent += words.nbytes
 
     async def recv(self, frm: PartyId, tag: MessageTag) -> RingArray:

@@ -34,6 +34,7 @@ from mpc_core.ring import RingArray
 from mpc_core.types import MessageTag, PartyId
 
 DEFAULT_MAX_BUFFERED_BYTES = 1 << 30
+REFUSAL_MEMORY_SECONDS = 10.0
 _CLOSED_JOBS_REMEMBERED = 4096
 
 _Key = tuple[PartyId, int]
@@ -67,6 +68,7 @@ class Mailbox:
         self._clock = clock
         self._boxes: dict[str, _JobBox] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()
         self._buffered = 0
 
     @property
@@ -117,10 +119,32 @@ class Mailbox:
         self.fail_job(sender, job_id, JobAbortedError(self._names[sender], reason))
 
     def fail_job(self, sender: PartyId, job_id: str, error: MpcError) -> None:
-        """Fail ``job_id``'s receives from ``sender`` (now and later) with ``error``."""
+        """Fail ``job_id``'s receives from ``sender`` (now and later) with ``error``.
+
+        Ignored for a job this party refused a moment ago: the failure
+        belongs to the same failed attempt, not to a retry.
+        """
+        refused_at = self._refused.get(job_id)
+        if refused_at is not None and self._clock() - refused_at < REFUSAL_MEMORY_SECONDS:
+            return
         box = self._box(job_id)
         if box is not None:
             self._fail(box, sender, error)
+
+    def refuse_job(self, job_id: str) -> None:
+        """This party refused ``job_id`` before starting it: drop its state.
+
+        Aborts from peers refusing the same attempt may still be on their
+        way; they are ignored for a while, so a retry after the problem is
+        fixed starts clean. Messages are not ignored (a retry may be ahead).
+        """
+        box = self._boxes.pop(job_id, None)
+        if box is not None:
+            self._release(box)
+        self._refused[job_id] = self._clock()
+        self._refused.move_to_end(job_id)
+        while len(self._refused) > _CLOSED_JOBS_REMEMBERED:
+            self._refused.popitem(last=False)
 
     async def receive(self, sender: PartyId, tag: MessageTag, timeout: float) -> RingArray:
         """Return the message ``tag`` from ``sender``, waiting up to ``timeout`` s."""
@@ -128,6 +152,7 @@ class Mailbox:
         if box is None:
             raise ProtocolError(f"job {tag.job_id} is already closed")
         box.opened = True
+        self._refused.pop(tag.job_id, None)
         if sender in box.failed:
             raise box.failed[sender]
         key = (sender, tag.op)

@@ -85,7 +85,7 @@ class InMemoryChannel:
         """The configured name of ``party``."""
         return self._network.names[party]
 
-    async def send(self, to: PartyId, tag: MessageTag, words: RingArray) -> None:
+    async def send(self, to: PartyId, tag: MessageTag, words: RingArray, timeout: float) -> None:
         """Deliver a copy of ``words`` to ``to``'s mailbox."""
         self._network.transmit(SentMessage(self._party, to, tag, words.copy()))
 
@@ -102,3 +102,7 @@ class InMemoryChannel:
     def close_job(self, job_id: str) -> None:
         """Forget the job's state in this party's mailbox."""
         self._network.mailboxes[self._party].close_job(job_id)
+
+    def refuse_job(self, job_id: str) -> None:
+        """Forget a refused job's state in this party's mailbox."""
+        self._network.mailboxes[self._party].refuse_job(job_id)

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +34,7 @@ from mpc_core.errors import (
     PermissionDeniedError,
     ServerUnavailableError,
 )
+from mpc_core.identity import shown
 from mpc_core.version import PROTOCOL_VERSION
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.context import PartyContext
@@ -77,6 +78,25 @@ class JobLimits:
     max_seconds: float = 300.0
 
 
+def _detached(error: Exception) -> Exception:
+    """A fresh copy of ``error`` without traceback or context.
+
+    A job record keeps its error for retries; the traceback's frames would
+    keep the job's inputs (open share files) and keys alive with it.
+    """
+    if not isinstance(error, MpcError):
+        return MpcError("internal error")
+    fresh = type(error).__new__(type(error))
+    fresh.args = error.args
+    fresh.__dict__.update(vars(error))
+    return fresh
+
+
+def _session(submitter: str, job_id: str) -> str:
+    """Message tags are scoped by submitter: no client can disturb another's job."""
+    return f"job/{submitter}/{job_id}"
+
+
 def job_digest(submitter: str, spec: JobSpec, inputs: BoundInputs) -> bytes:
     """SHA-256 of the canonical description of a job and its dataset versions."""
     described = {
@@ -110,6 +130,8 @@ class _Plan:
     inputs: BoundInputs
     info: OutputInfo
     digest: bytes
+    session: str
+    """The protocol session (message tags) of the job: ``job/<submitter>/<id>``."""
 
 
 @dataclass
@@ -130,6 +152,7 @@ class JobService:
         limits: JobLimits = JobLimits(),
         *,
         observer: JobObserver | None = None,
+        unready_peer: Callable[[], str | None] = lambda: None,
     ) -> None:
         """Wire the service to its channel, stores and programs."""
         self._channel = channel
@@ -138,6 +161,7 @@ class JobService:
         self._programs = programs
         self.limits = limits
         self._observer = observer or _NoObserver()
+        self._unready_peer = unready_peer
         self._jobs: OrderedDict[str, _JobRecord] = OrderedDict()
         self._running = 0
         self._idle = asyncio.Event()
@@ -174,36 +198,54 @@ class JobService:
         durable right after, in the background, instead of before answering.
         """
         token = CURRENT_JOB.set(spec.job_id)
+        label = spec.program if spec.program in self._programs else "unknown"
         started = time.perf_counter()
         try:
-            result = await self._run(submitter, spec, timeout, delivered_up_to)
+            result, computed = await self._run(submitter, spec, timeout, delivered_up_to)
         except Exception as exc:
             status = exc.grpc_status if isinstance(exc, MpcError) else "INTERNAL"
-            self._observer.job_finished(spec.program, status, time.perf_counter() - started)
+            self._observer.job_finished(label, status, time.perf_counter() - started)
             raise
         finally:
             CURRENT_JOB.reset(token)
-        self._observer.job_finished(spec.program, "OK", time.perf_counter() - started)
+        if computed:
+            self._observer.job_finished(label, "OK", time.perf_counter() - started)
         return result
 
-    async def _run(self, submitter: str, spec: JobSpec, timeout: float, delivered_up_to: int) -> JobResult:
+    async def _run(
+        self, submitter: str, spec: JobSpec, timeout: float, delivered_up_to: int
+    ) -> tuple[JobResult, bool]:
+        """The job's result, and whether it was computed now (not a replay)."""
         if self._draining:
             raise ServerUnavailableError(self._channel.peer_name(self._channel.party), "shutting down")
-        try:
-            plan = self._plan(submitter, spec)
-        except MpcError as exc:
-            await self._channel.abort(spec.job_id, str(exc))
-            raise
+        session = _session(submitter, spec.job_id)
         record = self._jobs.get(spec.job_id)
+        try:
+            plan = self._plan(submitter, spec, session)
+            if record is None:
+                self._require_peers()
+        except MpcError as exc:
+            if record is None:  # nothing of this id runs here: stop the peers, forget it
+                await self._channel.abort(session, str(exc))
+                self._channel.refuse_job(session)
+            raise
         if record is not None:
             if record.digest != plan.digest:
                 raise AlreadyExistsError(f"job id {spec.job_id} is already used by another job")
-            return await asyncio.shield(record.done)
+            return await asyncio.shield(record.done), False
         kept = self._kept_result(plan)
         if kept is not None:
-            return kept
+            return kept, False
+        return await self._start(plan, timeout, delivered_up_to), True
+
+    def _require_peers(self) -> None:
+        missing = self._unready_peer()
+        if missing is not None:
+            raise ServerUnavailableError(missing, "not connected in both directions")
+
+    async def _start(self, plan: _Plan, timeout: float, delivered_up_to: int) -> JobResult:
         record = _JobRecord(plan.digest, asyncio.get_running_loop().create_future())
-        self._remember(spec.job_id, record)
+        self._remember(plan.spec.job_id, record)
         self._running += 1
         self._idle.clear()
         try:
@@ -212,7 +254,7 @@ class JobService:
             record.done.cancel()
             raise
         except Exception as exc:
-            record.done.set_exception(exc)
+            record.done.set_exception(_detached(exc))
             record.done.exception()  # mark retrieved: later retries re-raise it
             raise
         finally:
@@ -232,27 +274,27 @@ class JobService:
             raise AlreadyExistsError(f"job id {plan.spec.job_id} is already used by another job")
         return JobResult(plan.spec.job_id, output.info, JobStats(0, 0, 0, 0.0))
 
-    def _plan(self, submitter: str, spec: JobSpec) -> _Plan:
+    def _plan(self, submitter: str, spec: JobSpec, session: str) -> _Plan:
         """Check the job locally: program, inputs, grants, shapes."""
         program = self._program(spec.program)
         inputs = self._bind(program, spec)
         self._authorise(spec, inputs)
         info = program.plan(inputs)
-        return _Plan(spec, program, inputs, info, job_digest(submitter, spec, inputs))
+        return _Plan(spec, program, inputs, info, job_digest(submitter, spec, inputs), session)
 
     def _program(self, name: str) -> Program:
         try:
             return self._programs[name]
         except KeyError:
             known = ", ".join(sorted(self._programs))
-            raise InvalidArgumentError(f"unknown program {name!r} (known: {known})") from None
+            raise InvalidArgumentError(f"unknown program {shown(name)} (known: {known})") from None
 
     def _bind(self, program: Program, spec: JobSpec) -> BoundInputs:
         by_role: dict[str, list[StoredDataset]] = {role.name: [] for role in program.roles}
         for job_input in spec.inputs:
             if job_input.role not in by_role:
                 raise InvalidArgumentError(
-                    f"program {program.name} has no input role {job_input.role!r} "
+                    f"program {program.name} has no input role {shown(job_input.role)} "
                     f"(roles: {', '.join(by_role)})"
                 )
             by_role[job_input.role].append(self._datasets.get(job_input.dataset))
@@ -277,7 +319,7 @@ class JobService:
         spec = plan.spec
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + min(timeout, self.limits.max_seconds)
-        ctx = PartyContext(self._channel, spec.job_id, deadline)
+        ctx = PartyContext(self._channel, plan.session, deadline)
         _log.info("job %s started: %s for %s", spec.job_id, spec.program, spec.receiver)
         try:
             await agree_and_setup_keys(ctx, plan.digest)
@@ -285,10 +327,10 @@ class JobService:
         except (Exception, asyncio.CancelledError) as exc:
             reason = str(exc) if isinstance(exc, MpcError) else "job cancelled or failed internally"
             _log.warning("job %s failed: %s", spec.job_id, reason)
-            await self._channel.abort(spec.job_id, reason)
+            await self._channel.abort(plan.session, reason)
             raise
         finally:
-            self._channel.close_job(spec.job_id)
+            self._channel.close_job(plan.session)
         output = StoredOutput(spec.job_id, spec.receiver, plan.info, share, plan.digest)
         await self._keep(output, background=share.size <= delivered_up_to)
         stats = JobStats(

@@ -130,12 +130,20 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, _data_offset(length)
 
 
-def open_components(path: Path) -> tuple[dict[str, Any], RingArray, RingArray]:
-    """Header and read-only mapped components of a share file."""
+def check(path: Path) -> dict[str, Any]:
+    """The header of a share file whose size matches it (nothing is mapped)."""
     header, offset = read_header(path)
     count = int(header["count"])
     if path.stat().st_size != offset + 2 * count * WORD_BYTES:
         raise StorageError(f"{path} does not hold the {count} elements its header promises")
+    return header
+
+
+def open_components(path: Path) -> tuple[dict[str, Any], RingArray, RingArray]:
+    """Header and read-only mapped components of a share file."""
+    header = check(path)
+    _, offset = read_header(path)
+    count = int(header["count"])
     if count == 0:
         empty = np.zeros(0, dtype=np.uint64)
         return header, empty, empty.copy()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from mpc_core.errors import (
@@ -24,8 +24,8 @@ from mpc_core.errors import (
     ResourceLimitError,
     ShareFormatError,
 )
-from mpc_core.identity import validate_name
-from mpc_core.prg import KEY_BYTES, prg_words
+from mpc_core.identity import NAME_PATTERN, shown, validate_name
+from mpc_core.prg import KEY_BYTES, prg_fill
 from mpc_core.ring import WORD_BYTES, RingArray, element_count, wire_view
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.consistency import check_replicas
@@ -41,8 +41,19 @@ MAX_DIMENSIONS = 8
 class UploadLimits:
     """Bounds on what one upload may declare and send."""
 
-    max_elements: int = 1 << 27
+    max_elements: int = 1 << 25
     max_grants: int = 256
+    max_check_seconds: float = 60.0
+    """Longest wait for the peers' digests after the last chunk."""
+
+
+@dataclass(frozen=True)
+class ShareChunk:
+    """One chunk of an upload: elements from ``offset`` of both components."""
+
+    offset: int
+    first: bytes
+    second: bytes
 
 
 @dataclass(frozen=True)
@@ -71,18 +82,28 @@ class UploadSession:
     (seed-compressed upload); chunks then leave that component empty.
     """
 
-    def __init__(self, pending: PendingDataset, header: UploadHeader, count: int) -> None:
+    def __init__(
+        self,
+        pending: PendingDataset,
+        header: UploadHeader,
+        count: int,
+        discard: Callable[[PendingDataset], None],
+    ) -> None:
         """Write into ``pending``, which has room for ``count`` elements."""
         self.pending = pending
+        self._discard = discard
         self.ref = pending.ref
         self.header = header
         self.count = count
         self._parts = (pending.file.first, pending.file.second)
         self._sent = [not header.first_seed, not header.second_seed]
-        for seed, target in zip((header.first_seed, header.second_seed), self._parts, strict=True):
-            if seed:
-                target[:] = prg_words(seed, target.size)
         self.received = count if not any(self._sent) else 0
+
+    def expand_seeds(self) -> None:
+        """Fill the components the header gave as seeds (blocking: off the loop)."""
+        for seed, target in zip((self.header.first_seed, self.header.second_seed), self._parts, strict=True):
+            if seed:
+                prg_fill(seed, target)
 
     def add_chunk(self, offset: int, first: bytes, second: bytes) -> None:
         """Append one chunk; chunks must arrive in order and fit the header."""
@@ -120,7 +141,14 @@ class UploadSession:
 
     def discard(self) -> None:
         """Drop everything received so far."""
-        self.pending.file.discard()
+        self._discard(self.pending)
+
+
+def _session_id(owner: str, header: UploadHeader) -> str | None:
+    """Message tags of an upload's consistency check (None for a bad name)."""
+    if NAME_PATTERN.fullmatch(header.name) is None:
+        return None
+    return f"upload/{owner}/{header.name}/{header.upload_id.hex()[:16]}"
 
 
 class UploadService:
@@ -141,7 +169,36 @@ class UploadService:
         self._fractional_bits = fractional_bits
         self.limits = limits
 
-    def begin(self, owner: str, header: UploadHeader) -> UploadSession:
+    async def receive(
+        self, owner: str, header: UploadHeader, chunks: AsyncIterator[ShareChunk], timeout: float
+    ) -> StoredDataset:
+        """Run one upload: header, chunks, consistency check, commit.
+
+        When this server refuses the upload, its peers are told at once, so
+        they stop waiting for its digests.
+        """
+        session_id = _session_id(owner, header)
+        try:
+            session = await self.begin(owner, header)
+        except MpcError as exc:
+            await self._refuse(session_id, exc)
+            raise
+        try:
+            async for chunk in chunks:
+                session.add_chunk(chunk.offset, chunk.first, chunk.second)
+        except BaseException as exc:
+            session.discard()
+            if isinstance(exc, MpcError):
+                await self._refuse(session_id, exc)
+            raise
+        return await self.commit(session, min(timeout, self.limits.max_check_seconds))
+
+    async def _refuse(self, session_id: str | None, error: MpcError) -> None:
+        if session_id is not None:
+            await self._channel.abort(session_id, str(error))
+            self._channel.refuse_job(session_id)
+
+    async def begin(self, owner: str, header: UploadHeader) -> UploadSession:
         """Check ``header`` from ``owner`` and start a session for it."""
         ref = DatasetRef(owner, validate_name(header.name, "dataset name"))
         count = self._check_shape(header.shape)
@@ -165,18 +222,20 @@ class UploadService:
             upload_id=header.upload_id,
             count=count,
         )
+        session = UploadSession(pending, header, count, self._store.discard)
         try:
-            return UploadSession(pending, header, count)
+            await asyncio.to_thread(session.expand_seeds)
         except BaseException:
-            pending.file.discard()
+            session.discard()
             raise
+        return session
 
     async def commit(self, session: UploadSession, timeout: float) -> StoredDataset:
         """Check the copies with the peers, then publish the dataset.
 
         The session's file is discarded on any failure.
         """
-        job_id = f"upload/{session.ref}/{session.header.upload_id.hex()[:16]}"
+        job_id = _session_id(session.ref.owner, session.header) or "upload/invalid"
         try:
             first, second = await asyncio.to_thread(session.digests)
             deadline = asyncio.get_running_loop().time() + timeout
@@ -220,4 +279,6 @@ class UploadService:
             validate_name(grant.receiver, "grant receiver")
             if grant.program not in self._programs:
                 known = ", ".join(sorted(self._programs))
-                raise InvalidArgumentError(f"grant names unknown program {grant.program!r} (known: {known})")
+                raise InvalidArgumentError(
+                    f"grant names unknown program {shown(grant.program)} (known: {known})"
+                )

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from mpc_core.errors import PermissionDeniedError, UnauthenticatedError
 from mpc_core.identity import Principal, Role, parse_identity_uri
@@ -96,8 +97,9 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
     The servicers are ``grpc.aio`` coroutines and async generators; the
     type stubs describe the synchronous API, hence the ``Any`` behaviours.
     """
+    decode = handler.request_deserializer
     codec: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": (lambda data: _tolerant_decode(decode, data)) if decode else None,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
@@ -105,6 +107,7 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
 
         async def unary_unary(request: Any, context: Any) -> Any:
             await _enforce(context, check)
+            await _refuse_undecodable(request, context)
             return await inner_uu(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
@@ -113,7 +116,7 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
 
         async def stream_unary(requests: Any, context: Any) -> Any:
             await _enforce(context, check)
-            return await inner_su(requests, context)
+            return await inner_su(_decoded(requests, context), context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
     if handler.unary_stream is not None:
@@ -121,6 +124,7 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
 
         async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
             await _enforce(context, check)
+            await _refuse_undecodable(request, context)
             async for response in inner_us(request, context):
                 yield response
 
@@ -129,7 +133,30 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
 
     async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
         await _enforce(context, check)
-        async for response in inner_ss(requests, context):
+        async for response in inner_ss(_decoded(requests, context), context):
             yield response
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message."""
+
+
+def _tolerant_decode(decode: Callable[[bytes], Any], data: bytes) -> Any:
+    try:
+        return decode(data)
+    except DecodeError:
+        return _Undecodable()
+
+
+async def _refuse_undecodable(request: Any, context: Any) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid mpc.v1 message")
+
+
+async def _decoded(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    """The request stream, aborting with INVALID_ARGUMENT at an undecodable message."""
+    async for request in requests:
+        await _refuse_undecodable(request, context)
+        yield request

@@ -85,11 +85,11 @@ class Inbound:
         del self._partial[key]
         return partial.words
 
-    def peer_lost(self, sender: PartyId) -> None:
-        """Drop ``sender``'s partial messages and fail jobs waiting on it."""
+    def peer_lost(self, sender: PartyId, reason: str = "connection lost") -> None:
+        """Drop ``sender``'s partial messages and fail open jobs waiting on it."""
         for key in [k for k in self._partial if k[0] == sender]:
             del self._partial[key]
-        self._mailbox.peer_lost(sender, ServerUnavailableError(self._names[sender], "connection lost"))
+        self._mailbox.peer_lost(sender, ServerUnavailableError(self._names[sender], reason))
 
     def discard_job(self, job_id: str) -> None:
         """Drop partial messages of a finished job."""
@@ -124,9 +124,9 @@ class GrpcPeerChannel:
         """The identity of ``party``."""
         return self._names[party]
 
-    async def send(self, to: PartyId, tag: MessageTag, words: RingArray) -> None:
-        """Send ``words`` to ``to`` over its link."""
-        await self._links[to].send(tag, words)
+    async def send(self, to: PartyId, tag: MessageTag, words: RingArray, timeout: float) -> None:
+        """Send ``words`` to ``to`` over its link within ``timeout`` seconds."""
+        await self._links[to].send(tag, words, timeout)
 
     async def recv(self, frm: PartyId, tag: MessageTag, timeout: float) -> RingArray:
         """Wait for ``tag`` from ``frm``."""
@@ -135,9 +135,14 @@ class GrpcPeerChannel:
     async def abort(self, job_id: str, reason: str) -> None:
         """Tell both peers we gave up on ``job_id``."""
         for link in self._links.values():
-            await link.send_abort(job_id, reason)
+            link.send_abort(job_id, reason)
 
     def close_job(self, job_id: str) -> None:
         """Forget ``job_id``'s messages."""
         self._mailbox.close_job(job_id)
+        self._inbound.discard_job(job_id)
+
+    def refuse_job(self, job_id: str) -> None:
+        """Forget a job refused before it started."""
+        self._mailbox.refuse_job(job_id)
         self._inbound.discard_job(job_id)

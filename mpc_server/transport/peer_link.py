@@ -6,19 +6,23 @@ then holds a long-lived ``PeerService.Exchange`` stream on which every
 protocol message to that peer travels, in chunks of at most
 ``chunk_words`` words. When the stream breaks (the peer died, restarted or
 the network failed) the link reconnects with backoff; while it is down,
-sends fail at once with :class:`ServerUnavailableError` naming the peer.
+sends fail at once with :class:`ServerUnavailableError` naming the peer,
+and a send that cannot be written in time fails with
+:class:`ProtocolTimeoutError` naming it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
 
 from mpc_core.cluster import ServerEndpoint
-from mpc_core.errors import ServerUnavailableError
+from mpc_core.errors import ProtocolTimeoutError, ServerUnavailableError
 from mpc_core.ring import RingArray, to_wire
 from mpc_core.types import MessageTag
 from mpc_proto.v1 import peer_service_pb2 as pb
@@ -32,8 +36,21 @@ DEFAULT_CHUNK_WORDS = 1 << 18
 _RETRY_DELAY = 0.2
 
 
+@dataclass
+class _Outgoing:
+    """One protocol message (its chunks) waiting for the link's writer."""
+
+    messages: list[pb.ExchangeRequest]
+    done: asyncio.Future[None] | None
+
+
 class PeerLink:
-    """Our connection to one peer server, kept up until :meth:`close`."""
+    """Our connection to one peer server, kept up until :meth:`close`.
+
+    A single writer task owns the stream: senders queue whole messages and
+    wait (with a deadline) until they are written, so a job that gives up
+    or is cancelled never cancels the stream shared by all jobs.
+    """
 
     def __init__(
         self,
@@ -45,8 +62,13 @@ class PeerLink:
         connect_timeout: float = 5.0,
         chunk_words: int = DEFAULT_CHUNK_WORDS,
         on_change: Callable[[], None] = lambda: None,
+        on_lost: Callable[[str], None] = lambda reason: None,
     ) -> None:
-        """Prepare (but do not start) the link to ``peer``."""
+        """Prepare (but do not start) the link to ``peer``.
+
+        ``on_change`` is called when the link comes up or goes down,
+        ``on_lost`` when an established stream is lost (with the reason).
+        """
         self.peer = peer
         self._channel = grpc.aio.secure_channel(peer.address, credentials, options=options)
         self._stub = pb_grpc.PeerServiceStub(self._channel)
@@ -54,8 +76,9 @@ class PeerLink:
         self._connect_timeout = connect_timeout
         self._chunk_words = chunk_words
         self._on_change = on_change
+        self._on_lost = on_lost
         self._call: grpc.aio.StreamUnaryCall[pb.ExchangeRequest, pb.ExchangeResponse] | None = None
-        self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue()
         self._closed = False
         self.last_error = "not connected yet"
         self.bytes_sent = 0
@@ -75,8 +98,11 @@ class PeerLink:
             except grpc.aio.AioRpcError as exc:
                 self._down(f"{exc.code().name}: {exc.details()}")
             except asyncio.CancelledError:
-                self._down("link closed")
-                raise
+                task = asyncio.current_task()
+                if self._closed or (task is not None and task.cancelling()):
+                    self._down("link closed")
+                    raise
+                self._down("stream cancelled")  # the call, not this task, was cancelled
             if not self._closed:
                 await asyncio.sleep(_RETRY_DELAY)
 
@@ -89,57 +115,86 @@ class PeerLink:
         self.last_error = ""
         _log.info("connected to peer %s (party %d)", self.peer.identity, self.peer.party)
         self._on_change()
+        writer = asyncio.create_task(self._write_loop(call))
         try:
             await call
         finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
             self._down("connection lost")
+
+    async def _write_loop(
+        self, call: grpc.aio.StreamUnaryCall[pb.ExchangeRequest, pb.ExchangeResponse]
+    ) -> None:
+        while True:
+            item = await self._queue.get()
+            if item.done is not None and item.done.done():
+                continue  # its sender gave up; do not send a stale message
+            try:
+                for message in item.messages:
+                    await call.write(message)
+                    self.bytes_sent += message.ByteSize()
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+                _settle(item, ServerUnavailableError(self.peer.identity, "connection lost while sending"))
+                call.cancel()
+                return
+            _settle(item, None)
 
     def _down(self, reason: str) -> None:
         was_connected = self._call is not None
         self._call = None
         self.last_error = reason
+        while not self._queue.empty():
+            _settle(self._queue.get_nowait(), ServerUnavailableError(self.peer.identity, reason))
         if was_connected:
             _log.warning("lost peer %s: %s", self.peer.identity, reason)
+            self._on_lost(reason)
             self._on_change()
 
-    async def send(self, tag: MessageTag, words: RingArray) -> None:
-        """Send one protocol message, chunked, in order with other sends."""
+    async def send(self, tag: MessageTag, words: RingArray, timeout: float) -> None:
+        """Send one protocol message, chunked, in order with other sends.
+
+        Raises:
+            ServerUnavailableError: the link is down or broke while sending.
+            ProtocolTimeoutError: not written within ``timeout`` seconds.
+        """
+        self._require_connected()
         total = int(words.size)
-        async with self._lock:
-            call = self._require_call()
-            for offset in range(0, max(total, 1), self._chunk_words):
-                payload = to_wire(words[offset : offset + self._chunk_words])
-                chunk = pb.DataChunk(offset=offset, total_words=total, payload=payload)
-                message = pb.ExchangeRequest(job_id=tag.job_id, op=tag.op, data=chunk)
-                await self._write(call, message)
-                self.bytes_sent += message.ByteSize()
-
-    async def send_abort(self, job_id: str, reason: str) -> None:
-        """Tell the peer we gave up on ``job_id`` (best effort, never raises)."""
-        if self._call is None:
-            return
-        message = pb.ExchangeRequest(job_id=job_id, abort=pb.JobAbort(reason=reason[:1000]))
+        messages = [
+            pb.ExchangeRequest(
+                job_id=tag.job_id,
+                op=tag.op,
+                data=pb.DataChunk(
+                    offset=offset,
+                    total_words=total,
+                    payload=to_wire(words[offset : offset + self._chunk_words]),
+                ),
+            )
+            for offset in range(0, max(total, 1), self._chunk_words)
+        ]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Outgoing(messages, done))
         try:
-            async with self._lock:
-                await self._write(self._require_call(), message)
-        except ServerUnavailableError:
-            pass
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await asyncio.shield(done)
+        except TimeoutError:
+            done.cancel()
+            raise ProtocolTimeoutError(
+                f"could not send message {tag.op} of job {tag.job_id} to {self.peer.identity} "
+                f"within {timeout:.1f} s",
+                server=self.peer.identity,
+            ) from None
 
-    def _require_call(self) -> grpc.aio.StreamUnaryCall[pb.ExchangeRequest, pb.ExchangeResponse]:
+    def send_abort(self, job_id: str, reason: str) -> None:
+        """Queue a note that we gave up on ``job_id`` (best effort, never raises)."""
+        if self._call is not None:
+            message = pb.ExchangeRequest(job_id=job_id, abort=pb.JobAbort(reason=reason[:1000]))
+            self._queue.put_nowait(_Outgoing([message], None))
+
+    def _require_connected(self) -> None:
         if self._call is None:
             raise ServerUnavailableError(self.peer.identity, self.last_error or "not connected")
-        return self._call
-
-    async def _write(
-        self,
-        call: grpc.aio.StreamUnaryCall[pb.ExchangeRequest, pb.ExchangeResponse],
-        message: pb.ExchangeRequest,
-    ) -> None:
-        try:
-            await call.write(message)
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            self._down("connection lost while sending")
-            raise ServerUnavailableError(self.peer.identity, "connection lost while sending") from exc
 
     async def close(self) -> None:
         """Stop reconnecting and close the channel."""
@@ -148,3 +203,13 @@ class PeerLink:
         if call is not None:
             call.cancel()
         await self._channel.close()
+
+
+def _settle(item: _Outgoing, error: Exception | None) -> None:
+    """Complete a queued message's future, unless nobody waits any more."""
+    if item.done is None or item.done.done():
+        return
+    if error is None:
+        item.done.set_result(None)
+    else:
+        item.done.set_exception(error)

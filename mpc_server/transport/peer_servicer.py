@@ -95,6 +95,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         task = asyncio.current_task()
         if task is not None:
             self._streams.add(task)
+        # Messages of jobs already open may have been lost with an earlier
+        # stream from this peer: fail those jobs now rather than at their deadline.
+        self._inbound.peer_lost(sender, "the peer reconnected; messages of earlier jobs may be lost")
         self.inbound_streams[sender] += 1
         self._on_change()
         try:
@@ -107,7 +110,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         finally:
             self._streams.discard(task)
             self.inbound_streams[sender] -= 1
-            self._inbound.peer_lost(sender)
+            if not self.inbound_streams[sender]:
+                self._inbound.peer_lost(sender)
             self._on_change()
         return pb.ExchangeResponse()
 

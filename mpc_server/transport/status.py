@@ -41,13 +41,29 @@ def _metadata(error: MpcError) -> tuple[tuple[str, str], ...]:
     return ()
 
 
+def _forget_frames(error: BaseException) -> None:
+    """Drop the tracebacks of ``error`` and its context chain.
+
+    gRPC keeps the exception behind an aborted call for a while; its frames
+    would keep the job's inputs (mapped share files) and keys alive.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
 async def abort_with(context: _Context, error: Exception) -> None:
     """Abort the current call with the status that ``error`` maps to."""
     if isinstance(error, MpcError):
+        _forget_frames(error)
         await context.abort(
             grpc.StatusCode[error.grpc_status], str(error), trailing_metadata=_metadata(error)
         )
     _log.error("internal error", exc_info=error)
+    _forget_frames(error)
     await context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log")
 
 

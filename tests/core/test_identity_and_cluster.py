@@ -16,7 +16,7 @@ from mpc_core.cluster import (
     render_cluster,
 )
 from mpc_core.errors import ConfigError, InvalidArgumentError
-from mpc_core.identity import NAME_PATTERN, Principal, Role, parse_identity_uri, validate_name
+from mpc_core.identity import NAME_PATTERN, Principal, Role, parse_identity_uri, shown, validate_name
 from mpc_core.types import PartyId
 
 # --- identity -------------------------------------------------------------------------------------
@@ -90,8 +90,15 @@ def test_validate_name_rejects(name: str) -> None:
         validate_name(name, "dataset name")
     message = str(info.value)
     assert "invalid dataset name" in message
-    assert repr(name) in message
+    assert shown(name) in message  # the value, cut short when long
     assert "1-128 characters" in message
+
+
+def test_long_client_input_is_cut_short_in_messages() -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        validate_name("x" * 20_000, "job id")
+    assert len(str(info.value)) < 200
+    assert "(20002 chars)" in str(info.value)
 
 
 @pytest.mark.parametrize("value", [None, 7, b"abc", ["a"]])

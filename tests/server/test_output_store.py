@@ -10,7 +10,7 @@ import pytest
 from mpc_core.errors import NotFoundError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service.model import OutputInfo, StoredOutput
-from mpc_server.service.store import FileOutputStore, OutputRetention
+from mpc_server.service.output_store import FileOutputStore, OutputRetention
 
 
 class Clock:
