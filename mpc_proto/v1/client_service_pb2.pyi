@@ -72,6 +72,9 @@ class UploadHeader(_message.Message):
     component is not sent but expanded from this seed: the AES-128-CTR
     keystream under key = seed with an all-zero initial counter block, read
     as little-endian 64-bit words. Chunks then leave that component empty.
+    Both servers holding a component must receive it the same way (both as
+    the same seed, or both in full): the servers compare digests of seeds
+    for seeded components, of the words otherwise.
     """
     second_seed: _builtins.bytes
     @_builtins.property

@@ -125,9 +125,7 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         timeout = _timeout(context)
         self.traffic.received += request.ByteSize()
         inline = request.return_output and submitter == spec.receiver
-        result = await self._jobs.run(
-            submitter, spec, timeout, delivered_up_to=INLINE_OUTPUT_WORDS if inline else 0
-        )
+        result = await self._jobs.run(submitter, spec, timeout, fetched_now=inline)
         response = convert.run_job_response(result)
         if request.return_output and submitter == spec.receiver:
             output = self._outputs.fetch(submitter, spec.job_id)

@@ -47,6 +47,7 @@ from mpc_server.service.model import (
     StoredDataset,
     StoredOutput,
 )
+from mpc_server.service.output_store import DeferredWriter
 from mpc_server.service.programs import BoundInputs, Program
 from mpc_server.service.store import DatasetStore, OutputStore
 
@@ -166,7 +167,7 @@ class JobService:
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._persisting: set[asyncio.Task[None]] = set()
+        self._deferred = DeferredWriter(outputs)
         self._draining = False
 
     @property
@@ -183,25 +184,26 @@ class JobService:
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
-                await asyncio.gather(*self._persisting)
+                await self._deferred.flush()
         except TimeoutError:
             return False
         return True
 
     async def run(
-        self, submitter: str, spec: JobSpec, timeout: float, *, delivered_up_to: int = 0
+        self, submitter: str, spec: JobSpec, timeout: float, *, fetched_now: bool = False
     ) -> JobResult:
         """Run ``spec`` for ``submitter`` within ``timeout`` seconds.
 
-        An output of at most ``delivered_up_to`` elements is about to be
-        handed to its receiver with the answer; its server copy is then made
-        durable right after, in the background, instead of before answering.
+        With ``fetched_now`` the receiver takes the output right away (with
+        the answer, or by a fetch that releases it); the server copy is then
+        written in the background within a second (``DeferredWriter``), or
+        not at all if released first, instead of before answering.
         """
         token = CURRENT_JOB.set(spec.job_id)
         label = spec.program if spec.program in self._programs else "unknown"
         started = time.perf_counter()
         try:
-            result, computed = await self._run(submitter, spec, timeout, delivered_up_to)
+            result, computed = await self._run(submitter, spec, timeout, fetched_now)
         except Exception as exc:
             status = exc.grpc_status if isinstance(exc, MpcError) else "INTERNAL"
             self._observer.job_finished(label, status, time.perf_counter() - started)
@@ -213,7 +215,7 @@ class JobService:
         return result
 
     async def _run(
-        self, submitter: str, spec: JobSpec, timeout: float, delivered_up_to: int
+        self, submitter: str, spec: JobSpec, timeout: float, fetched_now: bool
     ) -> tuple[JobResult, bool]:
         """The job's result, and whether it was computed now (not a replay)."""
         if self._draining:
@@ -236,20 +238,21 @@ class JobService:
         kept = self._kept_result(plan)
         if kept is not None:
             return kept, False
-        return await self._start(plan, timeout, delivered_up_to), True
+        return await self._start(plan, timeout, fetched_now), True
 
     def _require_peers(self) -> None:
         missing = self._unready_peer()
         if missing is not None:
             raise ServerUnavailableError(missing, "not connected in both directions")
 
-    async def _start(self, plan: _Plan, timeout: float, delivered_up_to: int) -> JobResult:
+    async def _start(self, plan: _Plan, timeout: float, fetched_now: bool) -> JobResult:
+        self._deferred.activity()
         record = _JobRecord(plan.digest, asyncio.get_running_loop().create_future())
         self._remember(plan.spec.job_id, record)
         self._running += 1
         self._idle.clear()
         try:
-            result = await self._execute(plan, timeout, delivered_up_to)
+            result = await self._execute(plan, timeout, fetched_now)
         except asyncio.CancelledError:
             record.done.cancel()
             raise
@@ -315,7 +318,7 @@ class JobService:
                         f"dataset {dataset.ref} does not grant {spec.receiver} outputs of {spec.program}"
                     )
 
-    async def _execute(self, plan: _Plan, timeout: float, delivered_up_to: int) -> JobResult:
+    async def _execute(self, plan: _Plan, timeout: float, fetched_now: bool) -> JobResult:
         spec = plan.spec
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + min(timeout, self.limits.max_seconds)
@@ -332,7 +335,7 @@ class JobService:
         finally:
             self._channel.close_job(plan.session)
         output = StoredOutput(spec.job_id, spec.receiver, plan.info, share, plan.digest)
-        await self._keep(output, background=share.size <= delivered_up_to)
+        await self._keep(output, background=fetched_now)
         stats = JobStats(
             bytes_sent=ctx.stats.bytes_sent,
             bytes_received=ctx.stats.bytes_received,
@@ -347,9 +350,7 @@ class JobService:
             await asyncio.to_thread(self._outputs.put, output)
             return
         self._outputs.put(output, durable=False)
-        task = asyncio.create_task(asyncio.to_thread(self._outputs.persist, output.job_id))
-        self._persisting.add(task)
-        task.add_done_callback(self._persisting.discard)
+        self._deferred.add(output.job_id)
 
     def _remember(self, job_id: str, record: _JobRecord) -> None:
         self._jobs[job_id] = record

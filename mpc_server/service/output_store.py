@@ -2,14 +2,16 @@
 
 One share file per output (``share_files``). An output is deleted when its
 receiver releases it, when it is older than the maximum age, or (oldest
-first) when keeping it would exceed the byte cap. The index holds metadata
-only; a file is mapped while an output is being read. Outputs handed to
-their receiver inline are kept in memory until :meth:`persist` has written
-them. All index operations hold one lock: writes run in worker threads.
+first) when keeping it would exceed the byte cap. The index holds metadata;
+fresh outputs are also kept in memory within a budget (always until their
+file is written, for outputs handed to their receiver inline and written
+right after by :meth:`persist`). All index operations hold one lock, since
+files are written in worker threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -23,7 +25,7 @@ from mpc_core.errors import NotFoundError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
 from mpc_server.service.model import OutputInfo, StoredOutput
-from mpc_server.service.store import SUFFIX, clean_tmp
+from mpc_server.service.store import SUFFIX, OutputStore, clean_tmp
 
 _log = logging.getLogger(__name__)
 _WORD_BYTES = 8
@@ -35,6 +37,8 @@ class OutputRetention:
 
     max_age_seconds: float = 3600.0
     max_bytes: int = 2 << 30
+    memory_bytes: int = 256 << 20
+    """Outputs also kept in memory (the rest are read from their files)."""
 
 
 @dataclass
@@ -46,7 +50,8 @@ class _Entry:
     digest: bytes
     nbytes: int
     in_memory: StoredOutput | None = None
-    """The output itself until its file is written."""
+    """The output itself: always until its file is written, then while it fits the memory budget."""
+    written: bool = True
 
 
 class FileOutputStore:
@@ -66,6 +71,9 @@ class FileOutputStore:
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
+        self._resident: OrderedDict[str, None] = OrderedDict()
+        """Entries whose output is in memory, oldest first."""
+        self._resident_bytes = 0
         self._lock = threading.RLock()
         loaded = []
         for path in self._dir.glob(f"*{SUFFIX}"):
@@ -92,7 +100,7 @@ class FileOutputStore:
         if entry.in_memory is not None:
             return entry.in_memory
         try:
-            _, first, second = share_files.open_components(self._path(job_id))
+            _, first, second = share_files.read(self._path(job_id))
         except FileNotFoundError:
             raise NotFoundError(f"no output for job {job_id} (released or expired)") from None
         return StoredOutput(
@@ -114,24 +122,26 @@ class FileOutputStore:
         with self._lock:
             if temp is not None:
                 share_files.publish(temp, self._path(output.job_id))
-            else:
-                entry.in_memory = output
+            entry.in_memory = output  # fresh outputs are usually fetched soon
+            entry.written = temp is not None
             self._unindex(output.job_id)
             self._index(entry)
+            self._trim_memory()
         self._evict()
 
     def persist(self, job_id: str) -> None:
         """Write a kept output's file unless it was dropped meanwhile (blocking)."""
         with self._lock:
             entry = self._entries.get(job_id)
-        if entry is None or entry.in_memory is None:
+        if entry is None or entry.written or entry.in_memory is None:
             return
         share = entry.in_memory.share
         temp = share_files.write_temp(self._tmp, _header(entry), share.first, share.second)
         with self._lock:
             if self._entries.get(job_id) is entry:
                 share_files.publish(temp, self._path(job_id))
-                entry.in_memory = None
+                entry.written = True
+                self._trim_memory()
                 return
         temp.unlink(missing_ok=True)
 
@@ -144,11 +154,14 @@ class FileOutputStore:
     def expire(self) -> int:
         """Drop outputs older than the retention age; returns how many."""
         cutoff = self._clock() - self.retention.max_age_seconds
-        with self._lock:
-            old = [job_id for job_id, entry in self._entries.items() if entry.created < cutoff]
-        for job_id in old:
-            self.delete(job_id)
-        return len(old)
+        dropped = 0
+        while True:  # entries are kept oldest first
+            with self._lock:
+                oldest = next(iter(self._entries.values()), None)
+                if oldest is None or oldest.created >= cutoff:
+                    return dropped
+            self.delete(oldest.job_id)
+            dropped += 1
 
     def _evict(self) -> None:
         while True:
@@ -158,15 +171,32 @@ class FileOutputStore:
                 oldest = next(iter(self._entries))
             self.delete(oldest)
 
+    def _trim_memory(self) -> None:
+        """Keep in-memory copies of written outputs within the memory budget."""
+        for job_id in list(self._resident):
+            if self._resident_bytes <= self.retention.memory_bytes:
+                return
+            entry = self._entries[job_id]
+            if entry.written:
+                entry.in_memory = None
+                del self._resident[job_id]
+                self._resident_bytes -= entry.nbytes
+
     def _index(self, entry: _Entry) -> None:
         self._entries[entry.job_id] = entry
         self._bytes += entry.nbytes
+        if entry.in_memory is not None:
+            self._resident[entry.job_id] = None
+            self._resident_bytes += entry.nbytes
 
     def _unindex(self, job_id: str) -> bool:
         entry = self._entries.pop(job_id, None)
-        if entry is not None:
-            self._bytes -= entry.nbytes
-        return entry is not None
+        if entry is None:
+            return False
+        self._bytes -= entry.nbytes
+        if self._resident.pop(job_id, False) is None:
+            self._resident_bytes -= entry.nbytes
+        return True
 
     def _path(self, job_id: str) -> Path:
         return self._dir / f"{job_id}{SUFFIX}"
@@ -174,7 +204,9 @@ class FileOutputStore:
 
 def _entry(output: StoredOutput, created: float) -> _Entry:
     nbytes = int(output.share.first.nbytes + output.share.second.nbytes)
-    return _Entry(created, output.job_id, output.receiver, output.info, output.job_digest, nbytes)
+    return _Entry(
+        created, output.job_id, output.receiver, output.info, output.job_digest, nbytes, written=False
+    )
 
 
 def _entry_from_header(header: dict[str, Any]) -> _Entry:
@@ -193,3 +225,56 @@ def _header(entry: _Entry) -> dict[str, object]:
         "digest": entry.digest.hex(),
         "created": entry.created,
     }
+
+
+class DeferredWriter:
+    """Writes outputs kept with ``durable=False``, in batches, when jobs pause.
+
+    Such outputs were already handed to their receiver with the job's
+    answer; writing their server copy right away would compete with the
+    next jobs for the CPU. They are written once no job has started for
+    ``quiet_seconds``, and at the latest ``max_delay_seconds`` after the
+    first of a batch was kept (or at shutdown, :meth:`flush`).
+    """
+
+    def __init__(
+        self, store: OutputStore, quiet_seconds: float = 0.05, max_delay_seconds: float = 1.0
+    ) -> None:
+        """Write into ``store``."""
+        self._store = store
+        self._quiet = quiet_seconds
+        self._max_delay = max_delay_seconds
+        self._pending: list[str] = []
+        self._last_activity = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def activity(self) -> None:
+        """A job started: postpone writing a little."""
+        self._last_activity = asyncio.get_running_loop().time()
+
+    def add(self, job_id: str) -> None:
+        """Write ``job_id``'s output soon."""
+        self._pending.append(job_id)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write_soon())
+
+    async def _write_soon(self) -> None:
+        loop = asyncio.get_running_loop()
+        first = loop.time()
+        while self._pending:
+            while loop.time() - self._last_activity < self._quiet and loop.time() - first < self._max_delay:
+                await asyncio.sleep(self._quiet)
+            batch, self._pending = self._pending, []
+            await asyncio.to_thread(self._write, batch)
+            first = loop.time()
+
+    def _write(self, batch: list[str]) -> None:
+        for job_id in batch:
+            self._store.persist(job_id)
+
+    async def flush(self) -> None:
+        """Write everything pending now."""
+        if self._task is not None:
+            self._last_activity = 0.0
+            self._max_delay = 0.0
+            await self._task

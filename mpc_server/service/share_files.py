@@ -9,8 +9,7 @@ Layout (all integers little-endian)::
 Writes are atomic: a file is created under ``tmp/``, filled, flushed and
 fsynced, then renamed into place and the directory fsynced, so a crash at
 any point leaves either the old file or the new one, never a half-written
-dataset. Reads map the components (``numpy.memmap``, read-only): a stored
-dataset costs page cache, not process memory, and loads instantly at start.
+dataset. Reads load both components with one read (``numpy.fromfile``).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import json
 import os
 import secrets
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,45 +48,6 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-@dataclass
-class PendingFile:
-    """A share file being written under ``tmp/``; :meth:`commit` publishes it."""
-
-    temp: Path
-    target: Path
-    first: RingArray
-    second: RingArray
-
-    def commit(self) -> None:
-        """Flush, fsync, rename into place, fsync both directories."""
-        for component in (self.first, self.second):
-            if isinstance(component, np.memmap):
-                component.flush()
-        with self.temp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.temp, self.target)
-        fsync_directory(self.target.parent)
-
-    def discard(self) -> None:
-        """Drop the unfinished file."""
-        self.temp.unlink(missing_ok=True)
-
-
-def create(tmp_dir: Path, target: Path, header: dict[str, Any], count: int) -> PendingFile:
-    """Create a file for ``count`` elements with ``header``; components writable."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    encoded = json.dumps({**header, "count": count}, sort_keys=True).encode()
-    offset = _data_offset(len(encoded))
-    temp = tmp_dir / f"{secrets.token_hex(8)}.part"
-    with temp.open("wb") as handle:
-        handle.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(encoded)) + encoded)
-        handle.truncate(offset + 2 * count * WORD_BYTES)
-    os.chmod(temp, 0o600)
-    data = np.memmap(temp, dtype="<u8", mode="r+", offset=offset, shape=(2 * count,))
-    return PendingFile(temp, target, data[:count], data[count:])
 
 
 def write_temp(tmp_dir: Path, header: dict[str, Any], first: RingArray, second: RingArray) -> Path:
@@ -139,15 +98,16 @@ def check(path: Path) -> dict[str, Any]:
     return header
 
 
-def open_components(path: Path) -> tuple[dict[str, Any], RingArray, RingArray]:
-    """Header and read-only mapped components of a share file."""
+def read(path: Path) -> tuple[dict[str, Any], RingArray, RingArray]:
+    """Header and both components of a share file, read into memory."""
     header = check(path)
     _, offset = read_header(path)
     count = int(header["count"])
-    if count == 0:
-        empty = np.zeros(0, dtype=np.uint64)
-        return header, empty, empty.copy()
-    data = np.memmap(path, dtype="<u8", mode="r", offset=offset, shape=(2 * count,))
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = np.fromfile(handle, dtype="<u8", count=2 * count).astype(np.uint64, copy=False)
+    if data.size != 2 * count:
+        raise StorageError(f"{path} ended early")
     return header, data[:count], data[count:]
 
 

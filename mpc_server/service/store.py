@@ -7,7 +7,7 @@ Layout::
     <data>/tmp/                            files being written; emptied at start
 
 The stores keep an index rebuilt from the files at start, so everything
-survives a restart, and map a file's components only while they are used.
+survives a restart, and a bounded cache of recently used shares in memory.
 Writes are atomic (``share_files``). Outputs live in ``output_store``.
 """
 
@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from mpc_core.errors import AlreadyExistsError, NotFoundError
+from mpc_core.ring import RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
 from mpc_server.service.model import DatasetRef, Grant, StoredDataset, StoredOutput
 
 _log = logging.getLogger(__name__)
 SUFFIX = ".share"
+DEFAULT_CACHE_BYTES = 512 << 20
 
 
 class DatasetStore(Protocol):
@@ -64,36 +69,47 @@ def clean_tmp(tmp: Path) -> Path:
     return tmp
 
 
-@dataclass
+@dataclass(eq=False)
 class PendingDataset:
-    """An upload being written; its components are filled in place."""
+    """An upload being received into memory; :class:`FileDatasetStore` stores it."""
 
     ref: DatasetRef
     shape: tuple[int, ...]
     fractional_bits: int
     grants: frozenset[Grant]
     upload_id: bytes
-    file: share_files.PendingFile
+    first: RingArray
+    second: RingArray
+
+    def dataset(self) -> StoredDataset:
+        """The dataset this upload becomes."""
+        share = ReplicatedShare(self.first, self.second)
+        return StoredDataset(self.ref, self.shape, self.fractional_bits, self.grants, self.upload_id, share)
 
 
 class FileDatasetStore:
-    """Datasets as share files under ``<data>/datasets``."""
+    """Datasets as share files under ``<data>/datasets``, recently used ones cached.
 
-    def __init__(self, root: Path) -> None:
-        """Open (or create) the store and index every dataset file.
+    The index (name to upload id) is rebuilt from the files at start; a
+    dataset's shares are read when a job needs them and kept in a
+    least-recently-used cache of at most ``cache_bytes``.
+    """
 
-        Files are checked (header, size) but mapped only when a dataset is
-        used, so a server with many datasets holds no file open for them.
-        """
+    def __init__(self, root: Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        """Open (or create) the store and index every dataset file."""
         self._dir = root / "datasets"
         self._tmp = clean_tmp(root / "tmp" / "datasets")
         self._upload_ids: dict[DatasetRef, bytes] = {}
         self._uploading: set[DatasetRef] = set()
+        self._cache: OrderedDict[DatasetRef, StoredDataset] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cached = 0
         for path in sorted(self._dir.glob(f"*/*{SUFFIX}")):
             try:
                 header = share_files.check(path)
-                ref = DatasetRef(header["owner"], header["name"])
-                self._upload_ids[ref] = bytes.fromhex(header["upload_id"])
+                self._upload_ids[DatasetRef(header["owner"], header["name"])] = bytes.fromhex(
+                    header["upload_id"]
+                )
             except (share_files.StorageError, KeyError, ValueError) as exc:
                 _log.error("ignoring unreadable dataset file %s: %s", path, exc)
 
@@ -104,25 +120,28 @@ class FileDatasetStore:
     def _path(self, ref: DatasetRef) -> Path:
         return self._dir / ref.owner / f"{ref.name}{SUFFIX}"
 
-    def _load(self, path: Path) -> StoredDataset:
-        header, first, second = share_files.open_components(path)
-        return StoredDataset(
-            ref=DatasetRef(header["owner"], header["name"]),
+    def get(self, ref: DatasetRef) -> StoredDataset:
+        """The dataset named ``ref`` (from the cache, else read from its file)."""
+        if ref not in self._upload_ids:
+            raise NotFoundError(f"dataset {ref} not found")
+        cached = self._cache.get(ref)
+        if cached is not None:
+            self._cache.move_to_end(ref)
+            return cached
+        try:
+            header, first, second = share_files.read(self._path(ref))
+        except FileNotFoundError:
+            raise NotFoundError(f"dataset {ref} not found") from None
+        dataset = StoredDataset(
+            ref=ref,
             shape=tuple(header["shape"]),
             fractional_bits=header["fractional_bits"],
             grants=frozenset(Grant(receiver, program) for receiver, program in header["grants"]),
             upload_id=bytes.fromhex(header["upload_id"]),
             share=ReplicatedShare(first, second),
         )
-
-    def get(self, ref: DatasetRef) -> StoredDataset:
-        """The dataset named ``ref``, its components mapped read-only."""
-        if ref not in self._upload_ids:
-            raise NotFoundError(f"dataset {ref} not found")
-        try:
-            return self._load(self._path(ref))
-        except FileNotFoundError:
-            raise NotFoundError(f"dataset {ref} not found") from None
+        self._remember(dataset)
+        return dataset
 
     def check_replace(self, ref: DatasetRef, upload_id: bytes, overwrite: bool) -> None:
         """Refuse a replayed upload, and replacing a dataset unless ``overwrite``."""
@@ -144,42 +163,67 @@ class FileDatasetStore:
         upload_id: bytes,
         count: int,
     ) -> PendingDataset:
-        """Start writing a dataset's file (invisible until :meth:`commit`).
+        """Start an upload into memory (invisible until :meth:`publish`).
 
         One upload per dataset name at a time: a concurrent one is refused.
         """
         if ref in self._uploading:
             raise AlreadyExistsError(f"another upload of dataset {ref} is in progress")
-        header = {
-            "owner": ref.owner,
-            "name": ref.name,
-            "shape": list(shape),
-            "fractional_bits": fractional_bits,
-            "grants": sorted([g.receiver, g.program] for g in grants),
-            "upload_id": upload_id.hex(),
-        }
-        file = share_files.create(self._tmp, self._path(ref), header, count)
+        first, second = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
         self._uploading.add(ref)
-        return PendingDataset(ref, shape, fractional_bits, grants, upload_id, file)
+        return PendingDataset(ref, shape, fractional_bits, grants, upload_id, first, second)
 
-    def discard(self, pending: PendingDataset) -> None:
-        """Abandon an upload: its file goes, its name is free again."""
-        pending.file.discard()
-        self._uploading.discard(pending.ref)
+    def write(self, pending: PendingDataset) -> Path:
+        """Write the upload's file under ``tmp/`` and fsync it (blocking)."""
+        header = {
+            "owner": pending.ref.owner,
+            "name": pending.ref.name,
+            "shape": list(pending.shape),
+            "fractional_bits": pending.fractional_bits,
+            "grants": sorted([g.receiver, g.program] for g in pending.grants),
+            "upload_id": pending.upload_id.hex(),
+        }
+        return share_files.write_temp(self._tmp, header, pending.first, pending.second)
 
-    def commit(self, pending: PendingDataset, overwrite: bool) -> StoredDataset:
-        """Publish a finished dataset atomically (blocking: call off the loop)."""
+    def publish(self, pending: PendingDataset, temp: Path, overwrite: bool) -> StoredDataset:
+        """Make a written upload the dataset, atomically (blocking)."""
         try:
             self.check_replace(pending.ref, pending.upload_id, overwrite)
-            pending.file.commit()
-            dataset = self._load(pending.file.target)
-            self._upload_ids[pending.ref] = pending.upload_id
+            share_files.publish(temp, self._path(pending.ref))
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
         finally:
             self._uploading.discard(pending.ref)
+        self._upload_ids[pending.ref] = pending.upload_id
+        self._forget(pending.ref)
+        dataset = pending.dataset()
+        self._remember(dataset)
         return dataset
+
+    def discard(self, pending: PendingDataset, temp: Path | None = None) -> None:
+        """Abandon an upload: its name is free again."""
+        if temp is not None:
+            temp.unlink(missing_ok=True)
+        self._uploading.discard(pending.ref)
 
     def delete(self, ref: DatasetRef) -> None:
         """Delete a dataset's file and forget it."""
         if self._upload_ids.pop(ref, None) is None:
             raise NotFoundError(f"dataset {ref} not found")
+        self._forget(ref)
         share_files.remove(self._path(ref))
+
+    def _remember(self, dataset: StoredDataset) -> None:
+        size = dataset.share.first.nbytes + dataset.share.second.nbytes
+        if size > self._cache_bytes:
+            return
+        self._cache[dataset.ref] = dataset
+        self._cached += size
+        while self._cached > self._cache_bytes:
+            self._forget(next(iter(self._cache)))
+
+    def _forget(self, ref: DatasetRef) -> None:
+        dropped = self._cache.pop(ref, None)
+        if dropped is not None:
+            self._cached -= dropped.share.first.nbytes + dropped.share.second.nbytes

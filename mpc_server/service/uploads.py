@@ -71,12 +71,14 @@ class UploadHeader:
 
 
 def _digest(component: RingArray) -> bytes:
-    """SHA-256 of a component's little-endian bytes."""
-    return hashlib.sha256(component.astype("<u8", copy=False).data).digest()
+    """SHA-256 of ``b"data"`` and a component's little-endian bytes."""
+    hasher = hashlib.sha256(b"data")
+    hasher.update(component.astype("<u8", copy=False).data)
+    return hasher.digest()
 
 
 class UploadSession:
-    """Collects the chunks of one upload into the dataset's pending file.
+    """Collects the chunks of one upload into memory.
 
     A component whose seed the header carries is expanded from it at once
     (seed-compressed upload); chunks then leave that component empty.
@@ -95,7 +97,7 @@ class UploadSession:
         self.ref = pending.ref
         self.header = header
         self.count = count
-        self._parts = (pending.file.first, pending.file.second)
+        self._parts = (pending.first, pending.second)
         self._sent = [not header.first_seed, not header.second_seed]
         self.received = count if not any(self._sent) else 0
 
@@ -132,12 +134,23 @@ class UploadSession:
         self.received += size
 
     def digests(self) -> tuple[bytes, bytes]:
-        """SHA-256 of both components (after all chunks arrived)."""
+        """The digests the servers compare for both components (blocking).
+
+        A component received as a seed is identified by its seed (its holders
+        compare ``SHA-256(b"seed" || seed)``; hashing the expansion would add
+        nothing), one received in full by ``SHA-256(b"data" || bytes)``. Both
+        holders of a component must therefore receive it the same way.
+        """
         if self.received != self.count:
             raise ShareFormatError(
                 f"upload of {self.ref} ended after {self.received} of {self.count} elements"
             )
-        return _digest(self._parts[0]), _digest(self._parts[1])
+        seeds = (self.header.first_seed, self.header.second_seed)
+        first, second = (
+            hashlib.sha256(b"seed" + seed).digest() if seed else _digest(part)
+            for seed, part in zip(seeds, self._parts, strict=True)
+        )
+        return first, second
 
     def discard(self) -> None:
         """Drop everything received so far."""
@@ -231,28 +244,42 @@ class UploadService:
         return session
 
     async def commit(self, session: UploadSession, timeout: float) -> StoredDataset:
-        """Check the copies with the peers, then publish the dataset.
+        """Check the copies with the peers, then publish the dataset durably.
 
-        The session's file is discarded on any failure.
+        The file is written and fsynced while the peers compare digests; it
+        becomes the dataset only if they agree. Nothing remains on failure.
         """
         job_id = _session_id(session.ref.owner, session.header) or "upload/invalid"
         try:
             first, second = await asyncio.to_thread(session.digests)
-            deadline = asyncio.get_running_loop().time() + timeout
-            ctx = PartyContext(self._channel, job_id, deadline)
-            try:
-                await check_replicas(ctx, f"dataset {session.ref}", first, second)
-            except InconsistentSharesError:
-                raise  # every server reaches this verdict from the same digests
-            except MpcError as exc:
-                await self._channel.abort(job_id, str(exc))
-                raise
-            finally:
-                self._channel.close_job(job_id)
-            return await asyncio.to_thread(self._store.commit, session.pending, session.header.overwrite)
         except BaseException:
             session.discard()
             raise
+        writing = asyncio.ensure_future(asyncio.to_thread(self._store.write, session.pending))
+        try:
+            await self._check(job_id, session, first, second, timeout)
+        except BaseException:
+            temp = await asyncio.shield(writing)
+            self._store.discard(session.pending, temp)
+            raise
+        temp = await writing
+        overwrite = session.header.overwrite
+        return await asyncio.to_thread(self._store.publish, session.pending, temp, overwrite)
+
+    async def _check(
+        self, job_id: str, session: UploadSession, first: bytes, second: bytes, timeout: float
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        ctx = PartyContext(self._channel, job_id, deadline)
+        try:
+            await check_replicas(ctx, f"dataset {session.ref}", first, second)
+        except InconsistentSharesError:
+            raise  # every server reaches this verdict from the same digests
+        except MpcError as exc:
+            await self._channel.abort(job_id, str(exc))
+            raise
+        finally:
+            self._channel.close_job(job_id)
 
     async def delete(self, ref: DatasetRef) -> None:
         """Delete a stored dataset (its file is removed)."""

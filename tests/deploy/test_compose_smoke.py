@@ -293,12 +293,21 @@ def test_demo_service_default_command_prints_the_table(project: Compose) -> None
 def test_nodes_run_unprivileged_and_hold_only_their_own_key(project: Compose) -> None:
     for index, node in enumerate(NODES):
         container = f"{project.project}_{node}_1"
-        shown = _run(["podman", "exec", container, "sh", "-c", "id -u; ls /var/lib/mpc/node"], timeout=60)
+        listing = "id -u; ls /var/lib/mpc/node; ls /var/lib/mpc/node/data"
+        shown = _run(["podman", "exec", container, "sh", "-c", listing], timeout=60)
         assert shown.returncode == 0, shown.stderr
         uid, *files = shown.stdout.split()
         assert uid == "10001"
+        # its certificate and key, the CA and cluster file, and its data directory (shares)
         assert sorted(files) == sorted(
-            ["ca.pem", "cluster.toml", f"server-{index}.key", f"server-{index}.pem"]
+            [
+                "ca.pem",
+                "cluster.toml",
+                "data",
+                f"server-{index}.key",
+                f"server-{index}.pem",
+                f"server-{index}",
+            ]
         )
 
 
