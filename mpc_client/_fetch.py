@@ -118,7 +118,8 @@ def _reconstruct_by_digest(parts: Sequence[OutputPart]) -> RingArray:
             raise OutputIntegrityError(
                 (part.server, other.server), f"copies of share component {(holder + 1) % 3}"
             )
-    total: RingArray = parts[0].first + parts[1].first + parts[2].first
+    total: RingArray = parts[0].first + parts[1].first
+    total += parts[2].first
     return total
 
 

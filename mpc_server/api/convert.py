@@ -11,6 +11,8 @@ import asyncio
 import hashlib
 from collections.abc import Iterator
 
+import numpy as np
+
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.identity import shown
 from mpc_core.ring import RingArray, to_wire
@@ -99,7 +101,7 @@ def output_responses(share: ReplicatedShare, *, with_second: bool) -> Iterator[p
 
 async def digest_of(component: RingArray) -> bytes:
     """SHA-256 of a component's wire bytes (hashed off the event loop if large)."""
-    data = to_wire(component)
+    data = np.ascontiguousarray(component, dtype="<u8").data  # no copy on little-endian hosts
     if len(data) < DIGEST_INLINE_BYTES:
         return hashlib.sha256(data).digest()
     return await asyncio.to_thread(lambda: hashlib.sha256(data).digest())

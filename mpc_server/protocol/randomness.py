@@ -30,12 +30,12 @@ def zero_share(ctx: PartyContext, tag: MessageTag, n: int, purpose: bytes = b"ze
 
 
 def add_zero_share(ctx: PartyContext, tag: MessageTag, terms: RingArray) -> RingArray:
-    """``terms + alpha_i`` as a new array, without materialising ``alpha_i``."""
+    """``terms + alpha_i``, computed in place in ``terms`` (which it returns)."""
     keys = ctx.require_keys()
     label = tag.to_bytes(b"zero")
-    masked: RingArray = terms + prf_words(keys.own, label, terms.size)
-    masked -= prf_words(keys.next, label, terms.size)
-    return masked
+    terms += prf_words(keys.own, label, terms.size)
+    terms -= prf_words(keys.next, label, terms.size)
+    return terms
 
 
 def random_share(ctx: PartyContext, tag: MessageTag, n: int, purpose: bytes = b"random") -> ReplicatedShare:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mpc_core.errors import ProtocolError, ResourceLimitError, ServerUnavailableError
-from mpc_core.ring import RingArray, from_wire
+from mpc_core.ring import RingArray, wire_view
 from mpc_core.types import MessageTag, PartyId
 from mpc_proto.v1 import peer_service_pb2 as pb
 from mpc_server.protocol.mailbox import Mailbox
@@ -65,7 +65,7 @@ class Inbound:
         total = chunk.total_words
         if total > self._max_words:
             raise ResourceLimitError(f"message of {total} words from {self._names[sender]} exceeds the limit")
-        piece = from_wire(chunk.payload)
+        piece = wire_view(chunk.payload)  # read-only view of the message bytes, no copy
         if chunk.offset == 0 and piece.size == total:
             return piece
         key = (sender, tag.job_id, tag.op)
