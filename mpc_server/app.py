@@ -89,7 +89,7 @@ class MpcServer:
             observer=self.metrics,
             unready_peer=self.unready_peer,
         )
-        self.outputs = OutputService(self.output_store)
+        self.outputs = OutputService(self.output_store, on_activity=self.jobs.activity)
         self.uploads = UploadService(
             datasets, self.channel, programs, config.cluster.fractional_bits, config.uploads
         )

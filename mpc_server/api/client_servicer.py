@@ -146,6 +146,7 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         responses = [pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))]
         for response in chain(responses, convert.output_responses(output.share, with_second=digest is None)):
             self.traffic.sent += response.ByteSize()
+            self._outputs.activity()
             yield response
         if digest is not None:
             yield pb.FetchOutputResponse(second_digest=digest)

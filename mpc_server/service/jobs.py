@@ -170,6 +170,10 @@ class JobService:
         self._deferred = DeferredWriter(outputs)
         self._draining = False
 
+    def activity(self) -> None:
+        """Clients are busy (e.g. fetching an output): postpone background writes."""
+        self._deferred.activity()
+
     @property
     def running(self) -> int:
         """Number of jobs computing right now."""

@@ -233,7 +233,8 @@ class DeferredWriter:
     Such outputs were already handed to their receiver with the job's
     answer; writing their server copy right away would compete with the
     next jobs for the CPU. They are written once no job has started for
-    ``quiet_seconds``, and at the latest ``max_delay_seconds`` after the
+    ``quiet_seconds`` (nor an output been kept or streamed out, so one
+    fetched with release in the meantime is never written), and at the latest ``max_delay_seconds`` after the
     first of a batch was kept (or at shutdown, :meth:`flush`).
     """
 
@@ -253,7 +254,8 @@ class DeferredWriter:
         self._last_activity = asyncio.get_running_loop().time()
 
     def add(self, job_id: str) -> None:
-        """Write ``job_id``'s output soon."""
+        """Write ``job_id``'s output soon (its receiver is about to fetch it: wait)."""
+        self.activity()
         self._pending.append(job_id)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_soon())

@@ -1,10 +1,17 @@
-"""One file per stored share: a small JSON header, then both components.
+"""One file per stored share: a small JSON header, then its components.
 
 Layout (all integers little-endian)::
 
     b"MPCSHARE" | u32 format version | u32 header length | header (JSON, UTF-8)
     | zero padding to a multiple of 64 bytes | first component (n x u64)
     | second component (n x u64)
+
+A component that arrived as a PRG seed (seed-compressed upload) is stored
+as that seed in the header (``"seeds"``: hex, or ``""`` for a component
+stored in full) and left out of the data; reading expands it again. The
+seed is exactly as secret as the component it expands to, and the file is
+readable by its owner only either way. This halves what an upload writes
+on the servers holding a seeded component.
 
 Writes are atomic: a file is created under ``tmp/``, filled, flushed and
 fsynced, then renamed into place and the directory fsynced, so a crash at
@@ -24,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from mpc_core.errors import MpcError
+from mpc_core.prg import KEY_BYTES, prg_words
 from mpc_core.ring import WORD_BYTES, RingArray
 
 MAGIC = b"MPCSHARE"
@@ -50,17 +58,31 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def write_temp(tmp_dir: Path, header: dict[str, Any], first: RingArray, second: RingArray) -> Path:
-    """Write a whole share file under ``tmp_dir`` and fsync it (not yet visible)."""
+NO_SEEDS = (b"", b"")
+
+
+def write_temp(
+    tmp_dir: Path,
+    header: dict[str, Any],
+    first: RingArray,
+    second: RingArray,
+    seeds: tuple[bytes, bytes] = NO_SEEDS,
+) -> Path:
+    """Write a whole share file under ``tmp_dir`` and fsync it (not yet visible).
+
+    A component with a non-empty entry in ``seeds`` is stored as that seed.
+    """
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    encoded = json.dumps({**header, "count": int(first.size)}, sort_keys=True).encode()
+    full = {**header, "count": int(first.size), "seeds": [seed.hex() for seed in seeds]}
+    encoded = json.dumps(full, sort_keys=True).encode()
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(encoded)) + encoded
     temp = tmp_dir / f"{secrets.token_hex(8)}.part"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(prefix + bytes(_data_offset(len(encoded)) - len(prefix)))
-        for component in (first, second):
-            handle.write(component.astype("<u8", copy=False).data)
+        for component, seed in zip((first, second), seeds, strict=True):
+            if not seed:
+                handle.write(component.astype("<u8", copy=False).data)
         handle.flush()
         os.fsync(handle.fileno())
     return temp
@@ -89,11 +111,23 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, _data_offset(length)
 
 
+def seeds_of(path: Path, header: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The two component seeds a header records (``b""``: stored in full)."""
+    try:
+        first, second = (bytes.fromhex(seed) for seed in header.get("seeds", ["", ""]))
+    except (TypeError, ValueError):
+        raise StorageError(f"{path} has malformed seeds") from None
+    if any(seed and len(seed) != KEY_BYTES for seed in (first, second)):
+        raise StorageError(f"{path} has seeds of the wrong length")
+    return first, second
+
+
 def check(path: Path) -> dict[str, Any]:
     """The header of a share file whose size matches it (nothing is mapped)."""
     header, offset = read_header(path)
     count = int(header["count"])
-    if path.stat().st_size != offset + 2 * count * WORD_BYTES:
+    stored = sum(not seed for seed in seeds_of(path, header))
+    if path.stat().st_size != offset + stored * count * WORD_BYTES:
         raise StorageError(f"{path} does not hold the {count} elements its header promises")
     return header
 
@@ -103,16 +137,27 @@ def read(path: Path) -> tuple[dict[str, Any], RingArray, RingArray]:
     header = check(path)
     _, offset = read_header(path)
     count = int(header["count"])
+    seeds = seeds_of(path, header)
+    stored = sum(not seed for seed in seeds)
     with path.open("rb") as handle:
         handle.seek(offset)
-        data = np.fromfile(handle, dtype="<u8", count=2 * count).astype(np.uint64, copy=False)
-    if data.size != 2 * count:
+        data = np.fromfile(handle, dtype="<u8", count=stored * count).astype(np.uint64, copy=False)
+    if data.size != stored * count:
         raise StorageError(f"{path} ended early")
-    return header, data[:count], data[count:]
+    components = []
+    for seed in seeds:
+        if seed:
+            components.append(prg_words(seed, count))
+        else:
+            components.append(data[:count])
+            data = data[count:]
+    return header, components[0], components[1]
 
 
 def remove(path: Path) -> None:
     """Delete a share file durably (no error if it is already gone)."""
-    path.unlink(missing_ok=True)
-    if path.parent.exists():
-        fsync_directory(path.parent)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return  # nothing to make durable (e.g. an output never written)
+    fsync_directory(path.parent)

@@ -80,6 +80,8 @@ class PendingDataset:
     upload_id: bytes
     first: RingArray
     second: RingArray
+    seeds: tuple[bytes, bytes] = share_files.NO_SEEDS
+    """Seeds the components were expanded from (stored instead of them)."""
 
     def dataset(self) -> StoredDataset:
         """The dataset this upload becomes."""
@@ -162,6 +164,7 @@ class FileDatasetStore:
         grants: frozenset[Grant],
         upload_id: bytes,
         count: int,
+        seeds: tuple[bytes, bytes] = share_files.NO_SEEDS,
     ) -> PendingDataset:
         """Start an upload into memory (invisible until :meth:`publish`).
 
@@ -171,7 +174,7 @@ class FileDatasetStore:
             raise AlreadyExistsError(f"another upload of dataset {ref} is in progress")
         first, second = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
         self._uploading.add(ref)
-        return PendingDataset(ref, shape, fractional_bits, grants, upload_id, first, second)
+        return PendingDataset(ref, shape, fractional_bits, grants, upload_id, first, second, seeds)
 
     def write(self, pending: PendingDataset) -> Path:
         """Write the upload's file under ``tmp/`` and fsync it (blocking)."""
@@ -183,7 +186,7 @@ class FileDatasetStore:
             "grants": sorted([g.receiver, g.program] for g in pending.grants),
             "upload_id": pending.upload_id.hex(),
         }
-        return share_files.write_temp(self._tmp, header, pending.first, pending.second)
+        return share_files.write_temp(self._tmp, header, pending.first, pending.second, pending.seeds)
 
     def publish(self, pending: PendingDataset, temp: Path, overwrite: bool) -> StoredDataset:
         """Make a written upload the dataset, atomically (blocking)."""

@@ -234,6 +234,7 @@ class UploadService:
             grants=frozenset(header.grants),
             upload_id=header.upload_id,
             count=count,
+            seeds=(header.first_seed, header.second_seed),
         )
         session = UploadSession(pending, header, count, self._store.discard)
         try:

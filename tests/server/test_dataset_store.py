@@ -1,0 +1,83 @@
+"""Dataset files: seed-compressed storage, reopening, damaged files."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpc_core.errors import NotFoundError
+from mpc_core.prg import prg_words
+from mpc_server.service import share_files
+from mpc_server.service.model import DatasetRef, Grant
+from mpc_server.service.store import FileDatasetStore
+
+COUNT = 1000
+REF = DatasetRef("bank-1", "income")
+
+
+def _store_one(root: Path, seeds: tuple[bytes, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Upload one dataset whose components are given by ``seeds`` where non-empty."""
+    store = FileDatasetStore(root)
+    pending = store.create(
+        REF,
+        shape=(COUNT,),
+        fractional_bits=16,
+        grants=frozenset({Grant("model-owner", "elementwise.multiply")}),
+        upload_id=secrets.token_bytes(16),
+        count=COUNT,
+        seeds=seeds,
+    )
+    for seed, part in zip(seeds, (pending.first, pending.second), strict=True):
+        part[:] = prg_words(seed, COUNT) if seed else np.arange(COUNT, dtype=np.uint64) * 7
+    store.publish(pending, store.write(pending), overwrite=False)
+    return pending.first.copy(), pending.second.copy()
+
+
+def _file(root: Path) -> Path:
+    return root / "datasets" / REF.owner / f"{REF.name}.share"
+
+
+@pytest.mark.parametrize("seeded", [(False, False), (True, False), (False, True), (True, True)])
+def test_seeded_components_are_stored_as_seeds(tmp_path: Path, seeded: tuple[bool, bool]) -> None:
+    seeds = tuple(secrets.token_bytes(16) if flag else b"" for flag in seeded)
+    first, second = _store_one(tmp_path, (seeds[0], seeds[1]))
+    header, offset = share_files.read_header(_file(tmp_path))
+    stored = 2 - sum(seeded)
+    assert _file(tmp_path).stat().st_size == offset + stored * COUNT * 8
+    reopened = FileDatasetStore(tmp_path)  # fresh process: nothing cached
+    dataset = reopened.get(REF)
+    assert np.array_equal(dataset.share.first, first)
+    assert np.array_equal(dataset.share.second, second)
+    assert header["count"] == COUNT
+
+
+def test_a_file_whose_size_disagrees_with_its_seeds_is_ignored_at_start(tmp_path: Path) -> None:
+    _store_one(tmp_path, (secrets.token_bytes(16), b""))
+    path = _file(tmp_path)
+    header, offset = share_files.read_header(path)
+    data = path.read_bytes()[offset:]
+    header["seeds"] = ["", ""]  # now claims both components are in the file
+    encoded = json.dumps(header, sort_keys=True).encode()
+    prefix = share_files._PREFIX.pack(share_files.MAGIC, share_files.FORMAT_VERSION, len(encoded)) + encoded
+    padded = prefix + bytes(share_files._data_offset(len(encoded)) - len(prefix))
+    path.write_bytes(padded + data)
+    reopened = FileDatasetStore(tmp_path)
+    assert len(reopened) == 0
+    with pytest.raises(NotFoundError):
+        reopened.get(REF)
+
+
+def test_a_malformed_seed_is_a_storage_error(tmp_path: Path) -> None:
+    _store_one(tmp_path, (secrets.token_bytes(16), b""))
+    path = _file(tmp_path)
+    header, _ = share_files.read_header(path)
+    header["seeds"] = ["zz", ""]
+    with pytest.raises(share_files.StorageError, match="malformed seeds"):
+        share_files.seeds_of(path, header)
+    header["seeds"] = ["00" * 5, ""]
+    with pytest.raises(share_files.StorageError, match="wrong length"):
+        share_files.seeds_of(path, header)
