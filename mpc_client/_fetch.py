@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
 
 from mpc_client._transport import ServerConnection
 from mpc_client.types import ServerInfo
+from mpc_core import protowire
 from mpc_core.errors import OutputIntegrityError, ShareFormatError
 from mpc_core.fixed_point import FixedPoint
 from mpc_core.ring import RingArray, element_count, from_wire, to_wire, wire_view
@@ -64,24 +66,25 @@ def fetch_part(
 ) -> OutputPart:
     """Stream one server's output: header, first component in chunks, digest."""
     request = pb.FetchOutputRequest(job_id=job_id, second_as_digest=True, release=release)
-    stream = connection.stub.FetchOutput(request, timeout=timeout)
-    header = next(stream).header
+    stream = connection.fetch_raw(request, timeout=timeout)
+    header = _output_header(connection.name, next(stream, b""))
     shape = tuple(int(d) for d in header.shape)
     count = element_count(shape)
     first = np.empty(count, dtype=np.uint64)
     hasher = hashlib.sha256()
     filled, second_digest = 0, b""
     for response in stream:
-        if response.WhichOneof("item") == "second_digest":
-            second_digest = response.second_digest
+        number, item = _decode(connection.name, response)
+        if number == protowire.ITEM_SECOND_DIGEST and not isinstance(item, protowire.ChunkView):
+            second_digest = bytes(item)
             continue
-        chunk = response.chunk
-        data = chunk.first  # bind once: each field access builds a new bytes object
-        size = len(data) // 8
-        if chunk.offset != filled or filled + size > count or second_digest:
-            raise ShareFormatError(f"{connection.name}: malformed output chunk at element {chunk.offset}")
-        first[filled : filled + size] = wire_view(data, size)
-        hasher.update(data)
+        if not isinstance(item, protowire.ChunkView):
+            raise ShareFormatError(f"{connection.name}: unexpected message in an output stream")
+        size = len(item.first) // 8
+        if item.offset != filled or filled + size > count or second_digest:
+            raise ShareFormatError(f"{connection.name}: malformed output chunk at element {item.offset}")
+        first[filled : filled + size] = wire_view(item.first, size)
+        hasher.update(item.first)
         filled += size
     if filled != count or not second_digest:
         raise ShareFormatError(f"{connection.name}: sent {filled} of {count} output elements")
@@ -93,6 +96,23 @@ def fetch_part(
         second_digest=second_digest,
         first_digest=hasher.digest(),
     )
+
+
+def _decode(server: str, data: bytes) -> tuple[int, protowire.ChunkView | memoryview]:
+    try:
+        return protowire.decode_item(data)
+    except protowire.WireFormatError as exc:
+        raise ShareFormatError(f"{server}: malformed output message: {exc}") from None
+
+
+def _output_header(server: str, data: bytes) -> pb.OutputInfo:
+    number, item = _decode(server, data)
+    if number != protowire.ITEM_HEADER or not isinstance(item, memoryview):
+        raise ShareFormatError(f"{server}: an output stream must start with its header")
+    try:
+        return pb.OutputInfo.FromString(bytes(item))
+    except DecodeError:
+        raise ShareFormatError(f"{server}: malformed output header") from None
 
 
 def reconstruct_output(parts: Sequence[OutputPart]) -> npt.NDArray[np.float64]:

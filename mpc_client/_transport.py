@@ -31,6 +31,7 @@ from mpc_core.errors import (
     UnauthenticatedError,
     error_for_status,
 )
+from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
 
 SERVER_METADATA_KEY = "mpc-server"
@@ -82,6 +83,19 @@ class ServerConnection:
         options = [("grpc.ssl_target_name_override", endpoint.identity), *_KEEPALIVE]
         self.channel = grpc.secure_channel(endpoint.address, channel_credentials, options=options)
         self.stub = pb_grpc.ClientServiceStub(self.channel)
+        # The share-carrying methods take and give encoded bytes (mpc_core.protowire).
+        self.upload_raw: grpc.StreamUnaryMultiCallable[bytes, pb.UploadDatasetResponse]
+        self.upload_raw = self.channel.stream_unary(
+            "/mpc.v1.ClientService/UploadDataset",
+            request_serializer=None,
+            response_deserializer=pb.UploadDatasetResponse.FromString,
+        )
+        self.fetch_raw: grpc.UnaryStreamMultiCallable[pb.FetchOutputRequest, bytes]
+        self.fetch_raw = self.channel.unary_stream(
+            "/mpc.v1.ClientService/FetchOutput",
+            request_serializer=pb.FetchOutputRequest.SerializeToString,
+            response_deserializer=None,
+        )
 
     @property
     def name(self) -> str:

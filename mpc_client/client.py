@@ -155,7 +155,7 @@ class MpcClient:
 
         def send(connection: ServerConnection) -> pb.UploadDatasetResponse:
             requests = by_server[connection.name]
-            response: pb.UploadDatasetResponse = connection.stub.UploadDataset(requests, timeout=deadline)
+            response: pb.UploadDatasetResponse = connection.upload_raw(requests, timeout=deadline)
             return response
 
         fan_out(self._connections, send, self._pool)

@@ -60,6 +60,16 @@ def to_wire(values: RingArray) -> bytes:
     return flat.tobytes()
 
 
+def wire_bytes(values: RingArray) -> memoryview:
+    """The little-endian bytes of ring elements as a flat byte view.
+
+    No copy for a contiguous array on a little-endian host (the view shares
+    the array's memory: do not modify the array while the view is in use).
+    """
+    flat = np.ascontiguousarray(values, dtype=WIRE_DTYPE).reshape(-1)
+    return flat.view(np.uint8).data
+
+
 def wire_view(data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
     """View little-endian bytes as ring elements without copying (read-only).
 

@@ -10,7 +10,6 @@ gracefully on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import resource
@@ -26,9 +25,7 @@ from mpc_core.identity import Role
 from mpc_core.types import PARTIES, PartyId
 from mpc_core.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from mpc_proto.v1 import client_service_pb2 as client_pb
-from mpc_proto.v1 import client_service_pb2_grpc as client_grpc
 from mpc_proto.v1 import peer_service_pb2 as peer_pb
-from mpc_proto.v1 import peer_service_pb2_grpc as peer_grpc
 from mpc_server.api.client_servicer import ClientServicer
 from mpc_server.config import ServerConfig
 from mpc_server.observability import ServerMetrics, TransportReadings
@@ -44,6 +41,8 @@ from mpc_server.transport.auth import RoleInterceptor, authenticate, require_rol
 from mpc_server.transport.peer_channel import DEFAULT_MAX_MESSAGE_WORDS, GrpcPeerChannel, Inbound
 from mpc_server.transport.peer_link import PeerLink
 from mpc_server.transport.peer_servicer import PeerServicer
+from mpc_server.transport.registration import add_servicer
+from mpc_server.transport.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 SERVICE_NAMES = (
@@ -152,8 +151,19 @@ class MpcServer:
         self.client_servicer = ClientServicer(
             self.uploads, self.jobs, self.outputs, self.server_info, authenticate
         )
-        client_grpc.add_ClientServiceServicer_to_server(self.client_servicer, server)
-        peer_grpc.add_PeerServiceServicer_to_server(self.peer_servicer, server)
+        add_servicer(
+            server,
+            self.client_servicer,
+            client_pb.DESCRIPTOR.services_by_name["ClientService"],
+            raw_requests={"UploadDataset"},
+            raw_responses={"FetchOutput"},
+        )
+        add_servicer(
+            server,
+            self.peer_servicer,
+            peer_pb.DESCRIPTOR.services_by_name["PeerService"],
+            raw_requests={"Exchange"},
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -208,8 +218,14 @@ class MpcServer:
             self.metrics_port = self.metrics.serve(self.config.metrics_address)
             _log.info("metrics on http://%s/metrics", self.config.metrics_address)
         await self._publish_health()
-        self._tasks = [asyncio.create_task(link.run()) for link in self.links.values()]
-        self._tasks += [asyncio.create_task(self._watch_health()), asyncio.create_task(self._sweep())]
+        self._tasks = [
+            asyncio.create_task(link.run(), name=f"link to {link.peer.identity}")
+            for link in self.links.values()
+        ]
+        self._tasks += [
+            asyncio.create_task(self._watch_health(), name="health"),
+            asyncio.create_task(self._sweep(), name="sweep"),
+        ]
         _log.info(
             "%s listening on %s (party %d)", self.endpoint.identity, self.config.listen, self.endpoint.party
         )
@@ -252,11 +268,9 @@ class MpcServer:
         self.jobs.start_draining()
         if not await self.jobs.wait_idle(grace):
             _log.warning("%d job(s) still running after %.0f s; cancelling them", self.jobs.running, grace)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        stuck = await cancel_and_wait(self._tasks, timeout=_STREAM_GRACE_SECONDS)
+        if stuck:
+            _log.warning("background tasks did not stop: %s", ", ".join(sorted(t.get_name() for t in stuck)))
         # Close our streams first, so that peers shutting down too see theirs
         # end normally within the server's short grace period.
         for link in self.links.values():
@@ -277,3 +291,4 @@ async def serve(config: ServerConfig) -> None:
     await stop.wait()
     _log.info("%s shutting down", server.endpoint.identity)
     await server.stop()
+    _log.info("%s stopped", server.endpoint.identity)

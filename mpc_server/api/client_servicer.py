@@ -74,10 +74,14 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         self.traffic = ClientTraffic()
 
     @unary_errors
-    async def UploadDataset(
-        self, request_iterator: AsyncIterator[pb.UploadDatasetRequest], context: _Context
+    async def UploadDataset(  # type: ignore[override]  # raw bytes: see transport.registration
+        self, request_iterator: AsyncIterator[bytes], context: _Context
     ) -> pb.UploadDatasetResponse:
-        """Receive a header and then chunks of shares; check and commit at the end."""
+        """Receive a header and then chunks of shares; check and commit at the end.
+
+        Requests arrive as bytes (``UploadDatasetRequest``) and are decoded
+        by ``api.convert`` without copying the shares.
+        """
         try:
             owner = self._authenticate(context).name
             response = await self._upload(owner, request_iterator, _timeout(context))
@@ -88,25 +92,23 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         return response
 
     async def _upload(
-        self, owner: str, request_iterator: AsyncIterator[pb.UploadDatasetRequest], timeout: float
+        self, owner: str, request_iterator: AsyncIterator[bytes], timeout: float
     ) -> pb.UploadDatasetResponse:
         first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("item") != "header":
+        if first is None:
             raise InvalidArgumentError("an upload must start with a header")
-        self.traffic.received += first.ByteSize()
-        header = convert.upload_header_from_proto(first.header)
+        self.traffic.received += len(first)
+        header = convert.upload_header_from_bytes(first)
         dataset = await self._uploads.receive(owner, header, self._chunks(request_iterator), timeout)
         count = dataset.share.size
         return pb.UploadDatasetResponse(
             dataset=convert.dataset_ref_to_proto(dataset.ref), element_count=count
         )
 
-    async def _chunks(self, requests: AsyncIterator[pb.UploadDatasetRequest]) -> AsyncIterator[ShareChunk]:
+    async def _chunks(self, requests: AsyncIterator[bytes]) -> AsyncIterator[ShareChunk]:
         async for request in requests:
-            self.traffic.received += request.ByteSize()
-            if request.WhichOneof("item") != "chunk":
-                raise InvalidArgumentError("only share chunks may follow the upload header")
-            yield ShareChunk(request.chunk.offset, request.chunk.first, request.chunk.second)
+            self.traffic.received += len(request)
+            yield convert.upload_chunk_from_bytes(request)
 
     @unary_errors
     async def DeleteDataset(
@@ -135,21 +137,24 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         return response
 
     @streaming_errors
-    async def FetchOutput(
+    async def FetchOutput(  # type: ignore[override]  # raw bytes: see transport.registration
         self, request: pb.FetchOutputRequest, context: _Context
-    ) -> AsyncIterator[pb.FetchOutputResponse]:
-        """Stream this server's output share to the job's receiver."""
+    ) -> AsyncIterator[bytes]:
+        """Stream this server's output share to the job's receiver.
+
+        Responses are encoded ``FetchOutputResponse`` bytes (``api.convert``).
+        """
         output = self._outputs.fetch(
             self._authenticate(context).name, validate_name(request.job_id, "job id")
         )
         digest = await convert.digest_of(output.share.second) if request.second_as_digest else None
-        responses = [pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))]
-        for response in chain(responses, convert.output_responses(output.share, with_second=digest is None)):
-            self.traffic.sent += response.ByteSize()
+        header = pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))
+        last = [pb.FetchOutputResponse(second_digest=digest).SerializeToString()] if digest else []
+        chunks = convert.output_responses(output.share, with_second=digest is None)
+        for response in chain([header.SerializeToString()], chunks, last):
+            self.traffic.sent += len(response)
             self._outputs.activity()
             yield response
-        if digest is not None:
-            yield pb.FetchOutputResponse(second_digest=digest)
         if request.release:
             self._outputs.release(output.receiver, request.job_id)
 

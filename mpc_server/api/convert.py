@@ -12,15 +12,17 @@ import hashlib
 from collections.abc import Iterator
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
+from mpc_core import protowire
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.identity import shown
-from mpc_core.ring import RingArray, to_wire
+from mpc_core.ring import RingArray, to_wire, wire_bytes
 from mpc_core.sharing import ReplicatedShare
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 from mpc_server.service.model import DatasetRef, Grant, JobInput, JobResult, JobSpec, OutputInfo
-from mpc_server.service.uploads import UploadHeader
+from mpc_server.service.uploads import ShareChunk, UploadHeader
 
 OUTPUT_CHUNK_WORDS = 1 << 17
 """Words per component in a chunk carrying both components: 2 MiB per message."""
@@ -37,6 +39,26 @@ def dataset_ref_from_proto(message: types_pb2.DatasetRef) -> DatasetRef:
 def dataset_ref_to_proto(ref: DatasetRef) -> types_pb2.DatasetRef:
     """Encode a dataset reference."""
     return types_pb2.DatasetRef(owner=ref.owner, name=ref.name)
+
+
+def upload_header_from_bytes(data: bytes) -> UploadHeader:
+    """Decode the first message of an upload, which must carry the header."""
+    number, value = protowire.decode_item(data)
+    if number != protowire.ITEM_HEADER or not isinstance(value, memoryview):
+        raise InvalidArgumentError("an upload must start with a header")
+    try:
+        header = pb.UploadHeader.FromString(bytes(value))
+    except DecodeError:
+        raise protowire.WireFormatError("the upload header is not a valid UploadHeader") from None
+    return upload_header_from_proto(header)
+
+
+def upload_chunk_from_bytes(data: bytes) -> ShareChunk:
+    """Decode a later message of an upload, which must carry a chunk (no copies)."""
+    _, value = protowire.decode_item(data)
+    if not isinstance(value, protowire.ChunkView):
+        raise InvalidArgumentError("only share chunks may follow the upload header")
+    return ShareChunk(value.offset, value.first, value.second)
 
 
 def upload_header_from_proto(message: pb.UploadHeader) -> UploadHeader:
@@ -92,11 +114,18 @@ def share_chunks(
         )
 
 
-def output_responses(share: ReplicatedShare, *, with_second: bool) -> Iterator[pb.FetchOutputResponse]:
-    """FetchOutput chunk messages for ``share`` (first component, maybe second)."""
+def output_responses(share: ReplicatedShare, *, with_second: bool) -> Iterator[bytes]:
+    """Encoded FetchOutput chunk messages for ``share`` (first component, maybe second).
+
+    Encoded straight from the arrays (``protowire``): one copy per message.
+    """
     words = OUTPUT_CHUNK_WORDS if with_second else SINGLE_COMPONENT_CHUNK_WORDS
-    for chunk in share_chunks(share, words, with_second=with_second):
-        yield pb.FetchOutputResponse(chunk=chunk)
+    first = wire_bytes(share.first)
+    second = wire_bytes(share.second) if with_second else memoryview(b"")
+    step = words * 8
+    for start in range(0, len(first), step):
+        end = start + step
+        yield protowire.encode_chunk_item(start // 8, first[start:end], second[start:end])
 
 
 async def digest_of(component: RingArray) -> bytes:

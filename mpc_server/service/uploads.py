@@ -52,8 +52,8 @@ class ShareChunk:
     """One chunk of an upload: elements from ``offset`` of both components."""
 
     offset: int
-    first: bytes
-    second: bytes
+    first: bytes | memoryview
+    second: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class UploadSession:
             if seed:
                 prg_fill(seed, target)
 
-    def add_chunk(self, offset: int, first: bytes, second: bytes) -> None:
+    def add_chunk(self, offset: int, first: bytes | memoryview, second: bytes | memoryview) -> None:
         """Append one chunk; chunks must arrive in order and fit the header."""
         pairs = list(zip((first, second), self._parts, self._sent, strict=True))
         if not any(self._sent):

@@ -15,8 +15,8 @@ import numpy as np
 from mpc_core.errors import ProtocolError, ResourceLimitError, ServerUnavailableError
 from mpc_core.ring import RingArray, wire_view
 from mpc_core.types import MessageTag, PartyId
-from mpc_proto.v1 import peer_service_pb2 as pb
 from mpc_server.protocol.mailbox import Mailbox
+from mpc_server.transport.exchange_codec import ExchangeFrame
 from mpc_server.transport.peer_link import PeerLink
 
 DEFAULT_MAX_MESSAGE_WORDS = 1 << 28
@@ -41,31 +41,30 @@ class Inbound:
         self._partial: dict[tuple[PartyId, str, int], _Partial] = {}
         self.bytes_received: dict[PartyId, int] = dict.fromkeys(names, 0)
 
-    def accept(self, sender: PartyId, message: pb.ExchangeRequest) -> None:
-        """Handle one ``ExchangeRequest`` from ``sender``."""
-        self.bytes_received[sender] += message.ByteSize()
-        kind = message.WhichOneof("body")
-        if kind == "abort":
-            self._mailbox.deliver_abort(sender, message.job_id, message.abort.reason)
-        elif kind == "data":
-            self._accept_chunk(sender, message.job_id, message.op, message.data)
+    def accept(self, sender: PartyId, frame: ExchangeFrame) -> None:
+        """Handle one decoded ``ExchangeRequest`` from ``sender``."""
+        self.bytes_received[sender] += frame.wire_bytes
+        if frame.is_abort:
+            self._mailbox.deliver_abort(sender, frame.job_id, frame.reason)
+        else:
+            self._accept_chunk(sender, frame)
 
-    def _accept_chunk(self, sender: PartyId, job_id: str, op: int, chunk: pb.DataChunk) -> None:
-        tag = MessageTag(job_id, op)
+    def _accept_chunk(self, sender: PartyId, frame: ExchangeFrame) -> None:
+        tag = MessageTag(frame.job_id, frame.op)
         try:
-            words = self._assemble(sender, tag, chunk)
+            words = self._assemble(sender, tag, frame)
         except (ProtocolError, ResourceLimitError) as exc:
-            self._partial.pop((sender, job_id, op), None)
-            self._mailbox.fail_job(sender, job_id, exc)
+            self._partial.pop((sender, frame.job_id, frame.op), None)
+            self._mailbox.fail_job(sender, frame.job_id, exc)
             return
         if words is not None:
             self._mailbox.deliver(sender, tag, words)
 
-    def _assemble(self, sender: PartyId, tag: MessageTag, chunk: pb.DataChunk) -> RingArray | None:
+    def _assemble(self, sender: PartyId, tag: MessageTag, chunk: ExchangeFrame) -> RingArray | None:
         total = chunk.total_words
         if total > self._max_words:
             raise ResourceLimitError(f"message of {total} words from {self._names[sender]} exceeds the limit")
-        piece = wire_view(chunk.payload)  # read-only view of the message bytes, no copy
+        piece = wire_view(chunk.payload)  # read-only view of the received bytes, no copy
         if chunk.offset == 0 and piece.size == total:
             return piece
         key = (sender, tag.job_id, tag.op)

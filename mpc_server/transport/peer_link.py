@@ -14,7 +14,6 @@ and a send that cannot be written in time fails with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +22,18 @@ import grpc
 
 from mpc_core.cluster import ServerEndpoint
 from mpc_core.errors import ProtocolTimeoutError, ServerUnavailableError
-from mpc_core.ring import RingArray, to_wire
+from mpc_core.ring import RingArray, wire_bytes
 from mpc_core.types import MessageTag
 from mpc_proto.v1 import peer_service_pb2 as pb
 from mpc_proto.v1 import peer_service_pb2_grpc as pb_grpc
+from mpc_server.transport import exchange_codec
+from mpc_server.transport.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_WORDS = 1 << 18
 """Words per Exchange message: 2 MiB of payload, under gRPC's 4 MiB default limit."""
+EXCHANGE_METHOD = "/mpc.v1.PeerService/Exchange"
 
 _RETRY_DELAY = 0.2
 
@@ -40,7 +42,8 @@ _RETRY_DELAY = 0.2
 class _Outgoing:
     """One protocol message (its chunks) waiting for the link's writer."""
 
-    messages: list[pb.ExchangeRequest]
+    messages: list[bytes]
+    """Encoded ``ExchangeRequest`` messages (``exchange_codec``)."""
     done: asyncio.Future[None] | None
 
 
@@ -72,12 +75,17 @@ class PeerLink:
         self.peer = peer
         self._channel = grpc.aio.secure_channel(peer.address, credentials, options=options)
         self._stub = pb_grpc.PeerServiceStub(self._channel)
+        # Exchange sends messages already encoded by exchange_codec (no serializer).
+        self._exchange: grpc.aio.StreamUnaryMultiCallable[bytes, pb.ExchangeResponse]
+        self._exchange = self._channel.stream_unary(
+            EXCHANGE_METHOD, request_serializer=None, response_deserializer=pb.ExchangeResponse.FromString
+        )
         self._hello = hello
         self._connect_timeout = connect_timeout
         self._chunk_words = chunk_words
         self._on_change = on_change
         self._on_lost = on_lost
-        self._call: grpc.aio.StreamUnaryCall[pb.ExchangeRequest, pb.ExchangeResponse] | None = None
+        self._call: grpc.aio.StreamUnaryCall[bytes, pb.ExchangeResponse] | None = None
         self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue()
         self._closed = False
         self.last_error = "not connected yet"
@@ -109,7 +117,7 @@ class PeerLink:
     async def _connect_once(self) -> None:
         reply = await self._stub.Handshake(self._hello, timeout=self._connect_timeout, wait_for_ready=True)
         self.peer_version = reply.software_version
-        call = self._stub.Exchange()
+        call: grpc.aio.StreamUnaryCall[bytes, pb.ExchangeResponse] = self._exchange()
         await call.wait_for_connection()
         self._call = call
         self.last_error = ""
@@ -119,14 +127,10 @@ class PeerLink:
         try:
             await call
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await cancel_and_wait([writer])  # our own cancellation, if any, goes on
             self._down("connection lost")
 
-    async def _write_loop(
-        self, call: grpc.aio.StreamUnaryCall[pb.ExchangeRequest, pb.ExchangeResponse]
-    ) -> None:
+    async def _write_loop(self, call: grpc.aio.StreamUnaryCall[bytes, pb.ExchangeResponse]) -> None:
         while True:
             item = await self._queue.get()
             if item.done is not None and item.done.done():
@@ -134,7 +138,7 @@ class PeerLink:
             try:
                 for message in item.messages:
                     await call.write(message)
-                    self.bytes_sent += message.ByteSize()
+                    self.bytes_sent += len(message)
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
                 _settle(item, ServerUnavailableError(self.peer.identity, "connection lost while sending"))
                 call.cancel()
@@ -161,17 +165,10 @@ class PeerLink:
         """
         self._require_connected()
         total = int(words.size)
+        data, step = wire_bytes(words), self._chunk_words * 8
         messages = [
-            pb.ExchangeRequest(
-                job_id=tag.job_id,
-                op=tag.op,
-                data=pb.DataChunk(
-                    offset=offset,
-                    total_words=total,
-                    payload=to_wire(words[offset : offset + self._chunk_words]),
-                ),
-            )
-            for offset in range(0, max(total, 1), self._chunk_words)
+            exchange_codec.encode_data(tag.job_id, tag.op, start // 8, total, data[start : start + step])
+            for start in range(0, max(len(data), 1), step)
         ]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Outgoing(messages, done))
@@ -189,7 +186,7 @@ class PeerLink:
     def send_abort(self, job_id: str, reason: str) -> None:
         """Queue a note that we gave up on ``job_id`` (best effort, never raises)."""
         if self._call is not None:
-            message = pb.ExchangeRequest(job_id=job_id, abort=pb.JobAbort(reason=reason[:1000]))
+            message = exchange_codec.encode_abort(job_id, reason[:1000])
             self._queue.put_nowait(_Outgoing([message], None))
 
     def _require_connected(self) -> None:

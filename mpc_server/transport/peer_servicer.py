@@ -24,6 +24,7 @@ from mpc_core.types import PartyId
 from mpc_core.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from mpc_proto.v1 import peer_service_pb2 as pb
 from mpc_proto.v1 import peer_service_pb2_grpc as pb_grpc
+from mpc_server.transport import exchange_codec
 from mpc_server.transport.peer_channel import Inbound
 from mpc_server.transport.status import unary_errors
 
@@ -87,10 +88,14 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         )
 
     @unary_errors
-    async def Exchange(
-        self, request_iterator: AsyncIterator[pb.ExchangeRequest], context: _Context
+    async def Exchange(  # type: ignore[override]  # raw bytes: see transport.registration
+        self, request_iterator: AsyncIterator[bytes], context: _Context
     ) -> pb.ExchangeResponse:
-        """Deliver every message of the caller's stream until it ends."""
+        """Deliver every message of the caller's stream until it ends.
+
+        Messages arrive as bytes and are decoded by ``exchange_codec``; a
+        malformed one ends the stream with ``INVALID_ARGUMENT``.
+        """
         sender = self._caller(context).party
         task = asyncio.current_task()
         if task is not None:
@@ -102,7 +107,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         self._on_change()
         try:
             async for message in request_iterator:
-                self._inbound.accept(sender, message)
+                self._inbound.accept(sender, exchange_codec.decode(message))
         except asyncio.CancelledError:
             if task is None or not self._closing:
                 raise
