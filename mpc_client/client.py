@@ -204,11 +204,14 @@ class MpcClient:
         """Run a job for this client and reconstruct its output.
 
         Small outputs (up to 65536 elements) come back with the job itself,
-        saving a round trip; larger ones are fetched as by :meth:`fetch` and
-        then released on the servers unless ``keep``. The checks are the same
-        either way.
+        saving a round trip; larger ones are fetched as by :meth:`fetch`.
+        Either way the servers drop their copies once the output is
+        returned, unless ``keep`` (then it can be fetched again until it
+        expires). The checks are the same either way.
         """
-        result, parts = self._submit(program, inputs, None, job_id, timeout, return_output=True)
+        result, parts = self._submit(
+            program, inputs, None, job_id, timeout, return_output=True, release=not keep
+        )
         if parts is None:
             return result, self.fetch(result, release=not keep, timeout=timeout)
         return result, _fetch.reconstruct_output(parts)
@@ -222,6 +225,7 @@ class MpcClient:
         timeout: float | None,
         *,
         return_output: bool,
+        release: bool = False,
     ) -> tuple[JobResult, list[_fetch.OutputPart] | None]:
         spec = pb.JobSpec(
             job_id=validate_name(job_id, "job id") if job_id else f"job-{secrets.token_hex(8)}",
@@ -229,7 +233,7 @@ class MpcClient:
             inputs=self._job_inputs(inputs),
             receiver=validate_name(receiver or self.identity, "receiver"),
         )
-        request = pb.RunJobRequest(job=spec, return_output=return_output)
+        request = pb.RunJobRequest(job=spec, return_output=return_output, release=release)
         deadline = self._deadline(timeout)
 
         def submit(connection: ServerConnection) -> pb.RunJobResponse:

@@ -220,10 +220,17 @@ class RunJobRequest(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     RETURN_OUTPUT_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
     return_output: _builtins.bool
     """When the caller is the job's receiver and the output has at most 65536
     elements, return this server's output share in the response, saving a
     FetchOutput call.
+    """
+    release: _builtins.bool
+    """With return_output, when the share is returned inline: the caller needs
+    no server copy. The servers drop the output within about a second (a
+    retry of the job racing this answer still gets it) and never write it;
+    it cannot be fetched later.
     """
     @_builtins.property
     def job(self) -> Global___JobSpec: ...
@@ -232,10 +239,11 @@ class RunJobRequest(_message.Message):
         *,
         job: Global___JobSpec | None = ...,
         return_output: _builtins.bool = ...,
+        release: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "return_output", b"return_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "release", b"release", "return_output", b"return_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

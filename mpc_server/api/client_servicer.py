@@ -129,10 +129,12 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         inline = request.return_output and submitter == spec.receiver
         result = await self._jobs.run(submitter, spec, timeout, fetched_now=inline)
         response = convert.run_job_response(result)
-        if request.return_output and submitter == spec.receiver:
+        if inline:
             output = self._outputs.fetch(submitter, spec.job_id)
             if output.share.size <= INLINE_OUTPUT_WORDS:
                 response.output_share.CopyFrom(next(convert.share_chunks(output.share)))
+                if request.release:
+                    self._jobs.drop_output_soon(spec.job_id)
         self.traffic.sent += response.ByteSize()
         return response
 

@@ -174,6 +174,14 @@ class JobService:
         """Clients are busy (e.g. fetching an output): postpone background writes."""
         self._deferred.activity()
 
+    def drop_output_soon(self, job_id: str) -> None:
+        """The receiver has ``job_id``'s output and wants no server copy.
+
+        It is dropped with the next background batch, within about a second
+        and never written: retries of the job racing the answer still get it.
+        """
+        self._deferred.add(job_id, keep=False)
+
     @property
     def running(self) -> int:
         """Number of jobs computing right now."""

@@ -234,8 +234,11 @@ class DeferredWriter:
     answer; writing their server copy right away would compete with the
     next jobs for the CPU. They are written once no job has started for
     ``quiet_seconds`` (nor an output been kept or streamed out, so one
-    fetched with release in the meantime is never written), and at the latest ``max_delay_seconds`` after the
-    first of a batch was kept (or at shutdown, :meth:`flush`).
+    fetched with release in the meantime is never written), and at the
+    latest ``max_delay_seconds`` after the first of a batch was kept (or at
+    shutdown, :meth:`flush`). Outputs their receiver wants no copy of are
+    dropped at that time instead: never written, yet still there for a
+    retry of the job that races the first answer.
     """
 
     def __init__(
@@ -245,7 +248,8 @@ class DeferredWriter:
         self._store = store
         self._quiet = quiet_seconds
         self._max_delay = max_delay_seconds
-        self._pending: list[str] = []
+        self._pending: dict[str, bool] = {}
+        """Job ids in order, each with whether to write (True) or drop its output."""
         self._last_activity = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -253,10 +257,10 @@ class DeferredWriter:
         """A job started: postpone writing a little."""
         self._last_activity = asyncio.get_running_loop().time()
 
-    def add(self, job_id: str) -> None:
-        """Write ``job_id``'s output soon (its receiver is about to fetch it: wait)."""
+    def add(self, job_id: str, *, keep: bool = True) -> None:
+        """Write ``job_id``'s output soon, or with ``keep=False`` drop it soon."""
         self.activity()
-        self._pending.append(job_id)
+        self._pending[job_id] = keep and self._pending.get(job_id, True)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_soon())
 
@@ -266,16 +270,19 @@ class DeferredWriter:
         while self._pending:
             while loop.time() - self._last_activity < self._quiet and loop.time() - first < self._max_delay:
                 await asyncio.sleep(self._quiet)
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending, {}
             await asyncio.to_thread(self._write, batch)
             first = loop.time()
 
-    def _write(self, batch: list[str]) -> None:
-        for job_id in batch:
-            self._store.persist(job_id)
+    def _write(self, batch: dict[str, bool]) -> None:
+        for job_id, keep in batch.items():
+            if keep:
+                self._store.persist(job_id)
+            else:
+                self._store.delete(job_id)
 
     async def flush(self) -> None:
-        """Write everything pending now."""
+        """Write (or drop) everything pending now."""
         if self._task is not None:
             self._last_activity = 0.0
             self._max_delay = 0.0

@@ -3,6 +3,8 @@ streamed outputs, full and digest-checked reveals, traffic counters."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -62,6 +64,29 @@ def test_run_and_fetch_releases_large_outputs(cluster: LocalCluster) -> None:
         job, _ = owner.run_and_fetch(MUL, {"x": "ones-70k", "y": "ones-70k"})
         with pytest.raises(NotFoundError):
             owner.fetch(job)
+
+
+def test_run_and_fetch_drops_small_outputs_unless_kept(cluster: LocalCluster) -> None:
+    """Returned inline without ``keep``: dropped within about a second, never written."""
+    with cluster.client("model-owner") as owner:
+        owner.upload("small", [1.5, 2.0], grants=[Grant("model-owner", MUL)], overwrite=True)
+        dropped, _ = owner.run_and_fetch(MUL, {"x": "small", "y": "small"}, job_id="small-dropped")
+        kept, _ = owner.run_and_fetch(MUL, {"x": "small", "y": "small"}, job_id="small-kept", keep=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                owner.fetch(dropped)
+            except NotFoundError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the returned output was still on the servers after 10 s")
+        assert owner.fetch(kept).tolist() == [2.25, 4.0]
+    data = cluster.directory / "data"
+    while len(list(data.glob("server-*/outputs/small-kept*"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the kept copy is written in the background too
+    assert len(list(data.glob("server-*/outputs/small-kept*"))) == 3
+    assert not list(data.glob("server-*/outputs/small-dropped*")), "a dropped output was written"
 
 
 def test_full_reveal_sends_both_copies(cluster: LocalCluster) -> None:

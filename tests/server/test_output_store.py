@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from mpc_core.errors import NotFoundError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service.model import OutputInfo, StoredOutput
-from mpc_server.service.output_store import FileOutputStore, OutputRetention
+from mpc_server.service.output_store import DeferredWriter, FileOutputStore, OutputRetention
 
 
 class Clock:
@@ -92,3 +93,23 @@ def test_background_persistence_writes_only_kept_outputs(tmp_path: Path) -> None
     store.persist("released")  # released before it was written: nothing appears
     assert not (tmp_path / "outputs" / "released.share").exists()
     assert list((tmp_path / "tmp" / "outputs").iterdir()) == []
+
+
+def test_the_deferred_writer_writes_kept_outputs_and_drops_unwanted_ones(tmp_path: Path) -> None:
+    store = FileOutputStore(tmp_path)
+
+    async def main() -> tuple[bool, bool]:
+        writer = DeferredWriter(store, quiet_seconds=0.01, max_delay_seconds=0.05)
+        for job_id in ("kept", "returned"):
+            store.put(_output(job_id, 2), durable=False)
+            writer.add(job_id)
+        writer.add("returned", keep=False)  # its receiver has it and wants no copy
+        present_before = store.get("returned").job_id == "returned"  # retries still find it
+        await writer.flush()
+        return present_before, (tmp_path / "outputs" / "returned.share").exists()
+
+    present_before, written = asyncio.run(main())
+    assert present_before and not written
+    assert FileOutputStore(tmp_path).get("kept").share.first.tolist() == [0, 1]
+    with pytest.raises(NotFoundError):
+        store.get("returned")
