@@ -96,6 +96,8 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
 
     The servicers are ``grpc.aio`` coroutines and async generators; the
     type stubs describe the synchronous API, hence the ``Any`` behaviours.
+    Methods registered for raw bytes (no deserializer) see the requests as
+    sent: they decode, and refuse malformed messages, themselves.
     """
     decode = handler.request_deserializer
     codec: dict[str, Any] = {
@@ -116,7 +118,7 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
 
         async def stream_unary(requests: Any, context: Any) -> Any:
             await _enforce(context, check)
-            return await inner_su(_decoded(requests, context), context)
+            return await inner_su(_decoded(requests, context) if decode else requests, context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
     if handler.unary_stream is not None:
@@ -133,7 +135,7 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
 
     async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
         await _enforce(context, check)
-        async for response in inner_ss(_decoded(requests, context), context):
+        async for response in inner_ss(_decoded(requests, context) if decode else requests, context):
             yield response
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
