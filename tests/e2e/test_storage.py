@@ -69,12 +69,16 @@ def test_a_crash_mid_upload_leaves_no_dataset(local: LocalCluster) -> None:
                 errors.append(exc)
 
     worker = threading.Thread(target=upload)
-    worker.start()
     tmp = local.directory / "data" / "server-2" / "tmp" / "datasets"
-    end = time.monotonic() + 20
-    while time.monotonic() < end and not any(tmp.glob("*.part")):
-        time.sleep(0.005)
-    local.kill(2)  # mid-upload
+    with local.client("model-owner") as watcher:
+        before = watcher.server_info()[2].client_bytes_received
+        worker.start()
+        end = time.monotonic() + 20
+        # Kill while server-2 is still receiving (4 of its 48 MB in): before the
+        # servers compare digests, so neither peer may commit the dataset.
+        while time.monotonic() < end and watcher.server_info()[2].client_bytes_received - before < 4 << 20:
+            time.sleep(0.001)
+        local.kill(2)  # mid-upload
     worker.join(60)
     assert errors, "the upload cannot succeed without server-2"
     local.start_server(2)
