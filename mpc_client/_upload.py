@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from mpc_core.protowire import encode_chunk_item
+from mpc_core.protowire import encode_chunk_items
 from mpc_core.ring import RingArray, wire_bytes
 from mpc_core.sharing import ReplicatedShare, SeededSplit
 from mpc_core.types import PartyId
@@ -28,13 +28,10 @@ SINGLE_CHUNK_WORDS = 1 << 18
 _EMPTY = np.empty(0, dtype=np.uint64)
 
 
-def _chunks(first: RingArray, second: RingArray, count: int) -> Iterator[bytes]:
+def _chunks(first: RingArray, second: RingArray) -> Iterator[bytes]:
     """Encoded chunk requests, straight from the arrays (one copy each)."""
-    step = (CHUNK_WORDS if first.size and second.size else SINGLE_CHUNK_WORDS) * 8
-    first_bytes, second_bytes = wire_bytes(first), wire_bytes(second)
-    for start in range(0, count * 8, step):
-        end = start + step
-        yield encode_chunk_item(start // 8, first_bytes[start:end], second_bytes[start:end])
+    words = CHUNK_WORDS if first.size and second.size else SINGLE_CHUNK_WORDS
+    return encode_chunk_items(wire_bytes(first), wire_bytes(second), words)
 
 
 def _header(header: pb.UploadHeader) -> bytes:
@@ -44,22 +41,21 @@ def _header(header: pb.UploadHeader) -> bytes:
 def plain_requests(header: pb.UploadHeader, pair: ReplicatedShare) -> Iterator[bytes]:
     """The header, then both components of ``pair`` in chunks (encoded requests)."""
     yield _header(header)
-    yield from _chunks(pair.first, pair.second, pair.size)
+    yield from _chunks(pair.first, pair.second)
 
 
 def seeded_requests(header: pb.UploadHeader, split: SeededSplit, party: PartyId) -> Iterator[bytes]:
     """Server ``party``'s seed-compressed upload of ``split`` (encoded requests)."""
     own = pb.UploadHeader()
     own.CopyFrom(header)
-    count = int(split.x_2.size)
     if party == 0:
         own.first_seed, own.second_seed = split.seed_0, split.seed_1
         yield _header(own)
     elif party == 1:
         own.first_seed = split.seed_1
         yield _header(own)
-        yield from _chunks(_EMPTY, split.x_2, count)
+        yield from _chunks(_EMPTY, split.x_2)
     else:
         own.second_seed = split.seed_0
         yield _header(own)
-        yield from _chunks(split.x_2, _EMPTY, count)
+        yield from _chunks(split.x_2, _EMPTY)

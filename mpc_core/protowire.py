@@ -175,6 +175,18 @@ def encode_chunk_item(offset: int, first: memoryview, second: memoryview) -> byt
     return b"".join((len_prefix(ITEM_CHUNK, inner), head, first, middle, second))
 
 
+def encode_chunk_items(first: memoryview, second: memoryview, words_per_chunk: int) -> Iterator[bytes]:
+    """Both components' bytes as consecutive chunk items of ``words_per_chunk`` words.
+
+    Either component may be empty (seed-compressed uploads, digest-mode
+    outputs); the longer one sets the number of chunks.
+    """
+    step = words_per_chunk * 8
+    for start in range(0, max(len(first), len(second)), step):
+        end = start + step
+        yield encode_chunk_item(start // 8, first[start:end], second[start:end])
+
+
 def decode_item(data: bytes | memoryview) -> tuple[int, ChunkView | memoryview]:
     """The member set in an ``item`` oneof: its number and its value.
 

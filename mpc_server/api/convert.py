@@ -120,12 +120,8 @@ def output_responses(share: ReplicatedShare, *, with_second: bool) -> Iterator[b
     Encoded straight from the arrays (``protowire``): one copy per message.
     """
     words = OUTPUT_CHUNK_WORDS if with_second else SINGLE_COMPONENT_CHUNK_WORDS
-    first = wire_bytes(share.first)
     second = wire_bytes(share.second) if with_second else memoryview(b"")
-    step = words * 8
-    for start in range(0, len(first), step):
-        end = start + step
-        yield protowire.encode_chunk_item(start // 8, first[start:end], second[start:end])
+    return protowire.encode_chunk_items(wire_bytes(share.first), second, words)
 
 
 async def digest_of(component: RingArray) -> bytes:

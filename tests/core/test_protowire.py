@@ -155,3 +155,18 @@ def test_ring_wire_bytes_share_the_arrays_memory() -> None:
     view = ring.wire_bytes(values)
     values[0] = 9
     assert view[0] == 9
+
+
+@given(st.integers(0, 40), st.booleans(), st.booleans(), st.integers(1, 7))
+def test_chunk_items_cover_both_components_in_order(
+    words: int, has_first: bool, has_second: bool, per: int
+) -> None:
+    first = bytes(range(8)) * words if has_first else b""
+    second = bytes(range(8, 16)) * words if has_second else b""
+    items = list(protowire.encode_chunk_items(memoryview(first), memoryview(second), per))
+    chunks = [protowire.decode_item(item)[1] for item in items]
+    assert all(isinstance(chunk, protowire.ChunkView) for chunk in chunks)
+    views = [chunk for chunk in chunks if isinstance(chunk, protowire.ChunkView)]
+    assert [chunk.offset for chunk in views] == list(range(0, max(len(first), len(second)) // 8, per))
+    assert b"".join(bytes(c.first) for c in views) == first
+    assert b"".join(bytes(c.second) for c in views) == second
