@@ -57,8 +57,10 @@ class LocalCluster:
         server_args: Sequence[str] = (),
         log_level: str = "WARNING",
         metrics: bool = False,
+        ring_bits: int = 128,
+        fractional_bits: int | None = None,
     ) -> None:
-        """Prepare a cluster; nothing starts before :meth:`start`."""
+        """Prepare a cluster in Z_2^ring_bits; nothing starts before :meth:`start`."""
         self.directory = directory
         self.cert_dir = directory / "certs"
         self.cluster_file = directory / "cluster.toml"
@@ -68,6 +70,8 @@ class LocalCluster:
         self.metrics = metrics
         self.metrics_ports: list[int] = []
         self.log_level = log_level
+        self.ring_bits = ring_bits
+        self.fractional_bits = fractional_bits
         self.processes: list[subprocess.Popen[bytes] | None] = [None, None, None]
         self.addresses: list[str] = []
 
@@ -77,7 +81,12 @@ class LocalCluster:
         ports = free_ports(6 if self.metrics else 3, self.host)
         self.addresses = [f"{self.host}:{port}" for port in ports[:3]]
         self.metrics_ports = ports[3:]
-        text = render_cluster(list(zip(SERVER_IDENTITIES, self.addresses, strict=True)), "certs/ca.pem")
+        text = render_cluster(
+            list(zip(SERVER_IDENTITIES, self.addresses, strict=True)),
+            "certs/ca.pem",
+            self.fractional_bits,
+            self.ring_bits,
+        )
         self.cluster_file.write_text(text)
         ca = CertificateAuthority(self.cert_dir)
         for identity in SERVER_IDENTITIES:

@@ -26,12 +26,16 @@ from mpc_core.errors import ConfigError
 from mpc_core.identity import Role
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
+from mpc_proto.v1 import types_pb2
 from mpc_server.config import load_cluster
 from mpc_server.transport import tls
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
-_COLUMNS = ("identity", "address", "reachable", "health", "version", "protocol", "readiness", "peers")
+_COLUMNS = (
+    "identity", "address", "reachable", "health", "version", "protocol", "ring", "readiness", "peers",
+)  # fmt: skip
+_RING_NAMES = {types_pb2.RING_Z2_64: "Z_2^64", types_pb2.RING_Z2_128: "Z_2^128"}
 
 
 @dataclass
@@ -45,6 +49,10 @@ class ServerStatus:
     reported_identity: str | None = None
     software_version: str | None = None
     protocol_version: int | None = None
+    ring: str | None = None
+    """The ring the server computes in, e.g. ``Z_2^128``."""
+    fractional_bits: int | None = None
+    """The cluster's default scale for new datasets."""
     readiness: str | None = None
     peers: dict[str, bool] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -117,6 +125,8 @@ def query_server(endpoint: ServerEndpoint, material: tls.TlsMaterial, timeout: f
     status.reported_identity = info.identity
     status.software_version = info.software_version
     status.protocol_version = info.protocol_version
+    status.ring = _RING_NAMES.get(info.ring, "unknown")
+    status.fractional_bits = info.fractional_bits
     status.readiness = _readiness_name(info.readiness)
     status.peers = {peer.identity: peer.connected for peer in info.peers}
     if info.identity != endpoint.identity:
@@ -140,6 +150,7 @@ def _row(status: ServerStatus) -> tuple[str, ...]:
         status.health or "-",
         status.software_version or "-",
         "-" if status.protocol_version is None else str(status.protocol_version),
+        "-" if status.ring is None else f"{status.ring}, f={status.fractional_bits}",
         status.readiness or "-",
         peers or "-",
     )

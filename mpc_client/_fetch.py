@@ -26,10 +26,21 @@ from mpc_client.types import ServerInfo
 from mpc_core import protowire
 from mpc_core.errors import OutputIntegrityError, ShareFormatError
 from mpc_core.fixed_point import FixedPoint
-from mpc_core.ring import RingArray, element_count, from_wire, to_wire, wire_view
+from mpc_core.ring import Ring, RingArray, element_count, ring_for_bits
 from mpc_core.sharing import ReplicatedShare, reconstruct_checked
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
+
+RING_BITS = {types_pb2.RING_Z2_64: 64, types_pb2.RING_Z2_128: 128}
+RING_ENUM = {bits: value for value, bits in RING_BITS.items()}
+
+
+def ring_from_proto(server: str, value: int) -> Ring:
+    """The ring a server's ``mpc.v1.Ring`` value names."""
+    bits = RING_BITS.get(value)  # type: ignore[call-overload]
+    if bits is None:
+        raise ShareFormatError(f"{server}: the output names no known ring ({value})")
+    return ring_for_bits(bits)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -43,6 +54,7 @@ class OutputPart:
     server: str
     shape: tuple[int, ...]
     fractional_bits: int
+    ring: Ring
     first: RingArray
     second: RingArray | None = None
     second_digest: bytes = b""
@@ -57,8 +69,9 @@ def part_from_share(server: str, info: pb.OutputInfo, chunk: types_pb2.ShareChun
     """An output part from a whole share returned inline (RunJob)."""
     shape = tuple(int(d) for d in info.shape)
     count = element_count(shape)
-    first, second = from_wire(chunk.first, count), from_wire(chunk.second, count)
-    return OutputPart(server, shape, info.fractional_bits, first, second)
+    ring = ring_from_proto(server, info.ring)
+    first, second = ring.from_wire(chunk.first, count), ring.from_wire(chunk.second, count)
+    return OutputPart(server, shape, info.fractional_bits, ring, first, second)
 
 
 def fetch_part(
@@ -70,7 +83,8 @@ def fetch_part(
     header = _output_header(connection.name, next(stream, b""))
     shape = tuple(int(d) for d in header.shape)
     count = element_count(shape)
-    first = np.empty(count, dtype=np.uint64)
+    ring = ring_from_proto(connection.name, header.ring)
+    first = ring.empty(count)
     hasher = hashlib.sha256()
     filled, second_digest = 0, b""
     for response in stream:
@@ -80,10 +94,10 @@ def fetch_part(
             continue
         if not isinstance(item, protowire.ChunkView):
             raise ShareFormatError(f"{connection.name}: unexpected message in an output stream")
-        size = len(item.first) // 8
+        size = len(item.first) // ring.element_bytes
         if item.offset != filled or filled + size > count or second_digest:
             raise ShareFormatError(f"{connection.name}: malformed output chunk at element {item.offset}")
-        first[filled : filled + size] = wire_view(item.first, size)
+        first[filled : filled + size] = ring.wire_view(item.first, size)
         hasher.update(item.first)
         filled += size
     if filled != count or not second_digest:
@@ -92,6 +106,7 @@ def fetch_part(
         connection.name,
         shape,
         header.fractional_bits,
+        ring,
         first,
         second_digest=second_digest,
         first_digest=hasher.digest(),
@@ -119,28 +134,28 @@ def reconstruct_output(parts: Sequence[OutputPart]) -> npt.NDArray[np.float64]:
     """Check the three parts against each other, then decode the output."""
     names = [part.server for part in parts]
     for part, other in zip(parts, [*parts[1:], parts[0]], strict=True):
-        if (part.shape, part.fractional_bits) != (other.shape, other.fractional_bits):
-            raise OutputIntegrityError((part.server, other.server), "output shapes or scales")
+        if (part.shape, part.fractional_bits, part.ring) != (other.shape, other.fractional_bits, other.ring):
+            raise OutputIntegrityError((part.server, other.server), "output shapes, rings or scales")
     if all(part.second is not None for part in parts):
         shares = [ReplicatedShare(part.first, part.second) for part in parts if part.second is not None]
         secret = reconstruct_checked(shares, names)
     else:
         secret = _reconstruct_by_digest(parts)
-    values = FixedPoint(parts[0].fractional_bits).decode(secret)
+    values = FixedPoint(parts[0].fractional_bits, parts[0].ring).decode(secret)
     return values.reshape(parts[0].shape)
 
 
 def _reconstruct_by_digest(parts: Sequence[OutputPart]) -> RingArray:
+    ring = parts[0].ring
     for holder, part in enumerate(parts):
         other = parts[(holder + 1) % 3]
-        first_digest = other.first_digest or hashlib.sha256(to_wire(other.first)).digest()
+        first_digest = other.first_digest or hashlib.sha256(ring.wire_bytes(other.first)).digest()
         if not part.second_digest or not hmac.compare_digest(part.second_digest, first_digest):
             raise OutputIntegrityError(
                 (part.server, other.server), f"copies of share component {(holder + 1) % 3}"
             )
-    total: RingArray = parts[0].first + parts[1].first
-    total += parts[2].first
-    return total
+    total: RingArray = ring.add(parts[0].first, parts[1].first)
+    return ring.add(total, parts[2].first, out=total)
 
 
 def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:
@@ -155,6 +170,7 @@ def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:
         software_version=reply.software_version,
         protocol_version=reply.protocol_version,
         fractional_bits=reply.fractional_bits,
+        ring_bits=RING_BITS.get(reply.ring, 0),
         ready=reply.readiness == pb.READINESS_STATE_READY,
         peers={peer.identity: peer.connected for peer in reply.peers},
         peer_bytes_sent=transport.peer_bytes_sent,

@@ -12,26 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
-
 from mpc_core.protowire import encode_chunk_items
-from mpc_core.ring import RingArray, wire_bytes
+from mpc_core.ring import Ring, RingArray, ring_of
 from mpc_core.sharing import ReplicatedShare, SeededSplit
 from mpc_core.types import PartyId
 from mpc_proto.v1 import client_service_pb2 as pb
 
-CHUNK_WORDS = 1 << 17
-"""Elements per chunk carrying both components: 2 MiB per message."""
-SINGLE_CHUNK_WORDS = 1 << 18
-"""Elements per chunk carrying one component (seed-compressed): 2 MiB."""
-
-_EMPTY = np.empty(0, dtype=np.uint64)
+_NOTHING = memoryview(b"")
 
 
-def _chunks(first: RingArray, second: RingArray) -> Iterator[bytes]:
-    """Encoded chunk requests, straight from the arrays (one copy each)."""
-    words = CHUNK_WORDS if first.size and second.size else SINGLE_CHUNK_WORDS
-    return encode_chunk_items(wire_bytes(first), wire_bytes(second), words)
+def _chunks(ring: Ring, first: RingArray | None, second: RingArray | None) -> Iterator[bytes]:
+    """Encoded chunk requests of 2 MiB of shares, straight from the arrays (one copy each)."""
+    first_bytes = _NOTHING if first is None else ring.wire_bytes(first)
+    second_bytes = _NOTHING if second is None else ring.wire_bytes(second)
+    return encode_chunk_items(first_bytes, second_bytes, ring.element_bytes)
 
 
 def _header(header: pb.UploadHeader) -> bytes:
@@ -41,7 +35,7 @@ def _header(header: pb.UploadHeader) -> bytes:
 def plain_requests(header: pb.UploadHeader, pair: ReplicatedShare) -> Iterator[bytes]:
     """The header, then both components of ``pair`` in chunks (encoded requests)."""
     yield _header(header)
-    yield from _chunks(pair.first, pair.second)
+    yield from _chunks(ring_of(pair.first), pair.first, pair.second)
 
 
 def seeded_requests(header: pb.UploadHeader, split: SeededSplit, party: PartyId) -> Iterator[bytes]:
@@ -54,8 +48,8 @@ def seeded_requests(header: pb.UploadHeader, split: SeededSplit, party: PartyId)
     elif party == 1:
         own.first_seed = split.seed_1
         yield _header(own)
-        yield from _chunks(_EMPTY, split.x_2)
+        yield from _chunks(split.ring, None, split.x_2)
     else:
         own.second_seed = split.seed_0
         yield _header(own)
-        yield from _chunks(split.x_2, _EMPTY)
+        yield from _chunks(split.ring, split.x_2, None)

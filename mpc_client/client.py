@@ -25,8 +25,8 @@ from mpc_client._transport import ClientCredentials, ServerConnection, connect_a
 from mpc_client.types import DatasetRef, Grant, JobResult, ServerInfo, ServerJobStats
 from mpc_core.certificates import check_certificate
 from mpc_core.cluster import ClusterConfig, parse_cluster
-from mpc_core.errors import ConfigError, InvalidArgumentError, ProtocolTimeoutError
-from mpc_core.fixed_point import FixedPoint
+from mpc_core.errors import ConfigError, EncodingError, InvalidArgumentError, ProtocolTimeoutError
+from mpc_core.fixed_point import FixedPoint, magnitude_bits_of
 from mpc_core.identity import Role, validate_name
 from mpc_core.sharing import share, split_seeded
 from mpc_proto.v1 import client_service_pb2 as pb
@@ -60,7 +60,8 @@ class MpcClient:
         self.identity = info.principal.name
         self.cluster = cluster
         self.timeout = timeout
-        self.fixed_point = FixedPoint(cluster.fractional_bits)
+        self.ring = cluster.ring
+        self.fixed_point = FixedPoint(cluster.fractional_bits, cluster.ring)
         self._connections = connect_all(cluster, credentials)
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mpc-client")
 
@@ -115,6 +116,8 @@ class MpcClient:
         grants: Iterable[GrantSpec] = (),
         overwrite: bool = False,
         compress: bool = True,
+        fractional_bits: int | None = None,
+        bound: float | None = None,
         timeout: float | None = None,
     ) -> DatasetRef:
         """Secret-share ``values`` and upload one share pair to each server.
@@ -126,8 +129,14 @@ class MpcClient:
         ``compress`` (the default) two of the three share components travel
         as 16-byte PRG seeds (see ``protos/mpc/v1/client_service.proto``).
 
+        The values are encoded with ``fractional_bits`` (default: the
+        cluster's). The servers learn a public bound on the values, the power
+        of two just above ``max |v|`` (or above ``bound`` if given, which must
+        be at least the largest value): programs use it to refuse jobs whose
+        results could leave the ring, before computing anything.
+
         Raises:
-            EncodingError: a value is NaN, infinite or out of range.
+            EncodingError: a value is NaN, infinite, out of range or above ``bound``.
             MpcError: a server refused the upload (the message names it).
         """
         validate_name(name, "dataset name")
@@ -135,21 +144,26 @@ class MpcClient:
         array = np.asarray(values, dtype=np.float64) if not isinstance(values, np.ndarray) else values
         if array.size == 0:
             raise InvalidArgumentError("cannot upload an empty array")
-        encoded = self.fixed_point.encode(array)
+        fixed_point = self.fixed_point if fractional_bits is None else FixedPoint(fractional_bits, self.ring)
+        encoded, magnitude = fixed_point.encode_bounded(array)
+        if bound is not None:
+            magnitude = _declared_magnitude(fixed_point, bound, float(np.abs(array).max()))
         header = pb.UploadHeader(
             name=name,
             shape=list(array.shape),
-            fractional_bits=self.fixed_point.fractional_bits,
+            fractional_bits=fixed_point.fractional_bits,
             grants=[types_pb2.Grant(receiver=g.receiver, program=g.program) for g in grant_list],
             upload_id=secrets.token_bytes(16),
             overwrite=overwrite,
+            ring=_fetch.RING_ENUM[self.ring.bits],
+            magnitude_bits=magnitude,
         )
         deadline = self._deadline(timeout)
         if compress:
-            split = split_seeded(encoded)
+            split = split_seeded(self.ring, encoded)
             streams = [_upload.seeded_requests(header, split, c.endpoint.party) for c in self._connections]
         else:
-            shares = share(encoded)
+            shares = share(self.ring, encoded)
             streams = [_upload.plain_requests(header, shares[c.endpoint.party]) for c in self._connections]
         by_server = dict(zip((c.name for c in self._connections), streams, strict=True))
 
@@ -179,6 +193,7 @@ class MpcClient:
         *,
         receiver: str | None = None,
         job_id: str | None = None,
+        output_fractional_bits: int | None = None,
         timeout: float | None = None,
     ) -> JobResult:
         """Run ``program`` on the named inputs; the output is kept for ``receiver``.
@@ -187,9 +202,15 @@ class MpcClient:
         as :class:`DatasetRef`, ``"owner/name"``, or a bare name owned by
         this client), e.g. ``{"features": ["bank-1/x", "bank-2/z"],
         "weights": "w", "intercept": "c"}``. ``receiver`` defaults to this
-        client. Returns once all three servers have finished.
+        client. ``output_fractional_bits`` asks for the output at that scale
+        (default: the program's natural scale, which is exact; a lower scale
+        is reached by probabilistic truncation, which the servers refuse when
+        it could fail with probability above 2^-40). Returns once all three
+        servers have finished.
         """
-        result, _ = self._submit(program, inputs, receiver, job_id, timeout, return_output=False)
+        result, _ = self._submit(
+            program, inputs, receiver, job_id, timeout, output_fractional_bits, return_output=False
+        )
         return result
 
     def run_and_fetch(
@@ -199,6 +220,7 @@ class MpcClient:
         *,
         job_id: str | None = None,
         keep: bool = False,
+        output_fractional_bits: int | None = None,
         timeout: float | None = None,
     ) -> tuple[JobResult, npt.NDArray[np.float64]]:
         """Run a job for this client and reconstruct its output.
@@ -210,7 +232,7 @@ class MpcClient:
         expires). The checks are the same either way.
         """
         result, parts = self._submit(
-            program, inputs, None, job_id, timeout, return_output=True, release=not keep
+            program, inputs, None, job_id, timeout, output_fractional_bits, return_output=True, release=not keep
         )
         if parts is None:
             return result, self.fetch(result, release=not keep, timeout=timeout)
@@ -223,6 +245,7 @@ class MpcClient:
         receiver: str | None,
         job_id: str | None,
         timeout: float | None,
+        output_fractional_bits: int | None = None,
         *,
         return_output: bool,
         release: bool = False,
@@ -233,6 +256,8 @@ class MpcClient:
             inputs=self._job_inputs(inputs),
             receiver=validate_name(receiver or self.identity, "receiver"),
         )
+        if output_fractional_bits is not None:
+            spec.output_fractional_bits = output_fractional_bits
         request = pb.RunJobRequest(job=spec, return_output=return_output, release=release)
         deadline = self._deadline(timeout)
 
@@ -248,6 +273,11 @@ class MpcClient:
             shape=tuple(first.shape),
             fractional_bits=first.fractional_bits,
             stats={c.name: _job_stats(r.stats) for c, r in zip(self._connections, responses, strict=True)},
+            ring_bits=_fetch.ring_from_proto(self._connections[0].name, first.ring).bits,
+            magnitude_bits=first.magnitude_bits,
+            truncation_failure_log2=(
+                first.truncation_failure_log2 if first.HasField("truncation_failure_log2") else None
+            ),
         )
         if not all(r.HasField("output_share") for r in responses):
             return result, None
@@ -308,6 +338,18 @@ class MpcClient:
         raise ProtocolTimeoutError(
             f"cluster not ready within {timeout:.0f} s" + (f": {last}" if last else "")
         )
+
+
+def _declared_magnitude(fixed_point: FixedPoint, bound: float, largest: float) -> int:
+    """The magnitude bits of a bound the owner declares, which must cover every value."""
+    if not np.isfinite(bound) or bound <= 0:
+        raise EncodingError(f"bound must be a positive finite number, got {bound!r}")
+    if largest > bound:
+        raise EncodingError(f"a value ({largest:g}) exceeds the declared bound {bound:g}")
+    scaled = float(np.ceil(bound * fixed_point.scale))
+    if scaled >= 2.0 ** (fixed_point.ring.bits - 1):
+        raise EncodingError(f"bound {bound:g} is outside the fixed-point range of {fixed_point.ring.name}")
+    return magnitude_bits_of(int(scaled))
 
 
 def _job_stats(stats: pb.JobStats) -> ServerJobStats:

@@ -66,6 +66,11 @@ class JobResult:
     shape: tuple[int, ...]
     fractional_bits: int
     stats: dict[str, ServerJobStats] = field(default_factory=dict)
+    ring_bits: int = 128
+    magnitude_bits: int = 0
+    """The servers' bound on the output: every encoded element e has |e| <= 2^magnitude_bits."""
+    truncation_failure_log2: float | None = None
+    """log2 of the bound on the probability that a truncation gave a wrong element; None: none ran."""
 
 
 @dataclass(frozen=True)
@@ -85,3 +90,5 @@ class ServerInfo:
     client_bytes_received: int = 0
     client_bytes_sent: int = 0
     peak_rss_bytes: int = 0
+    ring_bits: int = 0
+    """The ring the cluster computes in (64 or 128)."""

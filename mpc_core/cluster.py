@@ -1,9 +1,10 @@
-"""The cluster file: the three servers (identity, address), the CA, the scale.
+"""The cluster file: the three servers (identity, address), the CA, the ring and scale.
 
 One TOML file describes a cluster for servers and clients alike::
 
     ca = "certs/ca.pem"          # relative to the cluster file
-    fractional_bits = 16
+    ring = 128                   # Z_2^128 (default) or 64 for Z_2^64
+    fractional_bits = 32         # default: 32 in Z_2^128, 16 in Z_2^64
 
     [[servers]]
     identity = "server-0"
@@ -12,7 +13,7 @@ One TOML file describes a cluster for servers and clients alike::
 
 Parsing is pure (text in, :class:`ClusterConfig` out); callers read files.
 :attr:`ClusterConfig.fingerprint` hashes what all parties must agree on (the
-server identities in order, the fixed-point scale and the CA certificate),
+server identities in order, the ring, the default scale and the CA certificate),
 but not the addresses, which differ between inside and outside a container
 network.
 """
@@ -27,12 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from mpc_core.errors import ConfigError, InvalidArgumentError
-from mpc_core.fixed_point import DEFAULT_FRACTIONAL_BITS
+from mpc_core.fixed_point import default_fractional_bits
 from mpc_core.identity import validate_name
+from mpc_core.ring import RING128, Ring, ring_for_bits
 from mpc_core.types import PARTY_COUNT, PartyId, party_id
 
-MAX_CLUSTER_FRACTIONAL_BITS = 30
-"""Products carry 2f bits; f <= 30 leaves an integer part of at least 3 bits."""
+DEFAULT_RING_BITS = 128
+
+
+def max_cluster_fractional_bits(ring: Ring) -> int:
+    """Products carry 2f bits; f <= k/2 - 2 leaves them an integer part of at least 3 bits."""
+    return ring.bits // 2 - 2
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,9 @@ class ClusterConfig:
 
     servers: tuple[ServerEndpoint, ServerEndpoint, ServerEndpoint]
     ca_path: Path
-    fractional_bits: int = DEFAULT_FRACTIONAL_BITS
+    fractional_bits: int = default_fractional_bits(RING128)
+    """The scale clients encode new datasets at unless they choose another."""
+    ring: Ring = RING128
 
     def server(self, party: PartyId) -> ServerEndpoint:
         """The endpoint of ``party``."""
@@ -80,6 +88,7 @@ class ClusterConfig:
         canonical = json.dumps(
             {
                 "servers": list(self.identities),
+                "ring_bits": self.ring.bits,
                 "fractional_bits": self.fractional_bits,
                 "ca_sha256": hashlib.sha256(ca_pem).hexdigest(),
             },
@@ -121,7 +130,7 @@ def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cluster file is not valid TOML: {exc}") from None
-    unknown = set(data) - {"ca", "fractional_bits", "servers"}
+    unknown = set(data) - {"ca", "ring", "fractional_bits", "servers"}
     if unknown:
         raise ConfigError(f"cluster file: unknown keys {sorted(unknown)}")
     servers = data.get("servers")
@@ -133,11 +142,19 @@ def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
     ca = data.get("ca")
     if not isinstance(ca, str) or not ca:
         raise ConfigError("cluster file: 'ca' must name the CA certificate file")
-    bits = data.get("fractional_bits", DEFAULT_FRACTIONAL_BITS)
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 0 < bits <= MAX_CLUSTER_FRACTIONAL_BITS:
-        raise ConfigError(f"cluster file: fractional_bits must be 1..{MAX_CLUSTER_FRACTIONAL_BITS}")
+    ring = _parse_ring(data.get("ring", DEFAULT_RING_BITS))
+    bits = data.get("fractional_bits", default_fractional_bits(ring))
+    limit = max_cluster_fractional_bits(ring)
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 0 < bits <= limit:
+        raise ConfigError(f"cluster file: fractional_bits must be 1..{limit} in {ring.name}")
     ca_path = Path(ca) if Path(ca).is_absolute() else base_dir / ca
-    return ClusterConfig((endpoints[0], endpoints[1], endpoints[2]), ca_path, bits)
+    return ClusterConfig((endpoints[0], endpoints[1], endpoints[2]), ca_path, bits, ring)
+
+
+def _parse_ring(value: Any) -> Ring:
+    if isinstance(value, bool) or value not in (64, 128):
+        raise ConfigError(f"cluster file: ring must be 128 (Z_2^128) or 64 (Z_2^64), got {value!r}")
+    return ring_for_bits(int(value))
 
 
 def _toml_string(value: str) -> str:
@@ -150,13 +167,18 @@ def _toml_string(value: str) -> str:
 
 
 def render_cluster(
-    servers: list[tuple[str, str]], ca: str, fractional_bits: int = DEFAULT_FRACTIONAL_BITS
+    servers: list[tuple[str, str]],
+    ca: str,
+    fractional_bits: int | None = None,
+    ring_bits: int = DEFAULT_RING_BITS,
 ) -> str:
     """Write a cluster file for ``(identity, address)`` pairs in party order."""
+    bits = default_fractional_bits(ring_for_bits(ring_bits)) if fractional_bits is None else fractional_bits
     lines = [
-        "# MPC cluster file: the three servers in party order, and the CA.",
+        "# MPC cluster file: the three servers in party order, the CA, the ring and the scale.",
         f"ca = {_toml_string(ca)}",
-        f"fractional_bits = {fractional_bits}",
+        f"ring = {ring_bits}",
+        f"fractional_bits = {bits}",
     ]
     for identity, address in servers:
         lines += [

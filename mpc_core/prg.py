@@ -12,6 +12,11 @@
   pairwise key ``k`` with the initial counter block
   ``SHA-256(b"mpc.v1.prf" || tag)[:16]``. Distinct tags give independent
   streams; callers must never reuse a (key, tag) pair for different data.
+* :func:`random_elements`, :func:`prg_elements` and :func:`prf_elements` draw
+  elements of a :class:`~mpc_core.ring.Ring` from the same keystreams: an
+  element of Z_2^128 is 16 consecutive keystream bytes read as a
+  little-endian integer (two consecutive 64-bit words, low word first), so
+  ``prg_elements(RING128, s, n)`` is ``prg_words(s, 2n)`` pairwise.
 
 Never ``random`` and never numpy's generators. The keystream is written with
 ``update_into`` into a preallocated buffer (5-8 GB/s here, versus 0.5 GB/s
@@ -28,7 +33,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc_core.errors import InvalidArgumentError
-from mpc_core.ring import WORD_BYTES, RingArray
+from mpc_core.ring import WORD_BYTES, Ring, RingArray, Words
 
 KEY_BYTES = 16
 _BLOCK = 16
@@ -74,7 +79,7 @@ def random_key() -> SecretKey:
     return SecretKey(secrets.token_bytes(KEY_BYTES))
 
 
-def _keystream_words(key: bytes, counter_block: bytes, n: int) -> RingArray:
+def _keystream_words(key: bytes, counter_block: bytes, n: int) -> Words:
     """Return ``n`` little-endian uint64 words of AES-128-CTR keystream."""
     if n < 0:
         raise InvalidArgumentError(f"cannot draw {n} words")
@@ -86,11 +91,11 @@ def _keystream_words(key: bytes, counter_block: bytes, n: int) -> RingArray:
     for start in range(0, total, _CHUNK_BYTES):
         size = min(_CHUNK_BYTES, total - start)
         encryptor.update_into(_ZERO_CHUNK[:size], view[start : start + size + _BLOCK - 1])
-    words: RingArray = out[:total].view("<u8").astype(np.uint64, copy=False)
+    words: Words = out[:total].view("<u8").astype(np.uint64, copy=False)
     return words
 
 
-def prg_words(seed: bytes, n: int) -> RingArray:
+def prg_words(seed: bytes, n: int) -> Words:
     """Expand a 16-byte ``seed`` into ``n`` ring elements (zero IV)."""
     if len(seed) != KEY_BYTES:
         raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
@@ -98,15 +103,16 @@ def prg_words(seed: bytes, n: int) -> RingArray:
 
 
 def prg_fill(seed: bytes, out: RingArray) -> None:
-    """Write the PRG expansion of ``seed`` into ``out`` (contiguous, uint64).
+    """Write the PRG expansion of ``seed`` into ``out`` (contiguous ring elements).
 
-    Equal to ``out[:] = prg_words(seed, out.size)`` without a temporary the
-    size of ``out`` (e.g. straight into a memory-mapped file).
+    Equal to ``out[:] = prg_elements(ring, seed, out.size)`` without a
+    temporary the size of ``out`` (e.g. straight into a memory-mapped file).
     """
     if len(seed) != KEY_BYTES:
         raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
     if sys.byteorder != "little" or not out.flags.c_contiguous:
-        out[:] = prg_words(seed, out.size)
+        words = out.reshape(-1).view(np.uint64)
+        words[:] = prg_words(seed, words.size)
         return
     data = out.reshape(-1).view(np.uint8).data
     total = len(data)
@@ -121,8 +127,8 @@ def prg_fill(seed: bytes, out: RingArray) -> None:
     data[position:] = scratch[:written]
 
 
-def random_words(n: int) -> RingArray:
-    """Draw ``n`` uniformly random ring elements (fresh OS-random key)."""
+def random_words(n: int) -> Words:
+    """Draw ``n`` uniformly random 64-bit words (fresh OS-random key)."""
     return _keystream_words(secrets.token_bytes(KEY_BYTES), _ZERO_BLOCK, n)
 
 
@@ -131,6 +137,21 @@ def prf_counter_block(tag: bytes) -> bytes:
     return hashlib.sha256(_PRF_DOMAIN + tag).digest()[:_BLOCK]
 
 
-def prf_words(key: SecretKey, tag: bytes, n: int) -> RingArray:
-    """``F(k, tag, n)``: ``n`` pseudo-random ring elements under ``key``."""
+def prf_words(key: SecretKey, tag: bytes, n: int) -> Words:
+    """``F(k, tag, n)``: ``n`` pseudo-random 64-bit words under ``key``."""
     return _keystream_words(key.material, prf_counter_block(tag), n)
+
+
+def random_elements(ring: Ring, n: int) -> RingArray:
+    """``n`` uniformly random elements of ``ring`` (fresh OS-random key)."""
+    return ring.from_words(random_words(n * ring.words_per_element))
+
+
+def prg_elements(ring: Ring, seed: bytes, n: int) -> RingArray:
+    """The PRG expansion of ``seed`` as ``n`` elements of ``ring`` (zero IV)."""
+    return ring.from_words(prg_words(seed, n * ring.words_per_element))
+
+
+def prf_elements(ring: Ring, key: SecretKey, tag: bytes, n: int) -> RingArray:
+    """``F(k, tag, n)`` as ``n`` pseudo-random elements of ``ring``."""
+    return ring.from_words(prf_words(key, tag, n * ring.words_per_element))

@@ -175,16 +175,30 @@ def encode_chunk_item(offset: int, first: memoryview, second: memoryview) -> byt
     return b"".join((len_prefix(ITEM_CHUNK, inner), head, first, middle, second))
 
 
-def encode_chunk_items(first: memoryview, second: memoryview, words_per_chunk: int) -> Iterator[bytes]:
-    """Both components' bytes as consecutive chunk items of ``words_per_chunk`` words.
+SHARE_BYTES_PER_MESSAGE = 2 << 20
+"""Share bytes one chunk message carries at most (receivers accept 4 MiB messages)."""
+
+
+def chunk_elements(element_bytes: int, components: int) -> int:
+    """Elements per chunk when ``components`` (1 or 2) travel: 2 MiB of share bytes in all."""
+    return SHARE_BYTES_PER_MESSAGE // (element_bytes * components)
+
+
+def encode_chunk_items(
+    first: memoryview, second: memoryview, element_bytes: int, elements_per_chunk: int | None = None
+) -> Iterator[bytes]:
+    """Both components' bytes as consecutive chunk items; offsets count elements.
 
     Either component may be empty (seed-compressed uploads, digest-mode
-    outputs); the longer one sets the number of chunks.
+    outputs); the longer one sets the number of chunks. By default a chunk
+    holds :func:`chunk_elements` elements per component.
     """
-    step = words_per_chunk * 8
+    components = 2 if len(first) and len(second) else 1
+    per_chunk = elements_per_chunk or chunk_elements(element_bytes, components)
+    step = per_chunk * element_bytes
     for start in range(0, max(len(first), len(second)), step):
         end = start + step
-        yield encode_chunk_item(start // 8, first[start:end], second[start:end])
+        yield encode_chunk_item(start // element_bytes, first[start:end], second[start:end])
 
 
 def decode_item(data: bytes | memoryview) -> tuple[int, ChunkView | memoryview]:

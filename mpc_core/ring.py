@@ -1,97 +1,410 @@
-"""The ring Z_2^64 as numpy ``uint64`` arrays, and its little-endian wire codec.
+"""The rings Z_2^64 and Z_2^128 on whole numpy arrays, and their wire codec.
 
-numpy's unsigned 64-bit arithmetic wraps modulo 2^64, so addition,
-subtraction and multiplication of ``uint64`` arrays *are* ring operations.
-Two numpy pitfalls are handled here once (see reference/protocols.md §1):
+A :class:`Ring` names one of the two rings a cluster computes in (the
+``ring`` of the cluster file) and does all arithmetic on arrays of its
+elements:
 
-* ``>>`` on ``uint64`` is a logical shift; :func:`arithmetic_shift` shifts the
-  signed view instead.
-* A negative Python int mixed into a ``uint64`` array raises ``OverflowError``
-  (NEP 50), so public constants go through :func:`ring_constant`.
+* **Z_2^64**: numpy ``uint64`` arrays; numpy's unsigned arithmetic wraps
+  modulo 2^64, so ``+ - *`` of such arrays are ring operations.
+* **Z_2^128**: arrays of the structured dtype :data:`U128` (two little-endian
+  64-bit words per element, the low word first, which is the memory layout
+  of a native little-endian 128-bit integer). numpy has no 128-bit integers;
+  the arithmetic runs in the compiled kernel ``mpc_core._ringkernel``, and
+  numpy's own operators *refuse* this dtype (``UFuncTypeError``), so no code
+  can silently add two elements limb by limb.
 
-On the wire a ring vector is the little-endian encoding of its words, 8 bytes
-per element. This module does no I/O and imports only numpy.
+Fused kernels (a product's replicated cross terms, matrix products, Gram
+blocks) run in the compiled kernel for both rings, with the GIL released.
+
+On the wire an element is its little-endian encoding: 8 bytes in Z_2^64,
+16 bytes in Z_2^128 (the 128-bit integer, least significant byte first;
+equivalently its low 64-bit word then its high word, each little-endian).
+A vector is its elements' encodings back to back. The transport between
+servers moves plain 64-bit words (:data:`Words`); a Z_2^128 vector of n
+elements is 2n words there.
+
+Two numpy pitfalls are handled here once (reference/protocols.md §1): ``>>``
+on ``uint64`` is logical (:meth:`Ring.ashr` shifts the signed value), and a
+negative Python int mixed into a ``uint64`` array raises (public constants
+go through :meth:`Ring.element_bytes_of`). This module does no I/O.
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-from mpc_core.errors import ShareFormatError
+from mpc_core.errors import InvalidArgumentError, ShareFormatError
 
-RING_BITS = 64
-RING_MODULUS = 1 << RING_BITS
+try:
+    import mpc_core._ringkernel as _kernel
+except ImportError as exc:  # pragma: no cover - only without a compiled build
+    raise ImportError(
+        "mpc_core._ringkernel is not built; reinstall the package with a C compiler available "
+        "(pip install .), which compiles it"
+    ) from exc
+
 WORD_BYTES = 8
 WIRE_DTYPE = np.dtype("<u8")
+U128 = np.dtype([("lo", "<u8"), ("hi", "<u8")])
+"""One Z_2^128 element: low and high 64-bit words, little-endian."""
 
-RingArray = npt.NDArray[np.uint64]
-"""An array of ring elements (any shape, dtype ``uint64``)."""
+RingArray = npt.NDArray[Any]
+"""An array of ring elements: dtype ``uint64`` (Z_2^64) or :data:`U128` (Z_2^128)."""
+Words = npt.NDArray[np.uint64]
+"""A flat vector of 64-bit words, as the transport between servers moves them."""
+
+_MASK64 = (1 << 64) - 1
 
 
-def ring_constant(value: int) -> np.uint64:
-    """Reduce a Python int (possibly negative or huge) into one ring element."""
-    return np.uint64(value % RING_MODULUS)
+@dataclass(frozen=True)
+class Ring:
+    """The ring Z_2^bits for ``bits`` in {64, 128}; see the module docstring."""
 
+    bits: int
 
-def as_ring(values: npt.ArrayLike) -> RingArray:
-    """View or convert integer values as ring elements (two's complement)."""
-    array = np.asarray(values)
-    if array.dtype == np.uint64:
+    def __post_init__(self) -> None:
+        """Only the two rings of the product exist."""
+        if self.bits not in (64, 128):
+            raise InvalidArgumentError(f"the ring must be Z_2^64 or Z_2^128, not Z_2^{self.bits}")
+        if self.bits == 128 and sys.byteorder != "little":
+            raise InvalidArgumentError("Z_2^128 needs a little-endian host")
+
+    @property
+    def name(self) -> str:
+        """``Z_2^64`` or ``Z_2^128``."""
+        return f"Z_2^{self.bits}"
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The numpy dtype of one element."""
+        return np.dtype(np.uint64) if self.bits == 64 else U128
+
+    @property
+    def element_bytes(self) -> int:
+        """Bytes of one element on the wire and in memory: 8 or 16."""
+        return self.bits // 8
+
+    @property
+    def words_per_element(self) -> int:
+        """64-bit words per element: 1 or 2."""
+        return self.bits // 64
+
+    @property
+    def modulus(self) -> int:
+        """``2^bits``."""
+        return 1 << self.bits
+
+    @property
+    def max_signed(self) -> int:
+        """The largest value of the signed view, ``2^(bits-1) - 1``."""
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def _suffix(self) -> str:
+        return "u64" if self.bits == 64 else "u128"
+
+    def _fn(self, name: str) -> Any:
+        return getattr(_kernel, f"{name}_{self._suffix}")
+
+    def __repr__(self) -> str:
+        """``Ring(Z_2^128)``."""
+        return f"Ring({self.name})"
+
+    # ------------------------------------------------------------------ making arrays
+
+    def empty(self, shape: int | tuple[int, ...]) -> RingArray:
+        """An uninitialised array of ``shape``."""
+        return np.empty(shape, dtype=self.dtype)
+
+    def zeros(self, shape: int | tuple[int, ...]) -> RingArray:
+        """An array of zeros of ``shape``."""
+        return np.zeros(shape, dtype=self.dtype)
+
+    def is_ring_array(self, values: object) -> bool:
+        """Whether ``values`` is an array of this ring's elements."""
+        return isinstance(values, np.ndarray) and values.dtype == self.dtype
+
+    def require(self, values: object, what: str = "value") -> RingArray:
+        """``values`` if it is an array of this ring's elements, else an error."""
+        if not self.is_ring_array(values):
+            found = getattr(values, "dtype", type(values).__name__)
+            raise InvalidArgumentError(f"{what} must hold elements of {self.name}, not {found}")
+        array: RingArray = values  # type: ignore[assignment]
         return array
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"ring elements must be integers, not {array.dtype}")
-    return array.astype(np.int64).view(np.uint64)
+
+    def element_bytes_of(self, value: int) -> bytes:
+        """The little-endian bytes of ``value mod 2^bits`` (for public constants)."""
+        return (value % self.modulus).to_bytes(self.element_bytes, "little")
+
+    def from_ints(self, values: int | list[int] | tuple[int, ...]) -> RingArray:
+        """Python ints (any sign or size), reduced modulo ``2^bits``; a list gives a vector."""
+        items = [values] if isinstance(values, int) else list(values)
+        data = b"".join(self.element_bytes_of(int(v)) for v in items)
+        array = np.frombuffer(data, dtype=self.dtype).copy()
+        return array.reshape(()) if isinstance(values, int) else array
+
+    def from_signed64(self, values: npt.NDArray[np.int64]) -> RingArray:
+        """int64 values as ring elements (sign-extended in Z_2^128)."""
+        signed = np.ascontiguousarray(values, dtype=np.int64)
+        if self.bits == 64:
+            return signed.view(np.uint64)
+        out = np.empty(signed.shape, dtype=U128)
+        out["lo"] = signed.view(np.uint64)
+        out["hi"] = (signed >> np.int64(63)).view(np.uint64)
+        return out
+
+    def to_ints(self, values: RingArray, *, signed: bool = True) -> list[int]:
+        """Elements as Python ints, in the signed view by default (small arrays: tests, checks)."""
+        flat = np.ascontiguousarray(self.require(values)).reshape(-1)
+        raw = flat.tobytes()
+        size = self.element_bytes
+        ints = [int.from_bytes(raw[i : i + size], "little") for i in range(0, len(raw), size)]
+        if signed:
+            ints = [v - self.modulus if v > self.max_signed else v for v in ints]
+        return ints
+
+    def to_float(self, values: RingArray) -> npt.NDArray[np.float64]:
+        """The signed value of every element as float64 (correctly rounded for |v| < 2^53)."""
+        array = self.require(values)
+        if self.bits == 64:
+            converted: npt.NDArray[np.float64] = array.view(np.int64).astype(np.float64)
+            return converted
+        low = np.ascontiguousarray(array["lo"]).view(np.int64)
+        # value = hi * 2^64 + lo_unsigned = (hi + [lo < 0]) * 2^64 + lo_signed; the second form
+        # keeps small negative values exact instead of cancelling two large floats.
+        high = array["hi"].view(np.int64).astype(np.float64) + (low < 0)
+        result: npt.NDArray[np.float64] = high * 2.0**64 + low.astype(np.float64)
+        return result
+
+    # ------------------------------------------------------------------ elementwise arithmetic
+
+    def _binary(self, name: str, a: RingArray, b: RingArray, out: RingArray | None) -> RingArray:
+        a, b = self._contiguous(a), self._contiguous(b)
+        if a.shape != b.shape:
+            raise InvalidArgumentError(f"ring operands differ in shape: {a.shape} vs {b.shape}")
+        target = self.empty(a.shape) if out is None else out
+        self._fn(name)(target, a, b)
+        return target
+
+    def _contiguous(self, values: RingArray) -> RingArray:
+        return np.ascontiguousarray(self.require(values))
+
+    def _numpy(self, ufunc: Any, a: RingArray, b: RingArray, out: RingArray | None) -> RingArray:
+        a, b = self.require(a), self.require(b)
+        if a.shape != b.shape:
+            raise InvalidArgumentError(f"ring operands differ in shape: {a.shape} vs {b.shape}")
+        result: RingArray = ufunc(a, b, out=out)
+        return result
+
+    def add(self, a: RingArray, b: RingArray, out: RingArray | None = None) -> RingArray:
+        """``a + b`` elementwise, equal shapes (``out`` may be ``a`` or ``b``: in place)."""
+        if self.bits == 64:
+            return self._numpy(np.add, a, b, out)
+        return self._binary("add", a, b, out)
+
+    def sub(self, a: RingArray, b: RingArray, out: RingArray | None = None) -> RingArray:
+        """``a - b`` elementwise, equal shapes."""
+        if self.bits == 64:
+            return self._numpy(np.subtract, a, b, out)
+        return self._binary("sub", a, b, out)
+
+    def mul(self, a: RingArray, b: RingArray, out: RingArray | None = None) -> RingArray:
+        """``a * b`` elementwise, equal shapes."""
+        if self.bits == 64:
+            return self._numpy(np.multiply, a, b, out)
+        return self._binary("mul", a, b, out)
+
+    def neg(self, a: RingArray) -> RingArray:
+        """``-a`` elementwise."""
+        if self.bits == 64:
+            return np.negative(self.require(a))
+        a = self._contiguous(a)
+        out = self.empty(a.shape)
+        self._fn("neg")(out, a)
+        return out
+
+    def add_public(self, a: RingArray, constant: int) -> RingArray:
+        """``a + c`` for a public integer ``c`` (reduced modulo ``2^bits``)."""
+        return self._scalar("add_scalar", a, constant)
+
+    def mul_public(self, a: RingArray, constant: int) -> RingArray:
+        """``a * c`` for a public integer ``c`` (reduced modulo ``2^bits``)."""
+        return self._scalar("mul_scalar", a, constant)
+
+    def _scalar(self, name: str, a: RingArray, constant: int) -> RingArray:
+        a = self._contiguous(a)
+        out = self.empty(a.shape)
+        self._fn(name)(out, a, self.element_bytes_of(constant))
+        return out
+
+    def _shift(self, name: str, a: RingArray, bits: int) -> RingArray:
+        a = self._contiguous(a)
+        out = self.empty(a.shape)
+        self._fn(name)(out, a, bits)
+        return out
+
+    def ashr(self, a: RingArray, bits: int) -> RingArray:
+        """Arithmetic right shift by ``bits`` (floor division of the signed value by 2^bits)."""
+        return self._shift("ashr", a, bits)
+
+    def lshr(self, a: RingArray, bits: int) -> RingArray:
+        """Logical right shift by ``bits``."""
+        return self._shift("lshr", a, bits)
+
+    def shl(self, a: RingArray, bits: int) -> RingArray:
+        """Left shift by ``bits`` (multiplication by 2^bits)."""
+        return self._shift("shl", a, bits)
+
+    # ------------------------------------------------------------------ fused kernels
+
+    def mul_terms(self, x0: RingArray, x1: RingArray, y0: RingArray, y1: RingArray) -> RingArray:
+        """``x0 (y0 + y1) + x1 y0`` elementwise: party i's term of a replicated product."""
+        parts = [self._contiguous(v) for v in (x0, x1, y0, y1)]
+        if len({p.shape for p in parts}) != 1:
+            raise InvalidArgumentError("product operands differ in shape")
+        out = self.empty(parts[0].shape)
+        self._fn("mul_terms")(out, *parts)
+        return out
+
+    def matmul_terms(
+        self, a0: RingArray, a1: RingArray | None, b0: RingArray, b1: RingArray | None
+    ) -> RingArray:
+        """``A0 (B0 + B1) + A1 B0`` for A (m x k) and B (k,) or (k x n); ``A0 B0`` without A1, B1."""
+        m, k = _matrix(a0, "A")
+        vector = b0.ndim == 1
+        n = 1 if vector else _matrix(b0, "B")[1]
+        if b0.shape[0] != k:
+            raise InvalidArgumentError(f"cannot multiply a {m} x {k} matrix by shape {b0.shape}")
+        for other, like in ((a1, a0), (b1, b0)):
+            if other is not None and other.shape != like.shape:
+                raise InvalidArgumentError("the two components of a matrix differ in shape")
+        out = self.empty((m,) if vector else (m, n))
+        self._fn("matmul_terms")(out, *self._pair(a0, a1), *self._pair(b0, b1), m, k, n)
+        return out
+
+    def matmul(self, a: RingArray, b: RingArray) -> RingArray:
+        """``A B`` for A (m x k) and B (k,) or (k x n)."""
+        return self.matmul_terms(a, None, b, None)
+
+    def cross_terms(
+        self, x0: RingArray, x1: RingArray | None, y0: RingArray, y1: RingArray | None
+    ) -> RingArray:
+        """``X0^T (Y0 + Y1) + X1^T Y0`` for X (rows x d), Y (rows x e): a (d x e) Gram block."""
+        rows, d = _matrix(x0, "X")
+        rows_y, e = _matrix(y0, "Y")
+        if rows != rows_y:
+            raise InvalidArgumentError(f"Gram blocks need equal row counts, got {rows} and {rows_y}")
+        out = self.empty((d, e))
+        self._fn("cross_terms")(out, *self._pair(x0, x1), *self._pair(y0, y1), rows, d, e)
+        return out
+
+    def _pair(self, first: RingArray, second: RingArray | None) -> tuple[RingArray, RingArray | None]:
+        return self._contiguous(first), None if second is None else self._contiguous(second)
+
+    # ------------------------------------------------------------------ words and wire
+
+    def words(self, values: RingArray) -> Words:
+        """The elements as a flat vector of 64-bit words (a view when contiguous)."""
+        array = self._contiguous(values).reshape(-1)
+        words: Words = array.view(np.uint64)
+        return words
+
+    def from_words(self, words: Words, expected: int | None = None) -> RingArray:
+        """Elements from 64-bit words (a view when possible).
+
+        Raises:
+            ShareFormatError: the word count is not a whole number of
+                elements, or differs from ``expected`` elements.
+        """
+        count, rest = divmod(int(words.size), self.words_per_element)
+        if rest:
+            raise ShareFormatError(f"{words.size} words are not a whole number of {self.name} elements")
+        if expected is not None and count != expected:
+            raise ShareFormatError(f"expected {expected} elements of {self.name}, got {count}")
+        flat = np.ascontiguousarray(words, dtype=np.uint64).reshape(-1)
+        return flat if self.bits == 64 else flat.view(U128)
+
+    def wire_bytes(self, values: RingArray) -> memoryview:
+        """The little-endian bytes of the elements (a view on little-endian hosts)."""
+        return np.ascontiguousarray(self.words(values), dtype=WIRE_DTYPE).view(np.uint8).data
+
+    def to_wire(self, values: RingArray) -> bytes:
+        """The little-endian bytes of the elements, as ``bytes``."""
+        return bytes(self.wire_bytes(values))
+
+    def wire_view(self, data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
+        """Elements from little-endian bytes without copying (read-only).
+
+        Raises:
+            ShareFormatError: not a whole number of elements, or not ``expected`` of them.
+        """
+        size = len(data)
+        if size % self.element_bytes:
+            raise ShareFormatError(
+                f"{size} bytes are not a whole number of {self.element_bytes}-byte elements of {self.name}"
+            )
+        return self.from_words(words_view(data), expected)
+
+    def from_wire(self, data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
+        """Elements from little-endian bytes, as a new writable array."""
+        return self.wire_view(data, expected).copy()
 
 
-def to_signed(values: RingArray) -> npt.NDArray[np.int64]:
-    """Interpret ring elements as signed 64-bit integers (no copy)."""
-    return values.view(np.int64)
+def _matrix(values: RingArray, what: str) -> tuple[int, int]:
+    if values.ndim != 2:
+        raise InvalidArgumentError(f"{what} must be a matrix, not shape {values.shape}")
+    return int(values.shape[0]), int(values.shape[1])
 
 
-def arithmetic_shift(values: RingArray, bits: int) -> RingArray:
-    """Shift right by ``bits``, keeping the sign of the two's-complement view."""
-    return (values.view(np.int64) >> np.int64(bits)).view(np.uint64)
+RING64 = Ring(64)
+RING128 = Ring(128)
+RINGS = {64: RING64, 128: RING128}
 
 
-def to_wire(values: RingArray) -> bytes:
-    """Encode ring elements as little-endian bytes (8 per element)."""
-    flat = np.ascontiguousarray(values, dtype=WIRE_DTYPE).reshape(-1)
-    return flat.tobytes()
+def ring_for_bits(bits: int) -> Ring:
+    """The ring Z_2^bits (64 or 128)."""
+    ring = RINGS.get(bits)
+    if ring is None:
+        raise InvalidArgumentError(f"the ring must be Z_2^64 or Z_2^128, not Z_2^{bits}")
+    return ring
 
 
-def wire_bytes(values: RingArray) -> memoryview:
-    """The little-endian bytes of ring elements as a flat byte view.
+def ring_of(values: RingArray) -> Ring:
+    """The ring whose elements ``values`` holds (by dtype)."""
+    if isinstance(values, np.ndarray):
+        if values.dtype == np.uint64:
+            return RING64
+        if values.dtype == U128:
+            return RING128
+    raise InvalidArgumentError(f"not an array of ring elements: {getattr(values, 'dtype', type(values))}")
 
-    No copy for a contiguous array on a little-endian host (the view shares
-    the array's memory: do not modify the array while the view is in use).
-    """
-    flat = np.ascontiguousarray(values, dtype=WIRE_DTYPE).reshape(-1)
-    return flat.view(np.uint8).data
 
-
-def wire_view(data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
-    """View little-endian bytes as ring elements without copying (read-only).
+def words_view(data: bytes | bytearray | memoryview, expected: int | None = None) -> Words:
+    """64-bit words from little-endian bytes without copying (read-only).
 
     Raises:
-        ShareFormatError: the byte length is not a multiple of 8, or differs
-            from ``expected`` elements.
+        ShareFormatError: not a multiple of 8 bytes, or not ``expected`` words.
     """
     size = len(data)
     if size % WORD_BYTES:
-        raise ShareFormatError(f"ring vector of {size} bytes is not a whole number of 8-byte words")
+        raise ShareFormatError(f"{size} bytes are not a whole number of 8-byte words")
     count = size // WORD_BYTES
     if expected is not None and count != expected:
-        raise ShareFormatError(f"expected {expected} ring elements, got {count}")
+        raise ShareFormatError(f"expected {expected} words, got {count}")
     # No copy on little-endian hosts; a byte-swapping copy on big-endian ones.
-    view: RingArray = np.frombuffer(data, dtype=WIRE_DTYPE).astype(np.uint64, copy=False)
+    view: Words = np.frombuffer(data, dtype=WIRE_DTYPE).astype(np.uint64, copy=False)
     return view
 
 
-def from_wire(data: bytes | bytearray | memoryview, expected: int | None = None) -> RingArray:
-    """Decode little-endian bytes into a new, writable ``uint64`` vector."""
-    decoded: RingArray = wire_view(data, expected).astype(np.uint64)
-    return decoded
+def words_bytes(words: Words) -> memoryview:
+    """The little-endian bytes of 64-bit words (a view on little-endian hosts)."""
+    flat = np.ascontiguousarray(words, dtype=WIRE_DTYPE).reshape(-1)
+    return flat.view(np.uint8).data
 
 
 def element_count(shape: tuple[int, ...]) -> int:

@@ -26,6 +26,7 @@ from mpc_core.types import PARTIES, PartyId
 from mpc_core.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from mpc_proto.v1 import client_service_pb2 as client_pb
 from mpc_proto.v1 import peer_service_pb2 as peer_pb
+from mpc_server.api import convert
 from mpc_server.api.client_servicer import ClientServicer
 from mpc_server.config import ServerConfig
 from mpc_server.observability import ServerMetrics, TransportReadings
@@ -84,13 +85,14 @@ class MpcServer:
             datasets,
             self.output_store,
             programs,
+            config.cluster.ring,
             config.jobs,
             observer=self.metrics,
             unready_peer=self.unready_peer,
         )
         self.outputs = OutputService(self.output_store, on_activity=self.jobs.activity)
         self.uploads = UploadService(
-            datasets, self.channel, programs, config.cluster.fractional_bits, config.uploads
+            datasets, self.channel, programs, config.cluster.ring, config.uploads
         )
         self.health = health_aio.HealthServicer()
         self.peer_servicer = PeerServicer(
@@ -193,6 +195,7 @@ class MpcServer:
             software_version=SOFTWARE_VERSION,
             protocol_version=PROTOCOL_VERSION,
             fractional_bits=self.config.cluster.fractional_bits,
+            ring=convert.RING_ENUM[self.config.cluster.ring.bits],
             readiness=readiness,
             peers=[
                 client_pb.PeerStatus(identity=link.peer.identity, connected=link.connected)

@@ -25,49 +25,49 @@ _sym_db = _symbol_database.Default()
 from mpc_proto.v1 import types_pb2 as mpc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmpc/v1/client_service.proto\x12\x06mpc.v1\x1a\x12mpc/v1/types.proto\"\xb2\x01\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x04\x12\x17\n\x0f\x66ractional_bits\x18\x03 \x01(\r\x12\x1d\n\x06grants\x18\x04 \x03(\x0b\x32\r.mpc.v1.Grant\x12\x11\n\tupload_id\x18\x05 \x01(\x0c\x12\x11\n\toverwrite\x18\x06 \x01(\x08\x12\x12\n\nfirst_seed\x18\x07 \x01(\x0c\x12\x13\n\x0bsecond_seed\x18\x08 \x01(\x0c\"k\n\x14UploadDatasetRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.mpc.v1.UploadHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.mpc.v1.ShareChunkH\x00\x42\x06\n\x04item\"S\n\x15UploadDatasetResponse\x12#\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x12.mpc.v1.DatasetRef\x12\x15\n\relement_count\x18\x02 \x01(\x04\"=\n\x08JobInput\x12\x0c\n\x04role\x18\x01 \x01(\t\x12#\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x12.mpc.v1.DatasetRef\"^\n\x07JobSpec\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\x12 \n\x06inputs\x18\x03 \x03(\x0b\x32\x10.mpc.v1.JobInput\x12\x10\n\x08receiver\x18\x04 \x01(\t\"U\n\rRunJobRequest\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.mpc.v1.JobSpec\x12\x15\n\rreturn_output\x18\x02 \x01(\x08\x12\x0f\n\x07release\x18\x03 \x01(\x08\"4\n\nOutputInfo\x12\r\n\x05shape\x18\x01 \x03(\x04\x12\x17\n\x0f\x66ractional_bits\x18\x02 \x01(\r\"t\n\x08JobStats\x12\x1b\n\x13\x62ytes_sent_to_peers\x18\x01 \x01(\x04\x12!\n\x19\x62ytes_received_from_peers\x18\x02 \x01(\x04\x12\x0e\n\x06rounds\x18\x03 \x01(\r\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"\x8f\x01\n\x0eRunJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x12.mpc.v1.OutputInfo\x12\x1f\n\x05stats\x18\x03 \x01(\x0b\x32\x10.mpc.v1.JobStats\x12(\n\x0coutput_share\x18\x04 \x01(\x0b\x32\x12.mpc.v1.ShareChunk\"O\n\x12\x46\x65tchOutputRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x18\n\x10second_as_digest\x18\x02 \x01(\x08\x12\x0f\n\x07release\x18\x03 \x01(\x08\"\x81\x01\n\x13\x46\x65tchOutputResponse\x12$\n\x06header\x18\x01 \x01(\x0b\x32\x12.mpc.v1.OutputInfoH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.mpc.v1.ShareChunkH\x00\x12\x17\n\rsecond_digest\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04item\"$\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteDatasetResponse\"\x16\n\x14GetServerInfoRequest\"1\n\nPeerStatus\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\"\x98\x01\n\x0eTransportStats\x12\x17\n\x0fpeer_bytes_sent\x18\x01 \x01(\x04\x12\x1b\n\x13peer_bytes_received\x18\x02 \x01(\x04\x12\x1d\n\x15\x63lient_bytes_received\x18\x03 \x01(\x04\x12\x19\n\x11\x63lient_bytes_sent\x18\x04 \x01(\x04\x12\x16\n\x0epeak_rss_bytes\x18\x05 \x01(\x04\"\xfe\x01\n\x15GetServerInfoResponse\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\r\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12\x17\n\x0f\x66ractional_bits\x18\x05 \x01(\r\x12)\n\treadiness\x18\x06 \x01(\x0e\x32\x16.mpc.v1.ReadinessState\x12!\n\x05peers\x18\x07 \x03(\x0b\x32\x12.mpc.v1.PeerStatus\x12)\n\ttransport\x18\x08 \x01(\x0b\x32\x16.mpc.v1.TransportStats*s\n\x0eReadinessState\x12\x1f\n\x1bREADINESS_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15READINESS_STATE_READY\x10\x01\x12%\n!READINESS_STATE_WAITING_FOR_PEERS\x10\x02\x32\xfe\x02\n\rClientService\x12N\n\rUploadDataset\x12\x1c.mpc.v1.UploadDatasetRequest\x1a\x1d.mpc.v1.UploadDatasetResponse(\x01\x12\x37\n\x06RunJob\x12\x15.mpc.v1.RunJobRequest\x1a\x16.mpc.v1.RunJobResponse\x12H\n\x0b\x46\x65tchOutput\x12\x1a.mpc.v1.FetchOutputRequest\x1a\x1b.mpc.v1.FetchOutputResponse0\x01\x12L\n\rGetServerInfo\x12\x1c.mpc.v1.GetServerInfoRequest\x1a\x1d.mpc.v1.GetServerInfoResponse\x12L\n\rDeleteDataset\x12\x1c.mpc.v1.DeleteDatasetRequest\x1a\x1d.mpc.v1.DeleteDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmpc/v1/client_service.proto\x12\x06mpc.v1\x1a\x12mpc/v1/types.proto\"\x97\x02\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x04\x12\x1c\n\x0f\x66ractional_bits\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x1d\n\x06grants\x18\x04 \x03(\x0b\x32\r.mpc.v1.Grant\x12\x11\n\tupload_id\x18\x05 \x01(\x0c\x12\x11\n\toverwrite\x18\x06 \x01(\x08\x12\x12\n\nfirst_seed\x18\x07 \x01(\x0c\x12\x13\n\x0bsecond_seed\x18\x08 \x01(\x0c\x12\x1a\n\x04ring\x18\t \x01(\x0e\x32\x0c.mpc.v1.Ring\x12\x1b\n\x0emagnitude_bits\x18\n \x01(\rH\x01\x88\x01\x01\x42\x12\n\x10_fractional_bitsB\x11\n\x0f_magnitude_bits\"k\n\x14UploadDatasetRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.mpc.v1.UploadHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.mpc.v1.ShareChunkH\x00\x42\x06\n\x04item\"S\n\x15UploadDatasetResponse\x12#\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x12.mpc.v1.DatasetRef\x12\x15\n\relement_count\x18\x02 \x01(\x04\"=\n\x08JobInput\x12\x0c\n\x04role\x18\x01 \x01(\t\x12#\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x12.mpc.v1.DatasetRef\"\x9e\x01\n\x07JobSpec\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\x12 \n\x06inputs\x18\x03 \x03(\x0b\x32\x10.mpc.v1.JobInput\x12\x10\n\x08receiver\x18\x04 \x01(\t\x12#\n\x16output_fractional_bits\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x19\n\x17_output_fractional_bits\"U\n\rRunJobRequest\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.mpc.v1.JobSpec\x12\x15\n\rreturn_output\x18\x02 \x01(\x08\x12\x0f\n\x07release\x18\x03 \x01(\x08\"\xaa\x01\n\nOutputInfo\x12\r\n\x05shape\x18\x01 \x03(\x04\x12\x17\n\x0f\x66ractional_bits\x18\x02 \x01(\r\x12\x1a\n\x04ring\x18\x03 \x01(\x0e\x32\x0c.mpc.v1.Ring\x12\x16\n\x0emagnitude_bits\x18\x04 \x01(\r\x12$\n\x17truncation_failure_log2\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x1a\n\x18_truncation_failure_log2\"t\n\x08JobStats\x12\x1b\n\x13\x62ytes_sent_to_peers\x18\x01 \x01(\x04\x12!\n\x19\x62ytes_received_from_peers\x18\x02 \x01(\x04\x12\x0e\n\x06rounds\x18\x03 \x01(\r\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"\x8f\x01\n\x0eRunJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x12.mpc.v1.OutputInfo\x12\x1f\n\x05stats\x18\x03 \x01(\x0b\x32\x10.mpc.v1.JobStats\x12(\n\x0coutput_share\x18\x04 \x01(\x0b\x32\x12.mpc.v1.ShareChunk\"O\n\x12\x46\x65tchOutputRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x18\n\x10second_as_digest\x18\x02 \x01(\x08\x12\x0f\n\x07release\x18\x03 \x01(\x08\"\x81\x01\n\x13\x46\x65tchOutputResponse\x12$\n\x06header\x18\x01 \x01(\x0b\x32\x12.mpc.v1.OutputInfoH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.mpc.v1.ShareChunkH\x00\x12\x17\n\rsecond_digest\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04item\"$\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteDatasetResponse\"\x16\n\x14GetServerInfoRequest\"1\n\nPeerStatus\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\"\x98\x01\n\x0eTransportStats\x12\x17\n\x0fpeer_bytes_sent\x18\x01 \x01(\x04\x12\x1b\n\x13peer_bytes_received\x18\x02 \x01(\x04\x12\x1d\n\x15\x63lient_bytes_received\x18\x03 \x01(\x04\x12\x19\n\x11\x63lient_bytes_sent\x18\x04 \x01(\x04\x12\x16\n\x0epeak_rss_bytes\x18\x05 \x01(\x04\"\x9a\x02\n\x15GetServerInfoResponse\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\r\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12\x17\n\x0f\x66ractional_bits\x18\x05 \x01(\r\x12)\n\treadiness\x18\x06 \x01(\x0e\x32\x16.mpc.v1.ReadinessState\x12!\n\x05peers\x18\x07 \x03(\x0b\x32\x12.mpc.v1.PeerStatus\x12)\n\ttransport\x18\x08 \x01(\x0b\x32\x16.mpc.v1.TransportStats\x12\x1a\n\x04ring\x18\t \x01(\x0e\x32\x0c.mpc.v1.Ring*s\n\x0eReadinessState\x12\x1f\n\x1bREADINESS_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15READINESS_STATE_READY\x10\x01\x12%\n!READINESS_STATE_WAITING_FOR_PEERS\x10\x02\x32\xfe\x02\n\rClientService\x12N\n\rUploadDataset\x12\x1c.mpc.v1.UploadDatasetRequest\x1a\x1d.mpc.v1.UploadDatasetResponse(\x01\x12\x37\n\x06RunJob\x12\x15.mpc.v1.RunJobRequest\x1a\x16.mpc.v1.RunJobResponse\x12H\n\x0b\x46\x65tchOutput\x12\x1a.mpc.v1.FetchOutputRequest\x1a\x1b.mpc.v1.FetchOutputResponse0\x01\x12L\n\rGetServerInfo\x12\x1c.mpc.v1.GetServerInfoRequest\x1a\x1d.mpc.v1.GetServerInfoResponse\x12L\n\rDeleteDataset\x12\x1c.mpc.v1.DeleteDatasetRequest\x1a\x1d.mpc.v1.DeleteDatasetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.v1.client_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_READINESSSTATE']._serialized_start=1761
-  _globals['_READINESSSTATE']._serialized_end=1876
+  _globals['_READINESSSTATE']._serialized_start=2074
+  _globals['_READINESSSTATE']._serialized_end=2189
   _globals['_UPLOADHEADER']._serialized_start=60
-  _globals['_UPLOADHEADER']._serialized_end=238
-  _globals['_UPLOADDATASETREQUEST']._serialized_start=240
-  _globals['_UPLOADDATASETREQUEST']._serialized_end=347
-  _globals['_UPLOADDATASETRESPONSE']._serialized_start=349
-  _globals['_UPLOADDATASETRESPONSE']._serialized_end=432
-  _globals['_JOBINPUT']._serialized_start=434
-  _globals['_JOBINPUT']._serialized_end=495
-  _globals['_JOBSPEC']._serialized_start=497
-  _globals['_JOBSPEC']._serialized_end=591
-  _globals['_RUNJOBREQUEST']._serialized_start=593
-  _globals['_RUNJOBREQUEST']._serialized_end=678
-  _globals['_OUTPUTINFO']._serialized_start=680
-  _globals['_OUTPUTINFO']._serialized_end=732
-  _globals['_JOBSTATS']._serialized_start=734
-  _globals['_JOBSTATS']._serialized_end=850
-  _globals['_RUNJOBRESPONSE']._serialized_start=853
-  _globals['_RUNJOBRESPONSE']._serialized_end=996
-  _globals['_FETCHOUTPUTREQUEST']._serialized_start=998
-  _globals['_FETCHOUTPUTREQUEST']._serialized_end=1077
-  _globals['_FETCHOUTPUTRESPONSE']._serialized_start=1080
-  _globals['_FETCHOUTPUTRESPONSE']._serialized_end=1209
-  _globals['_DELETEDATASETREQUEST']._serialized_start=1211
-  _globals['_DELETEDATASETREQUEST']._serialized_end=1247
-  _globals['_DELETEDATASETRESPONSE']._serialized_start=1249
-  _globals['_DELETEDATASETRESPONSE']._serialized_end=1272
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=1274
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=1296
-  _globals['_PEERSTATUS']._serialized_start=1298
-  _globals['_PEERSTATUS']._serialized_end=1347
-  _globals['_TRANSPORTSTATS']._serialized_start=1350
-  _globals['_TRANSPORTSTATS']._serialized_end=1502
-  _globals['_GETSERVERINFORESPONSE']._serialized_start=1505
-  _globals['_GETSERVERINFORESPONSE']._serialized_end=1759
-  _globals['_CLIENTSERVICE']._serialized_start=1879
-  _globals['_CLIENTSERVICE']._serialized_end=2261
+  _globals['_UPLOADHEADER']._serialized_end=339
+  _globals['_UPLOADDATASETREQUEST']._serialized_start=341
+  _globals['_UPLOADDATASETREQUEST']._serialized_end=448
+  _globals['_UPLOADDATASETRESPONSE']._serialized_start=450
+  _globals['_UPLOADDATASETRESPONSE']._serialized_end=533
+  _globals['_JOBINPUT']._serialized_start=535
+  _globals['_JOBINPUT']._serialized_end=596
+  _globals['_JOBSPEC']._serialized_start=599
+  _globals['_JOBSPEC']._serialized_end=757
+  _globals['_RUNJOBREQUEST']._serialized_start=759
+  _globals['_RUNJOBREQUEST']._serialized_end=844
+  _globals['_OUTPUTINFO']._serialized_start=847
+  _globals['_OUTPUTINFO']._serialized_end=1017
+  _globals['_JOBSTATS']._serialized_start=1019
+  _globals['_JOBSTATS']._serialized_end=1135
+  _globals['_RUNJOBRESPONSE']._serialized_start=1138
+  _globals['_RUNJOBRESPONSE']._serialized_end=1281
+  _globals['_FETCHOUTPUTREQUEST']._serialized_start=1283
+  _globals['_FETCHOUTPUTREQUEST']._serialized_end=1362
+  _globals['_FETCHOUTPUTRESPONSE']._serialized_start=1365
+  _globals['_FETCHOUTPUTRESPONSE']._serialized_end=1494
+  _globals['_DELETEDATASETREQUEST']._serialized_start=1496
+  _globals['_DELETEDATASETREQUEST']._serialized_end=1532
+  _globals['_DELETEDATASETRESPONSE']._serialized_start=1534
+  _globals['_DELETEDATASETRESPONSE']._serialized_end=1557
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=1559
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=1581
+  _globals['_PEERSTATUS']._serialized_start=1583
+  _globals['_PEERSTATUS']._serialized_end=1632
+  _globals['_TRANSPORTSTATS']._serialized_start=1635
+  _globals['_TRANSPORTSTATS']._serialized_end=1787
+  _globals['_GETSERVERINFORESPONSE']._serialized_start=1790
+  _globals['_GETSERVERINFORESPONSE']._serialized_end=2072
+  _globals['_CLIENTSERVICE']._serialized_start=2192
+  _globals['_CLIENTSERVICE']._serialized_end=2574
 # @@protoc_insertion_point(module_scope)

@@ -57,10 +57,18 @@ class UploadHeader(_message.Message):
     OVERWRITE_FIELD_NUMBER: _builtins.int
     FIRST_SEED_FIELD_NUMBER: _builtins.int
     SECOND_SEED_FIELD_NUMBER: _builtins.int
+    RING_FIELD_NUMBER: _builtins.int
+    MAGNITUDE_BITS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Name of the dataset, unique per owner: 1-128 characters of [A-Za-z0-9._-]."""
+    """Name of the dataset, unique per owner: 1-128 characters of [A-Za-z0-9._-]
+    starting with a letter or digit.
+    """
     fractional_bits: _builtins.int
-    """Fixed-point scale of the encoded values; must equal the cluster's."""
+    """Fixed-point scale f of the encoded values (enc(v) = rint(v * 2^f)); any
+    scale from 0 to the ring's bits - 2. Required. The cluster file's
+    fractional_bits is the scale clients use unless the owner chooses another;
+    the dataset keeps its own scale, and programs align scales.
+    """
     upload_id: _builtins.bytes
     """16 random bytes chosen by the uploader, identical on all three servers:
     it names this version of the dataset.
@@ -77,6 +85,16 @@ class UploadHeader(_message.Message):
     for seeded components, of the words otherwise.
     """
     second_seed: _builtins.bytes
+    ring: _types_pb2.Ring.ValueType
+    """The ring the shares are elements of; must be the cluster's ring."""
+    magnitude_bits: _builtins.int
+    """The public magnitude bound: every encoded element e satisfies
+    |e| <= 2^magnitude_bits (e the integer rint(v * 2^f) before reduction).
+    Required; at most the ring's bits - 1. Servers learn it, and refuse a job
+    whose output could leave the ring's signed range on these bounds. A bound
+    smaller than the data is the uploader's error: results computed from such
+    a dataset may be wrong.
+    """
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Shape of the array; an empty list is a scalar. The number of elements
@@ -92,18 +110,27 @@ class UploadHeader(_message.Message):
         *,
         name: _builtins.str = ...,
         shape: _abc.Iterable[_builtins.int] | None = ...,
-        fractional_bits: _builtins.int = ...,
+        fractional_bits: _builtins.int | None = ...,
         grants: _abc.Iterable[_types_pb2.Grant] | None = ...,
         upload_id: _builtins.bytes = ...,
         overwrite: _builtins.bool = ...,
         first_seed: _builtins.bytes = ...,
         second_seed: _builtins.bytes = ...,
+        ring: _types_pb2.Ring.ValueType = ...,
+        magnitude_bits: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fractional_bits", b"_fractional_bits", "_magnitude_bits", b"_magnitude_bits", "fractional_bits", b"fractional_bits", "magnitude_bits", b"magnitude_bits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_seed", b"first_seed", "fractional_bits", b"fractional_bits", "grants", b"grants", "name", b"name", "overwrite", b"overwrite", "second_seed", b"second_seed", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fractional_bits", b"_fractional_bits", "_magnitude_bits", b"_magnitude_bits", "first_seed", b"first_seed", "fractional_bits", b"fractional_bits", "grants", b"grants", "magnitude_bits", b"magnitude_bits", "name", b"name", "overwrite", b"overwrite", "ring", b"ring", "second_seed", b"second_seed", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__fractional_bits: _TypeAlias = _typing.Literal["fractional_bits"]  # noqa: Y015
+    _WhichOneofArgType__fractional_bits: _TypeAlias = _typing.Literal["_fractional_bits", b"_fractional_bits"]  # noqa: Y015
+    _WhichOneofReturnType__magnitude_bits: _TypeAlias = _typing.Literal["magnitude_bits"]  # noqa: Y015
+    _WhichOneofArgType__magnitude_bits: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fractional_bits) -> _WhichOneofReturnType__fractional_bits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__magnitude_bits) -> _WhichOneofReturnType__magnitude_bits | None: ...
 
 Global___UploadHeader: _TypeAlias = UploadHeader  # noqa: Y015
 
@@ -188,6 +215,7 @@ class JobSpec(_message.Message):
     PROGRAM_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
     RECEIVER_FIELD_NUMBER: _builtins.int
+    OUTPUT_FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Chosen by the submitter, unique per cluster: 1-128 characters of
     [A-Za-z0-9._-].
@@ -196,6 +224,13 @@ class JobSpec(_message.Message):
     """A program name, e.g. "linear_regression.predict"."""
     receiver: _builtins.str
     """The one identity that may fetch the output."""
+    output_fractional_bits: _builtins.int
+    """The fixed-point scale the output should have. Unset: the program's
+    natural scale (for example f_x + f_w for a product, exact). Lower than
+    that: the servers truncate (ABY3 share truncation I, one more round); the
+    job is refused if the truncation could fail with probability above 2^-40
+    on the inputs' bounds. Higher: the output is lifted exactly.
+    """
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobInput]: ...
     def __init__(
@@ -205,12 +240,15 @@ class JobSpec(_message.Message):
         program: _builtins.str = ...,
         inputs: _abc.Iterable[Global___JobInput] | None = ...,
         receiver: _builtins.str = ...,
+        output_fractional_bits: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_output_fractional_bits", b"_output_fractional_bits", "output_fractional_bits", b"output_fractional_bits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "job_id", b"job_id", "program", b"program", "receiver", b"receiver"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_output_fractional_bits", b"_output_fractional_bits", "inputs", b"inputs", "job_id", b"job_id", "output_fractional_bits", b"output_fractional_bits", "program", b"program", "receiver", b"receiver"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__output_fractional_bits: _TypeAlias = _typing.Literal["output_fractional_bits"]  # noqa: Y015
+    _WhichOneofArgType__output_fractional_bits: _TypeAlias = _typing.Literal["_output_fractional_bits", b"_output_fractional_bits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__output_fractional_bits) -> _WhichOneofReturnType__output_fractional_bits | None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
 
@@ -255,8 +293,21 @@ class OutputInfo(_message.Message):
 
     SHAPE_FIELD_NUMBER: _builtins.int
     FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
+    RING_FIELD_NUMBER: _builtins.int
+    MAGNITUDE_BITS_FIELD_NUMBER: _builtins.int
+    TRUNCATION_FAILURE_LOG2_FIELD_NUMBER: _builtins.int
     fractional_bits: _builtins.int
-    """Scale of the output's fixed-point encoding (2f after a final product)."""
+    """Scale of the output's fixed-point encoding (f_x + f_w after a final
+    product): decode with dec(u) = signed(u) / 2^fractional_bits.
+    """
+    ring: _types_pb2.Ring.ValueType
+    """The ring the output shares are elements of."""
+    magnitude_bits: _builtins.int
+    """The servers' bound on the output: every element e has |e| <= 2^magnitude_bits."""
+    truncation_failure_log2: _builtins.float
+    """log2 of the bound on the probability that a probabilistic truncation of
+    this job gave a wrong element (at most -40); unset when nothing was truncated.
+    """
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -264,12 +315,17 @@ class OutputInfo(_message.Message):
         *,
         shape: _abc.Iterable[_builtins.int] | None = ...,
         fractional_bits: _builtins.int = ...,
+        ring: _types_pb2.Ring.ValueType = ...,
+        magnitude_bits: _builtins.int = ...,
+        truncation_failure_log2: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "shape", b"shape"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "fractional_bits", b"fractional_bits", "magnitude_bits", b"magnitude_bits", "ring", b"ring", "shape", b"shape", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__truncation_failure_log2: _TypeAlias = _typing.Literal["truncation_failure_log2"]  # noqa: Y015
+    _WhichOneofArgType__truncation_failure_log2: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__truncation_failure_log2) -> _WhichOneofReturnType__truncation_failure_log2 | None: ...
 
 Global___OutputInfo: _TypeAlias = OutputInfo  # noqa: Y015
 
@@ -516,12 +572,16 @@ class GetServerInfoResponse(_message.Message):
     READINESS_FIELD_NUMBER: _builtins.int
     PEERS_FIELD_NUMBER: _builtins.int
     TRANSPORT_FIELD_NUMBER: _builtins.int
+    RING_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     party: _builtins.int
     software_version: _builtins.str
     protocol_version: _builtins.int
     fractional_bits: _builtins.int
+    """The cluster's default scale for new datasets."""
     readiness: Global___ReadinessState.ValueType
+    ring: _types_pb2.Ring.ValueType
+    """The ring the cluster computes in."""
     @_builtins.property
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerStatus]: ...
     @_builtins.property
@@ -537,10 +597,11 @@ class GetServerInfoResponse(_message.Message):
         readiness: Global___ReadinessState.ValueType = ...,
         peers: _abc.Iterable[Global___PeerStatus] | None = ...,
         transport: Global___TransportStats | None = ...,
+        ring: _types_pb2.Ring.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["transport", b"transport"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "protocol_version", b"protocol_version", "readiness", b"readiness", "software_version", b"software_version", "transport", b"transport"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "protocol_version", b"protocol_version", "readiness", b"readiness", "ring", b"ring", "software_version", b"software_version", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

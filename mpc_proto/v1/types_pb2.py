@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mpc/v1/types.proto\x12\x06mpc.v1\")\n\nDatasetRef\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"*\n\x05Grant\x12\x10\n\x08receiver\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\";\n\nShareChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\x02 \x01(\x0c\x12\x0e\n\x06second\x18\x03 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mpc/v1/types.proto\x12\x06mpc.v1\")\n\nDatasetRef\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"*\n\x05Grant\x12\x10\n\x08receiver\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\";\n\nShareChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\x02 \x01(\x0c\x12\x0e\n\x06second\x18\x03 \x01(\x0c*=\n\x04Ring\x12\x14\n\x10RING_UNSPECIFIED\x10\x00\x12\x0e\n\nRING_Z2_64\x10\x01\x12\x0f\n\x0bRING_Z2_128\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RING']._serialized_start=178
+  _globals['_RING']._serialized_end=239
   _globals['_DATASETREF']._serialized_start=30
   _globals['_DATASETREF']._serialized_end=71
   _globals['_GRANT']._serialized_start=73

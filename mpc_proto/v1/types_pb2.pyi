@@ -3,12 +3,17 @@
 isort:skip_file
 Messages shared by the client and peer APIs of the MPC service.
 
-Ring vectors (elements of Z_2^64) travel as `bytes`: the little-endian
-encoding of consecutive unsigned 64-bit words, 8 bytes per element.
+Ring vectors travel as `bytes`: the elements' little-endian encodings back
+to back, with no header. An element of Z_2^64 is 8 bytes (an unsigned
+64-bit integer, least significant byte first); an element of Z_2^128 is
+16 bytes (an unsigned 128-bit integer, least significant byte first, which
+is the same as its low 64-bit word followed by its high 64-bit word, each
+little-endian). Offsets and counts in messages are in elements.
 """
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,10 +25,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Ring:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ring.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RING_UNSPECIFIED: _Ring.ValueType  # 0
+    RING_Z2_64: _Ring.ValueType  # 1
+    """Z_2^64: 8 bytes per element."""
+    RING_Z2_128: _Ring.ValueType  # 2
+    """Z_2^128: 16 bytes per element. The default ring of a cluster."""
+
+class Ring(_Ring, metaclass=_RingEnumTypeWrapper):
+    """The ring a cluster computes in, and every dataset and output is in."""
+
+RING_UNSPECIFIED: Ring.ValueType  # 0
+RING_Z2_64: Ring.ValueType  # 1
+"""Z_2^64: 8 bytes per element."""
+RING_Z2_128: Ring.ValueType  # 2
+"""Z_2^128: 16 bytes per element. The default ring of a cluster."""
+Global___Ring: _TypeAlias = Ring  # noqa: Y015
+
 @_typing.final
 class DatasetRef(_message.Message):
     """A dataset is named by its owner (the identity in the owner's client
-    certificate) and a name chosen by the owner.
+    certificate) and a name chosen by the owner. Names (owners, datasets,
+    receivers, job ids) are 1-128 characters of [A-Za-z0-9._-] starting with a
+    letter or digit.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -78,10 +107,13 @@ class ShareChunk(_message.Message):
 
     Server i holds the pair of components (x_i, x_{i+1}) of every secret x.
     `first` carries x_i and `second` carries x_{i+1} for the elements
-    [offset, offset + n), n = len / 8 of each component sent. A component not
-    sent in chunks (expanded from a seed at upload, or replaced by its digest
-    when fetching) is empty. One message stays under 4 MiB: at most 131072
-    elements per component when both are sent, 262144 when one is.
+    [offset, offset + n), n = len / element size of each component sent (8
+    bytes in Z_2^64, 16 in Z_2^128). A component not sent in chunks (expanded
+    from a seed at upload, or replaced by its digest when fetching) is empty.
+    Senders keep the share bytes of one message at 2 MiB at most (receivers
+    accept messages of up to 4 MiB, gRPC's default): in Z_2^64 131072 elements
+    per component when both are sent, 262144 when one is; in Z_2^128 65536 and
+    131072.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -3,8 +3,12 @@
 isort:skip_file
 Messages shared by the client and peer APIs of the MPC service.
 
-Ring vectors (elements of Z_2^64) travel as `bytes`: the little-endian
-encoding of consecutive unsigned 64-bit words, 8 bytes per element.
+Ring vectors travel as `bytes`: the elements' little-endian encodings back
+to back, with no header. An element of Z_2^64 is 8 bytes (an unsigned
+64-bit integer, least significant byte first); an element of Z_2^128 is
+16 bytes (an unsigned 128-bit integer, least significant byte first, which
+is the same as its low 64-bit word followed by its high 64-bit word, each
+little-endian). Offsets and counts in messages are in elements.
 """
 
 from collections import abc as _abc

@@ -28,8 +28,8 @@ from mpc_server.transport.status import streaming_errors, unary_errors
 _Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_JOB_TIMEOUT = 60.0
 """Seconds a job may run when the client set no deadline."""
-INLINE_OUTPUT_WORDS = 1 << 16
-"""Largest output returned inside a RunJob response (2 x 512 KiB)."""
+INLINE_OUTPUT_ELEMENTS = 1 << 16
+"""Largest output returned inside a RunJob response (2 x 1 MiB in Z_2^128)."""
 
 
 @dataclass
@@ -131,8 +131,8 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         response = convert.run_job_response(result)
         if inline:
             output = self._outputs.fetch(submitter, spec.job_id)
-            if output.share.size <= INLINE_OUTPUT_WORDS:
-                response.output_share.CopyFrom(next(convert.share_chunks(output.share)))
+            if output.share.size <= INLINE_OUTPUT_ELEMENTS:
+                response.output_share.CopyFrom(convert.whole_share_chunk(output.share))
                 if request.release:
                     self._jobs.drop_output_soon(spec.job_id)
         self.traffic.sent += response.ByteSize()

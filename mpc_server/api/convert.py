@@ -11,24 +11,28 @@ import asyncio
 import hashlib
 from collections.abc import Iterator
 
-import numpy as np
 from google.protobuf.message import DecodeError
 
 from mpc_core import protowire
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.identity import shown
-from mpc_core.ring import RingArray, to_wire, wire_bytes
+from mpc_core.ring import RingArray, ring_of
 from mpc_core.sharing import ReplicatedShare
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 from mpc_server.service.model import DatasetRef, Grant, JobInput, JobResult, JobSpec, OutputInfo
 from mpc_server.service.uploads import ShareChunk, UploadHeader
 
-OUTPUT_CHUNK_WORDS = 1 << 17
-"""Words per component in a chunk carrying both components: 2 MiB per message."""
-SINGLE_COMPONENT_CHUNK_WORDS = 1 << 18
-"""Words in a chunk carrying only the first component: 2 MiB per message."""
 DIGEST_INLINE_BYTES = 1 << 16
+RING_BITS = {types_pb2.RING_Z2_64: 64, types_pb2.RING_Z2_128: 128}
+"""The ``mpc.v1.Ring`` values and the ring sizes they name (RING_UNSPECIFIED is absent)."""
+RING_ENUM = {bits: value for value, bits in RING_BITS.items()}
+
+
+def ring_bits_from_proto(value: int) -> int:
+    """The ring size a ``Ring`` value names; 0 for RING_UNSPECIFIED or an unknown value."""
+    bits: int = RING_BITS.get(value, 0)  # type: ignore[call-overload]
+    return bits
 
 
 def dataset_ref_from_proto(message: types_pb2.DatasetRef) -> DatasetRef:
@@ -66,12 +70,14 @@ def upload_header_from_proto(message: pb.UploadHeader) -> UploadHeader:
     return UploadHeader(
         name=message.name,
         shape=tuple(message.shape),
-        fractional_bits=message.fractional_bits,
+        fractional_bits=message.fractional_bits if message.HasField("fractional_bits") else None,
         grants=tuple(Grant(g.receiver, g.program) for g in message.grants),
         upload_id=message.upload_id,
         overwrite=message.overwrite,
         first_seed=message.first_seed,
         second_seed=message.second_seed,
+        ring_bits=ring_bits_from_proto(message.ring),
+        magnitude_bits=message.magnitude_bits if message.HasField("magnitude_bits") else None,
     )
 
 
@@ -82,12 +88,21 @@ def job_spec_from_proto(message: pb.JobSpec) -> JobSpec:
         if not item.HasField("dataset"):
             raise InvalidArgumentError(f"job input {shown(item.role)} names no dataset")
         inputs.append(JobInput(item.role, dataset_ref_from_proto(item.dataset)))
-    return JobSpec(message.job_id, message.program, tuple(inputs), message.receiver)
+    output_bits = message.output_fractional_bits if message.HasField("output_fractional_bits") else None
+    return JobSpec(message.job_id, message.program, tuple(inputs), message.receiver, output_bits)
 
 
 def output_info_to_proto(info: OutputInfo) -> pb.OutputInfo:
-    """Encode an output's shape and scale."""
-    return pb.OutputInfo(shape=list(info.shape), fractional_bits=info.fractional_bits)
+    """Encode an output's shape, ring, scale, bound and truncation failure bound."""
+    message = pb.OutputInfo(
+        shape=list(info.shape),
+        fractional_bits=info.fractional_bits,
+        ring=RING_ENUM[info.ring_bits],
+        magnitude_bits=info.magnitude_bits,
+    )
+    if info.truncation_failure_log2 is not None:
+        message.truncation_failure_log2 = info.truncation_failure_log2
+    return message
 
 
 def run_job_response(result: JobResult) -> pb.RunJobResponse:
@@ -101,32 +116,26 @@ def run_job_response(result: JobResult) -> pb.RunJobResponse:
     return pb.RunJobResponse(job_id=result.job_id, output=output_info_to_proto(result.output), stats=stats)
 
 
-def share_chunks(
-    share: ReplicatedShare, chunk_words: int = OUTPUT_CHUNK_WORDS, *, with_second: bool = True
-) -> Iterator[types_pb2.ShareChunk]:
-    """Split a share into wire chunks of at most ``chunk_words`` per component."""
-    for offset in range(0, share.size, chunk_words):
-        end = offset + chunk_words
-        yield types_pb2.ShareChunk(
-            offset=offset,
-            first=to_wire(share.first[offset:end]),
-            second=to_wire(share.second[offset:end]) if with_second else b"",
-        )
+def whole_share_chunk(share: ReplicatedShare) -> types_pb2.ShareChunk:
+    """A whole (small) share as one chunk with both components (inline RunJob outputs)."""
+    ring = share.ring
+    return types_pb2.ShareChunk(offset=0, first=ring.to_wire(share.first), second=ring.to_wire(share.second))
 
 
 def output_responses(share: ReplicatedShare, *, with_second: bool) -> Iterator[bytes]:
     """Encoded FetchOutput chunk messages for ``share`` (first component, maybe second).
 
-    Encoded straight from the arrays (``protowire``): one copy per message.
+    Encoded straight from the arrays (``protowire``): one copy per message,
+    2 MiB of shares per message.
     """
-    words = OUTPUT_CHUNK_WORDS if with_second else SINGLE_COMPONENT_CHUNK_WORDS
-    second = wire_bytes(share.second) if with_second else memoryview(b"")
-    return protowire.encode_chunk_items(wire_bytes(share.first), second, words)
+    ring = share.ring
+    second = ring.wire_bytes(share.second) if with_second else memoryview(b"")
+    return protowire.encode_chunk_items(ring.wire_bytes(share.first), second, ring.element_bytes)
 
 
 async def digest_of(component: RingArray) -> bytes:
     """SHA-256 of a component's wire bytes (hashed off the event loop if large)."""
-    data = np.ascontiguousarray(component, dtype="<u8").data  # no copy on little-endian hosts
+    data = ring_of(component).wire_bytes(component)  # no copy on little-endian hosts
     if len(data) < DIGEST_INLINE_BYTES:
         return hashlib.sha256(data).digest()
     return await asyncio.to_thread(lambda: hashlib.sha256(data).digest())

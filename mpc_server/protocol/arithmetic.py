@@ -1,6 +1,7 @@
 """Arithmetic on replicated shares: local linear ops and one-round products.
 
-Party i holds ``(x_i, x_{i+1})`` of every secret (``mpc_core.sharing``).
+Party i holds ``(x_i, x_{i+1})`` of every secret (``mpc_core.sharing``), in
+the ring of the shares' components (Z_2^64 or Z_2^128; ``mpc_core.ring``).
 
 * Addition, subtraction, multiplication by a public constant and addition of
   a public constant are local (no messages).
@@ -17,8 +18,6 @@ Party i holds ``(x_i, x_{i+1})`` of every secret (``mpc_core.sharing``).
 
 from __future__ import annotations
 
-import numpy as np
-
 from mpc_core.ring import RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_core.types import MessageTag, PartyId
@@ -28,38 +27,39 @@ from mpc_server.protocol.randomness import add_zero_share
 
 def add(x: ReplicatedShare, y: ReplicatedShare) -> ReplicatedShare:
     """Share of ``x + y`` (local)."""
-    return ReplicatedShare(x.first + y.first, x.second + y.second)
+    ring = x.ring
+    return ReplicatedShare(ring.add(x.first, y.first), ring.add(x.second, y.second))
 
 
 def sub(x: ReplicatedShare, y: ReplicatedShare) -> ReplicatedShare:
     """Share of ``x - y`` (local)."""
-    return ReplicatedShare(x.first - y.first, x.second - y.second)
+    ring = x.ring
+    return ReplicatedShare(ring.sub(x.first, y.first), ring.sub(x.second, y.second))
 
 
-def mul_public(x: ReplicatedShare, constant: RingArray | np.uint64) -> ReplicatedShare:
-    """Share of ``c * x`` for a public ``c`` (local)."""
-    return ReplicatedShare(x.first * constant, x.second * constant)
+def mul_public(x: ReplicatedShare, constant: int) -> ReplicatedShare:
+    """Share of ``c * x`` for a public integer ``c`` (local)."""
+    ring = x.ring
+    return ReplicatedShare(ring.mul_public(x.first, constant), ring.mul_public(x.second, constant))
 
 
-def add_public(party: PartyId, x: ReplicatedShare, constant: RingArray | np.uint64) -> ReplicatedShare:
-    """Share of ``x + c`` for a public ``c``: added to component 0 only.
+def add_public(party: PartyId, x: ReplicatedShare, constant: int) -> ReplicatedShare:
+    """Share of ``x + c`` for a public integer ``c``: added to component 0 only.
 
     Component 0 is held by party 0 (as ``first``) and party 2 (as
     ``second``); party 1 changes nothing.
     """
+    ring = x.ring
     if party == 0:
-        return ReplicatedShare(x.first + constant, x.second.copy())
+        return ReplicatedShare(ring.add_public(x.first, constant), x.second.copy())
     if party == 2:
-        return ReplicatedShare(x.first.copy(), x.second + constant)
+        return ReplicatedShare(x.first.copy(), ring.add_public(x.second, constant))
     return ReplicatedShare(x.first.copy(), x.second.copy())
 
 
 def mul_terms(x: ReplicatedShare, y: ReplicatedShare) -> RingArray:
     """Party i's term ``x_i*(y_i + y_{i+1}) + x_{i+1}*y_i`` of ``x*y`` (elementwise)."""
-    z: RingArray = y.first + y.second
-    z *= x.first
-    z += x.second * y.first
-    return z
+    return x.ring.mul_terms(x.first, x.second, y.first, y.second)
 
 
 def dot_terms(x: ReplicatedShare, y: ReplicatedShare) -> RingArray:
@@ -71,12 +71,10 @@ def matvec_terms(matrix_first: RingArray, matrix_second: RingArray, vector: Repl
     """Party i's term of ``X @ w``: ``X_i (w_i + w_{i+1}) + X_{i+1} w_i``.
 
     ``matrix_*`` are the (rows x cols) components ``X_i`` and ``X_{i+1}``;
-    ``vector`` holds ``w`` with ``cols`` elements. Returns ``rows`` words.
-    uint64 matrix products wrap modulo 2^64 like every ring operation.
+    ``vector`` holds ``w`` with ``cols`` elements. Returns ``rows`` elements,
+    computed in one pass by the ring's fused kernel.
     """
-    z: RingArray = matrix_first @ (vector.first + vector.second)
-    z += matrix_second @ vector.first
-    return z
+    return vector.ring.matmul_terms(matrix_first, matrix_second, vector.first, vector.second)
 
 
 async def reshare(ctx: PartyContext, terms: RingArray, tag: MessageTag | None = None) -> ReplicatedShare:
@@ -92,10 +90,11 @@ async def reshare(ctx: PartyContext, terms: RingArray, tag: MessageTag | None = 
        ``F(k_{i+1}, tag)`` inside ``alpha_i`` is a one-time pad to it.
     4. Receive ``z_{i+1}`` from party i+1.
     5. Hold ``(z_i, z_{i+1})``.
+
+    Cost: one round, one ring element (8 or 16 bytes) per output per party.
     """
     tag = tag or ctx.allocate_tag()
-    n = int(terms.size)
-    z = await ctx.compute(n, add_zero_share, ctx, tag, terms)
+    z = await ctx.compute(int(terms.size), add_zero_share, ctx, tag, terms.reshape(-1))
     z_next = await ctx.exchange(ctx.prev, z, ctx.next, tag)
     return ReplicatedShare(z, z_next)
 
@@ -103,8 +102,8 @@ async def reshare(ctx: PartyContext, terms: RingArray, tag: MessageTag | None = 
 async def mul(ctx: PartyContext, x: ReplicatedShare, y: ReplicatedShare) -> ReplicatedShare:
     """Share of the elementwise product ``x * y`` (one round).
 
-    For fixed-point inputs the product carries scale ``2^(2f)``; truncate it
-    (``protocol.truncation``) or decode it at ``2f``.
+    For fixed-point inputs the product carries scale ``2^(f_x + f_y)``;
+    truncate it (``protocol.truncation``) or decode it at that scale.
     """
     tag = ctx.allocate_tag()
     terms = await ctx.compute(x.size, mul_terms, x, y)

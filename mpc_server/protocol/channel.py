@@ -1,6 +1,6 @@
 """The abstract channel that protocol functions talk through.
 
-A channel belongs to one party and moves whole ring vectors to the other
+A channel belongs to one party and moves whole vectors of 64-bit words to the other
 two, labelled with a :class:`~mpc_core.types.MessageTag`. Implementations:
 ``protocol.memory`` (three parties in one event loop) and
 ``transport.peer_channel`` (gRPC over mutual TLS). Imports only the core.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mpc_core.ring import RingArray
+from mpc_core.ring import Words
 from mpc_core.types import MessageTag, PartyId
 
 
@@ -26,7 +26,7 @@ class Channel(Protocol):
         """A human-readable name of ``party`` for error messages."""
         ...
 
-    async def send(self, to: PartyId, tag: MessageTag, words: RingArray, timeout: float) -> None:
+    async def send(self, to: PartyId, tag: MessageTag, words: Words, timeout: float) -> None:
         """Send ``words`` to party ``to`` under ``tag`` within ``timeout`` seconds.
 
         Raises:
@@ -35,7 +35,7 @@ class Channel(Protocol):
         """
         ...
 
-    async def recv(self, frm: PartyId, tag: MessageTag, timeout: float) -> RingArray:
+    async def recv(self, frm: PartyId, tag: MessageTag, timeout: float) -> Words:
         """Wait at most ``timeout`` seconds for the message ``tag`` from ``frm``.
 
         Raises:

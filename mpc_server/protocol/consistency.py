@@ -23,13 +23,13 @@ import hmac
 import numpy as np
 
 from mpc_core.errors import InconsistentSharesError, ProtocolError
-from mpc_core.ring import RingArray
+from mpc_core.ring import Words
 from mpc_server.protocol.context import PartyContext
 
 DIGEST_BYTES = 32
 
 
-def _split(words: RingArray, sender: str) -> tuple[bytes, bytes]:
+def _split(words: Words, sender: str) -> tuple[bytes, bytes]:
     data = words.astype("<u8").tobytes()
     if len(data) != 2 * DIGEST_BYTES:
         raise ProtocolError(f"malformed consistency message from {sender}")
@@ -43,7 +43,7 @@ async def check_replicas(ctx: PartyContext, what: str, first_digest: bytes, seco
         InconsistentSharesError: naming the component and its two holders.
     """
     tag = ctx.allocate_tag()
-    words: RingArray = np.frombuffer(first_digest + second_digest, dtype="<u8").astype(np.uint64)
+    words: Words = np.frombuffer(first_digest + second_digest, dtype="<u8").astype(np.uint64)
     ctx.stats.rounds += 1
     await ctx.send(ctx.prev, tag, words)
     await ctx.send(ctx.next, tag, words)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mpc_core.errors import FailedPreconditionError, ProtocolTimeoutError
+from mpc_core.errors import FailedPreconditionError, ProtocolError, ProtocolTimeoutError, ShareFormatError
 from mpc_core.prg import SecretKey
-from mpc_core.ring import RingArray
+from mpc_core.ring import RING128, Ring, RingArray, Words
 from mpc_core.types import MessageTag, PartyId, next_party, prev_party
 from mpc_server.protocol.channel import Channel
 
@@ -56,6 +56,8 @@ class PartyContext:
     job_id: str
     deadline: float
     """Absolute deadline on the event loop's clock (``loop.time()``)."""
+    ring: Ring = RING128
+    """The ring the job computes in."""
     keys: PairwiseKeys | None = None
     stats: TrafficStats = field(default_factory=TrafficStats)
     _next_op: int = 0
@@ -94,26 +96,44 @@ class PartyContext:
             raise ProtocolTimeoutError(f"job {self.job_id} exceeded its deadline")
         return left
 
-    async def send(self, to: PartyId, tag: MessageTag, words: RingArray) -> None:
+    async def send(self, to: PartyId, tag: MessageTag, words: Words) -> None:
         """Send ``words`` to ``to`` and count the bytes."""
         await self.channel.send(to, tag, words, self.remaining())
         self.stats.bytes_sent += words.nbytes
 
-    async def recv(self, frm: PartyId, tag: MessageTag) -> RingArray:
+    async def recv(self, frm: PartyId, tag: MessageTag) -> Words:
         """Receive ``tag`` from ``frm`` within the job deadline."""
         words = await self.channel.recv(frm, tag, self.remaining())
         self.stats.bytes_received += words.nbytes
         return words
 
-    async def exchange(self, to: PartyId, outgoing: RingArray, frm: PartyId, tag: MessageTag) -> RingArray:
-        """One round: send ``outgoing`` to ``to``, then receive from ``frm``.
+    async def send_elements(self, to: PartyId, tag: MessageTag, values: RingArray) -> None:
+        """Send ring elements (as their words) to ``to``."""
+        await self.send(to, tag, self.ring.words(values))
+
+    async def recv_elements(self, frm: PartyId, tag: MessageTag, expected: int) -> RingArray:
+        """Receive ``expected`` ring elements from ``frm``.
+
+        Raises:
+            ProtocolError: the peer sent another number of elements.
+        """
+        words = await self.recv(frm, tag)
+        try:
+            return self.ring.from_words(words, expected)
+        except ShareFormatError as exc:
+            raise ProtocolError(f"malformed message {tag.op} from {self.channel.peer_name(frm)}: {exc}") from None
+
+    async def exchange(
+        self, to: PartyId, outgoing: RingArray, frm: PartyId, tag: MessageTag
+    ) -> RingArray:
+        """One round: send ring elements to ``to``, then receive as many from ``frm``.
 
         Sending never waits for the peer's protocol code (its transport
         buffers incoming messages), so send-then-receive cannot deadlock.
         """
         self.stats.rounds += 1
-        await self.send(to, tag, outgoing)
-        return await self.recv(frm, tag)
+        await self.send_elements(to, tag, outgoing)
+        return await self.recv_elements(frm, tag, int(outgoing.size))
 
     async def compute(self, size: int, fn: Callable[..., _T], *args: object) -> _T:
         """Run local work ``fn(*args)``; in a thread when ``size`` is large."""

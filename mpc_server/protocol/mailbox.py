@@ -30,7 +30,7 @@ from mpc_core.errors import (
     ProtocolTimeoutError,
     ResourceLimitError,
 )
-from mpc_core.ring import RingArray
+from mpc_core.ring import Words
 from mpc_core.types import MessageTag, PartyId
 
 DEFAULT_MAX_BUFFERED_BYTES = 1 << 30
@@ -46,8 +46,8 @@ class _JobBox:
 
     created: float
     opened: bool = False
-    ready: dict[_Key, RingArray] = field(default_factory=dict)
-    waiting: dict[_Key, asyncio.Future[RingArray]] = field(default_factory=dict)
+    ready: dict[_Key, Words] = field(default_factory=dict)
+    waiting: dict[_Key, asyncio.Future[Words]] = field(default_factory=dict)
     seen: set[_Key] = field(default_factory=set)
     failed: dict[PartyId, MpcError] = field(default_factory=dict)
 
@@ -89,7 +89,7 @@ class Mailbox:
             box = self._boxes[job_id] = _JobBox(created=self._clock())
         return box
 
-    def deliver(self, sender: PartyId, tag: MessageTag, words: RingArray) -> None:
+    def deliver(self, sender: PartyId, tag: MessageTag, words: Words) -> None:
         """Accept a complete message from ``sender``."""
         box = self._box(tag.job_id)
         if box is None or sender in box.failed:
@@ -146,7 +146,7 @@ class Mailbox:
         while len(self._refused) > _CLOSED_JOBS_REMEMBERED:
             self._refused.popitem(last=False)
 
-    async def receive(self, sender: PartyId, tag: MessageTag, timeout: float) -> RingArray:
+    async def receive(self, sender: PartyId, tag: MessageTag, timeout: float) -> Words:
         """Return the message ``tag`` from ``sender``, waiting up to ``timeout`` s."""
         box = self._box(tag.job_id)
         if box is None:
@@ -162,7 +162,7 @@ class Mailbox:
             return words
         if key in box.waiting:
             raise ProtocolError(f"message {tag.op} of job {tag.job_id} is already awaited")
-        waiter: asyncio.Future[RingArray] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Words] = asyncio.get_running_loop().create_future()
         box.waiting[key] = waiter
         try:
             async with asyncio.timeout(max(timeout, 0.0)):

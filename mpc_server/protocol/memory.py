@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mpc_core.errors import ServerUnavailableError
-from mpc_core.ring import RingArray
+from mpc_core.ring import Words
 from mpc_core.types import PARTIES, MessageTag, PartyId
 from mpc_server.protocol.mailbox import Mailbox
 
@@ -30,10 +30,10 @@ class SentMessage:
     sender: PartyId
     receiver: PartyId
     tag: MessageTag
-    words: RingArray
+    words: Words
 
 
-Interceptor = Callable[[SentMessage], Sequence[RingArray]]
+Interceptor = Callable[[SentMessage], Sequence[Words]]
 
 
 class InMemoryNetwork:
@@ -85,11 +85,11 @@ class InMemoryChannel:
         """The configured name of ``party``."""
         return self._network.names[party]
 
-    async def send(self, to: PartyId, tag: MessageTag, words: RingArray, timeout: float) -> None:
+    async def send(self, to: PartyId, tag: MessageTag, words: Words, timeout: float) -> None:
         """Deliver a copy of ``words`` to ``to``'s mailbox."""
         self._network.transmit(SentMessage(self._party, to, tag, words.copy()))
 
-    async def recv(self, frm: PartyId, tag: MessageTag, timeout: float) -> RingArray:
+    async def recv(self, frm: PartyId, tag: MessageTag, timeout: float) -> Words:
         """Wait for ``tag`` from ``frm`` in this party's mailbox."""
         return await self._network.mailboxes[self._party].receive(frm, tag, timeout)
 

@@ -24,18 +24,18 @@ import numpy as np
 
 from mpc_core.errors import FailedPreconditionError, ProtocolError
 from mpc_core.prg import KEY_BYTES, SecretKey, random_key
-from mpc_core.ring import RingArray
+from mpc_core.ring import Words
 from mpc_server.protocol.context import PairwiseKeys, PartyContext
 
 DIGEST_BYTES = 32
 
 
-def _words(data: bytes) -> RingArray:
-    words: RingArray = np.frombuffer(data, dtype="<u8").astype(np.uint64)
+def _words(data: bytes) -> Words:
+    words: Words = np.frombuffer(data, dtype="<u8").astype(np.uint64)
     return words
 
 
-def _split_digest(words: RingArray, expect_key: bool, sender: str) -> tuple[bytes, bytes]:
+def _split_digest(words: Words, expect_key: bool, sender: str) -> tuple[bytes, bytes]:
     data = words.astype("<u8").tobytes()
     expected = DIGEST_BYTES + (KEY_BYTES if expect_key else 0)
     if len(data) != expected:

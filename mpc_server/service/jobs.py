@@ -35,6 +35,7 @@ from mpc_core.errors import (
     ServerUnavailableError,
 )
 from mpc_core.identity import shown
+from mpc_core.ring import Ring
 from mpc_core.version import PROTOCOL_VERSION
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.context import PartyContext
@@ -48,7 +49,7 @@ from mpc_server.service.model import (
     StoredOutput,
 )
 from mpc_server.service.output_store import DeferredWriter
-from mpc_server.service.programs import BoundInputs, Program
+from mpc_server.service.programs import BoundInputs, Program, ProgramPlan, rescale
 from mpc_server.service.store import DatasetStore, OutputStore
 
 _log = logging.getLogger(__name__)
@@ -106,13 +107,16 @@ def job_digest(submitter: str, spec: JobSpec, inputs: BoundInputs) -> bytes:
         "program": spec.program,
         "receiver": spec.receiver,
         "submitter": submitter,
+        "output_fractional_bits": spec.output_fractional_bits,
         "inputs": {
             role: [
                 {
                     "dataset": str(d.ref),
                     "upload_id": d.upload_id.hex(),
                     "shape": list(d.shape),
+                    "ring_bits": d.ring.bits,
                     "fractional_bits": d.fractional_bits,
+                    "magnitude_bits": d.magnitude_bits,
                 }
                 for d in datasets
             ]
@@ -129,10 +133,15 @@ class _Plan:
     spec: JobSpec
     program: Program
     inputs: BoundInputs
-    info: OutputInfo
+    program_plan: ProgramPlan
     digest: bytes
     session: str
     """The protocol session (message tags) of the job: ``job/<submitter>/<id>``."""
+
+    @property
+    def info(self) -> OutputInfo:
+        """The output's shape, ring, scale and bound."""
+        return self.program_plan.output
 
 
 @dataclass
@@ -150,6 +159,7 @@ class JobService:
         datasets: DatasetStore,
         outputs: OutputStore,
         programs: Mapping[str, Program],
+        ring: Ring,
         limits: JobLimits = JobLimits(),
         *,
         observer: JobObserver | None = None,
@@ -160,6 +170,7 @@ class JobService:
         self._datasets = datasets
         self._outputs = outputs
         self._programs = programs
+        self._ring = ring
         self.limits = limits
         self._observer = observer or _NoObserver()
         self._unready_peer = unready_peer
@@ -290,12 +301,22 @@ class JobService:
         return JobResult(plan.spec.job_id, output.info, JobStats(0, 0, 0, 0.0))
 
     def _plan(self, submitter: str, spec: JobSpec, session: str) -> _Plan:
-        """Check the job locally: program, inputs, grants, shapes."""
+        """Check the job locally: program, inputs, grants, rings, shapes, scales and bounds."""
         program = self._program(spec.program)
         inputs = self._bind(program, spec)
         self._authorise(spec, inputs)
-        info = program.plan(inputs)
-        return _Plan(spec, program, inputs, info, job_digest(submitter, spec, inputs), session)
+        self._check_rings(inputs)
+        program_plan = program.plan(self._ring, inputs, spec.output_fractional_bits)
+        return _Plan(spec, program, inputs, program_plan, job_digest(submitter, spec, inputs), session)
+
+    def _check_rings(self, inputs: BoundInputs) -> None:
+        stale = [d for datasets in inputs.values() for d in datasets if d.ring != self._ring]
+        if stale:
+            names = ", ".join(f"{d.ref} ({d.ring.name})" for d in stale)
+            raise InvalidArgumentError(
+                f"this cluster computes in {self._ring.name}, but {names} were shared in another ring; "
+                "upload them again"
+            )
 
     def _program(self, name: str) -> Program:
         try:
@@ -334,11 +355,12 @@ class JobService:
         spec = plan.spec
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + min(timeout, self.limits.max_seconds)
-        ctx = PartyContext(self._channel, plan.session, deadline)
+        ctx = PartyContext(self._channel, plan.session, deadline, ring=self._ring)
         _log.info("job %s started: %s for %s", spec.job_id, spec.program, spec.receiver)
         try:
             await agree_and_setup_keys(ctx, plan.digest)
-            share = await plan.program.run(ctx, plan.inputs)
+            share = await plan.program.run(ctx, plan.inputs, plan.program_plan)
+            share = await rescale(ctx, share, plan.program_plan)
         except (Exception, asyncio.CancelledError) as exc:
             reason = str(exc) if isinstance(exc, MpcError) else "job cancelled or failed internally"
             _log.warning("job %s failed: %s", spec.job_id, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpc_core.identity import validate_name
+from mpc_core.ring import Ring
 from mpc_core.sharing import ReplicatedShare
 
 
@@ -35,7 +36,12 @@ class Grant:
 
 @dataclass(frozen=True, eq=False)
 class StoredDataset:
-    """One server's share of an uploaded array, with its metadata."""
+    """One server's share of an uploaded array, with its metadata.
+
+    ``magnitude_bits`` is the owner's public bound (every encoded element
+    ``e`` has ``|e| <= 2^magnitude_bits``), or None for a dataset stored
+    before bounds existed; programs refuse such datasets.
+    """
 
     ref: DatasetRef
     shape: tuple[int, ...]
@@ -43,6 +49,12 @@ class StoredDataset:
     grants: frozenset[Grant]
     upload_id: bytes
     share: ReplicatedShare
+    magnitude_bits: int | None = None
+
+    @property
+    def ring(self) -> Ring:
+        """The ring the dataset was shared in."""
+        return self.share.ring
 
     def allows(self, receiver: str, program: str) -> bool:
         """Whether the owner granted ``receiver`` outputs of ``program``."""
@@ -65,6 +77,8 @@ class JobSpec:
     program: str
     inputs: tuple[JobInput, ...]
     receiver: str
+    output_fractional_bits: int | None = None
+    """The scale the receiver wants the output at; None: the program's natural scale."""
 
     def __post_init__(self) -> None:
         """Validate the names (programs are checked by the registry)."""
@@ -74,10 +88,17 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class OutputInfo:
-    """Shape and fixed-point scale of a job output."""
+    """Shape, ring, fixed-point scale and public bound of a job output.
+
+    ``truncation_failure_log2`` bounds (log2) the probability that a
+    probabilistic truncation gave a wrong element; None when none ran.
+    """
 
     shape: tuple[int, ...]
     fractional_bits: int
+    ring_bits: int = 128
+    magnitude_bits: int = 0
+    truncation_failure_log2: float | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from mpc_server.service.model import OutputInfo, StoredOutput
 from mpc_server.service.store import SUFFIX, OutputStore, clean_tmp
 
 _log = logging.getLogger(__name__)
-_WORD_BYTES = 8
 
 
 @dataclass(frozen=True)
@@ -210,8 +209,15 @@ def _entry(output: StoredOutput, created: float) -> _Entry:
 
 
 def _entry_from_header(header: dict[str, Any]) -> _Entry:
-    info = OutputInfo(tuple(header["shape"]), int(header["fractional_bits"]))
-    nbytes = 2 * _WORD_BYTES * int(header["count"])
+    failure = header.get("truncation_failure_log2")
+    info = OutputInfo(
+        tuple(header["shape"]),
+        int(header["fractional_bits"]),
+        int(header.get("ring_bits", 64)),
+        int(header.get("magnitude_bits", 0)),
+        None if failure is None else float(failure),
+    )
+    nbytes = 2 * (info.ring_bits // 8) * int(header["count"])
     digest = bytes.fromhex(header["digest"])
     return _Entry(float(header["created"]), header["job_id"], header["receiver"], info, digest, nbytes)
 
@@ -222,6 +228,8 @@ def _header(entry: _Entry) -> dict[str, object]:
         "receiver": entry.receiver,
         "shape": list(entry.info.shape),
         "fractional_bits": entry.info.fractional_bits,
+        "magnitude_bits": entry.info.magnitude_bits,
+        "truncation_failure_log2": entry.info.truncation_failure_log2,
         "digest": entry.digest.hex(),
         "created": entry.created,
     }

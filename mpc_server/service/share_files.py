@@ -3,8 +3,12 @@
 Layout (all integers little-endian)::
 
     b"MPCSHARE" | u32 format version | u32 header length | header (JSON, UTF-8)
-    | zero padding to a multiple of 64 bytes | first component (n x u64)
-    | second component (n x u64)
+    | zero padding to a multiple of 64 bytes | first component (n elements)
+    | second component (n elements)
+
+Elements are stored in their wire encoding (``mpc_core.ring``): 8 bytes in
+Z_2^64, 16 in Z_2^128; the header's ``ring_bits`` says which (format
+version 1, written before Z_2^128 existed, has no such key and means Z_2^64).
 
 A component that arrived as a PRG seed (seed-compressed upload) is stored
 as that seed in the header (``"seeds"``: hex, or ``""`` for a component
@@ -30,12 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from mpc_core.errors import MpcError
-from mpc_core.prg import KEY_BYTES, prg_words
-from mpc_core.ring import WORD_BYTES, RingArray
+from mpc_core.errors import InvalidArgumentError, MpcError
+from mpc_core.prg import KEY_BYTES, prg_elements
+from mpc_core.ring import Ring, RingArray, ring_for_bits, ring_of
 
 MAGIC = b"MPCSHARE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _PREFIX = struct.Struct("<8sII")
 _ALIGN = 64
 
@@ -73,7 +78,13 @@ def write_temp(
     A component with a non-empty entry in ``seeds`` is stored as that seed.
     """
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    full = {**header, "count": int(first.size), "seeds": [seed.hex() for seed in seeds]}
+    ring = ring_of(first)
+    full = {
+        **header,
+        "count": int(first.size),
+        "ring_bits": ring.bits,
+        "seeds": [seed.hex() for seed in seeds],
+    }
     encoded = json.dumps(full, sort_keys=True).encode()
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(encoded)) + encoded
     temp = tmp_dir / f"{secrets.token_hex(8)}.part"
@@ -82,7 +93,7 @@ def write_temp(
         handle.write(prefix + bytes(_data_offset(len(encoded)) - len(prefix)))
         for component, seed in zip((first, second), seeds, strict=True):
             if not seed:
-                handle.write(component.astype("<u8", copy=False).data)
+                handle.write(ring.wire_bytes(component))
         handle.flush()
         os.fsync(handle.fileno())
     return temp
@@ -102,8 +113,8 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
         if len(prefix) != _PREFIX.size:
             raise StorageError(f"{path} is truncated")
         magic, version, length = _PREFIX.unpack(prefix)
-        if magic != MAGIC or version != FORMAT_VERSION:
-            raise StorageError(f"{path} is not a version-{FORMAT_VERSION} share file")
+        if magic != MAGIC or version not in READABLE_VERSIONS:
+            raise StorageError(f"{path} is not a share file of version {READABLE_VERSIONS}")
         try:
             header: dict[str, Any] = json.loads(handle.read(length))
         except ValueError:
@@ -122,12 +133,21 @@ def seeds_of(path: Path, header: dict[str, Any]) -> tuple[bytes, bytes]:
     return first, second
 
 
+def ring_of_header(path: Path, header: dict[str, Any]) -> Ring:
+    """The ring a share file's elements belong to (Z_2^64 for format version 1)."""
+    try:
+        return ring_for_bits(int(header.get("ring_bits", 64)))
+    except (InvalidArgumentError, TypeError, ValueError):
+        raise StorageError(f"{path} names an unknown ring") from None
+
+
 def check(path: Path) -> dict[str, Any]:
     """The header of a share file whose size matches it (nothing is mapped)."""
     header, offset = read_header(path)
     count = int(header["count"])
+    ring = ring_of_header(path, header)
     stored = sum(not seed for seed in seeds_of(path, header))
-    if path.stat().st_size != offset + stored * count * WORD_BYTES:
+    if path.stat().st_size != offset + stored * count * ring.element_bytes:
         raise StorageError(f"{path} does not hold the {count} elements its header promises")
     return header
 
@@ -137,20 +157,23 @@ def read(path: Path) -> tuple[dict[str, Any], RingArray, RingArray]:
     header = check(path)
     _, offset = read_header(path)
     count = int(header["count"])
+    ring = ring_of_header(path, header)
     seeds = seeds_of(path, header)
     stored = sum(not seed for seed in seeds)
+    words = stored * count * ring.words_per_element
     with path.open("rb") as handle:
         handle.seek(offset)
-        data = np.fromfile(handle, dtype="<u8", count=stored * count).astype(np.uint64, copy=False)
-    if data.size != stored * count:
+        data = np.fromfile(handle, dtype="<u8", count=words).astype(np.uint64, copy=False)
+    if data.size != words:
         raise StorageError(f"{path} ended early")
+    elements = ring.from_words(data)
     components = []
     for seed in seeds:
         if seed:
-            components.append(prg_words(seed, count))
+            components.append(prg_elements(ring, seed, count))
         else:
-            components.append(data[:count])
-            data = data[count:]
+            components.append(elements[:count])
+            elements = elements[count:]
     return header, components[0], components[1]
 
 

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from mpc_core.errors import AlreadyExistsError, NotFoundError
-from mpc_core.ring import RingArray
+from mpc_core.ring import Ring, RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
 from mpc_server.service.model import DatasetRef, Grant, StoredDataset, StoredOutput
@@ -76,6 +74,7 @@ class PendingDataset:
     ref: DatasetRef
     shape: tuple[int, ...]
     fractional_bits: int
+    magnitude_bits: int
     grants: frozenset[Grant]
     upload_id: bytes
     first: RingArray
@@ -86,7 +85,9 @@ class PendingDataset:
     def dataset(self) -> StoredDataset:
         """The dataset this upload becomes."""
         share = ReplicatedShare(self.first, self.second)
-        return StoredDataset(self.ref, self.shape, self.fractional_bits, self.grants, self.upload_id, share)
+        return StoredDataset(
+            self.ref, self.shape, self.fractional_bits, self.grants, self.upload_id, share, self.magnitude_bits
+        )
 
 
 class FileDatasetStore:
@@ -134,6 +135,7 @@ class FileDatasetStore:
             header, first, second = share_files.read(self._path(ref))
         except FileNotFoundError:
             raise NotFoundError(f"dataset {ref} not found") from None
+        magnitude = header.get("magnitude_bits")
         dataset = StoredDataset(
             ref=ref,
             shape=tuple(header["shape"]),
@@ -141,6 +143,7 @@ class FileDatasetStore:
             grants=frozenset(Grant(receiver, program) for receiver, program in header["grants"]),
             upload_id=bytes.fromhex(header["upload_id"]),
             share=ReplicatedShare(first, second),
+            magnitude_bits=None if magnitude is None else int(magnitude),
         )
         self._remember(dataset)
         return dataset
@@ -160,7 +163,9 @@ class FileDatasetStore:
         ref: DatasetRef,
         *,
         shape: tuple[int, ...],
+        ring: Ring,
         fractional_bits: int,
+        magnitude_bits: int,
         grants: frozenset[Grant],
         upload_id: bytes,
         count: int,
@@ -172,9 +177,11 @@ class FileDatasetStore:
         """
         if ref in self._uploading:
             raise AlreadyExistsError(f"another upload of dataset {ref} is in progress")
-        first, second = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
+        first, second = ring.empty(count), ring.empty(count)
         self._uploading.add(ref)
-        return PendingDataset(ref, shape, fractional_bits, grants, upload_id, first, second, seeds)
+        return PendingDataset(
+            ref, shape, fractional_bits, magnitude_bits, grants, upload_id, first, second, seeds
+        )
 
     def write(self, pending: PendingDataset) -> Path:
         """Write the upload's file under ``tmp/`` and fsync it (blocking)."""
@@ -183,6 +190,7 @@ class FileDatasetStore:
             "name": pending.ref.name,
             "shape": list(pending.shape),
             "fractional_bits": pending.fractional_bits,
+            "magnitude_bits": pending.magnitude_bits,
             "grants": sorted([g.receiver, g.program] for g in pending.grants),
             "upload_id": pending.upload_id.hex(),
         }

@@ -24,9 +24,10 @@ from mpc_core.errors import (
     ResourceLimitError,
     ShareFormatError,
 )
+from mpc_core.fixed_point import max_fractional_bits
 from mpc_core.identity import NAME_PATTERN, shown, validate_name
 from mpc_core.prg import KEY_BYTES, prg_fill
-from mpc_core.ring import WORD_BYTES, RingArray, element_count, wire_view
+from mpc_core.ring import Ring, RingArray, element_count, ring_of
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.consistency import check_replicas
 from mpc_server.protocol.context import PartyContext
@@ -62,18 +63,22 @@ class UploadHeader:
 
     name: str
     shape: tuple[int, ...]
-    fractional_bits: int
+    fractional_bits: int | None
     grants: tuple[Grant, ...]
     upload_id: bytes
     overwrite: bool = False
     first_seed: bytes = b""
     second_seed: bytes = b""
+    ring_bits: int = 0
+    """The ring of the shares (0: not stated, which is refused)."""
+    magnitude_bits: int | None = None
+    """The owner's bound: every encoded element e has |e| <= 2^magnitude_bits."""
 
 
 def _digest(component: RingArray) -> bytes:
     """SHA-256 of ``b"data"`` and a component's little-endian bytes."""
     hasher = hashlib.sha256(b"data")
-    hasher.update(component.astype("<u8", copy=False).data)
+    hasher.update(ring_of(component).wire_bytes(component))
     return hasher.digest()
 
 
@@ -98,6 +103,7 @@ class UploadSession:
         self.header = header
         self.count = count
         self._parts = (pending.first, pending.second)
+        self._ring = ring_of(pending.first)
         self._sent = [not header.first_seed, not header.second_seed]
         self.received = count if not any(self._sent) else 0
 
@@ -123,14 +129,14 @@ class UploadSession:
         sent = [(data, target) for data, target, is_sent in pairs if is_sent]
         if len({len(data) for data, _ in sent}) != 1:
             raise ShareFormatError(f"upload of {self.ref}: share components differ in length")
-        size = len(sent[0][0]) // WORD_BYTES
+        size = len(sent[0][0]) // self._ring.element_bytes
         if size == 0 or offset + size > self.count:
             raise ShareFormatError(
                 f"upload of {self.ref}: chunk of {len(sent[0][0])} bytes at element {offset} "
-                f"does not fit {self.count} elements"
+                f"does not fit {self.count} elements of {self._ring.name}"
             )
         for data, target in sent:
-            target[offset : offset + size] = wire_view(data, size)
+            target[offset : offset + size] = self._ring.wire_view(data, size)
         self.received += size
 
     def digests(self) -> tuple[bytes, bytes]:
@@ -172,14 +178,14 @@ class UploadService:
         store: FileDatasetStore,
         channel: Channel,
         programs: Collection[str],
-        fractional_bits: int,
+        ring: Ring,
         limits: UploadLimits = UploadLimits(),
     ) -> None:
-        """Accept uploads at the cluster's scale for the known programs."""
+        """Accept uploads in the cluster's ring for the known programs."""
         self._store = store
         self._channel = channel
         self._programs = programs
-        self._fractional_bits = fractional_bits
+        self._ring = ring
         self.limits = limits
 
     async def receive(
@@ -215,11 +221,7 @@ class UploadService:
         """Check ``header`` from ``owner`` and start a session for it."""
         ref = DatasetRef(owner, validate_name(header.name, "dataset name"))
         count = self._check_shape(header.shape)
-        if header.fractional_bits != self._fractional_bits:
-            raise InvalidArgumentError(
-                f"dataset {ref} is encoded with {header.fractional_bits} fractional bits; "
-                f"this cluster uses {self._fractional_bits}"
-            )
+        self._check_encoding(ref, header)
         if len(header.upload_id) != UPLOAD_ID_BYTES:
             raise InvalidArgumentError(f"upload_id must be {UPLOAD_ID_BYTES} bytes")
         for seed in (header.first_seed, header.second_seed):
@@ -230,7 +232,9 @@ class UploadService:
         pending = self._store.create(
             ref,
             shape=header.shape,
-            fractional_bits=header.fractional_bits,
+            ring=self._ring,
+            fractional_bits=header.fractional_bits or 0,
+            magnitude_bits=header.magnitude_bits or 0,
             grants=frozenset(header.grants),
             upload_id=header.upload_id,
             count=count,
@@ -285,6 +289,25 @@ class UploadService:
     async def delete(self, ref: DatasetRef) -> None:
         """Delete a stored dataset (its file is removed)."""
         await asyncio.to_thread(self._store.delete, ref)
+
+    def _check_encoding(self, ref: DatasetRef, header: UploadHeader) -> None:
+        """The ring, scale and bound an upload declares: required, and in range."""
+        ring = self._ring
+        if header.ring_bits != ring.bits:
+            stated = f"is shared in Z_2^{header.ring_bits}" if header.ring_bits else "names no ring"
+            raise InvalidArgumentError(
+                f"the upload of dataset {ref} {stated}; this cluster computes in {ring.name}"
+            )
+        limit = max_fractional_bits(ring)
+        if header.fractional_bits is None or not 0 <= header.fractional_bits <= limit:
+            raise InvalidArgumentError(
+                f"the upload of dataset {ref} must state fractional_bits within 0..{limit} in {ring.name}"
+            )
+        if header.magnitude_bits is None or not 0 <= header.magnitude_bits <= ring.bits - 1:
+            raise InvalidArgumentError(
+                f"the upload of dataset {ref} must state magnitude_bits (its public bound) within "
+                f"0..{ring.bits - 1} in {ring.name}"
+            )
 
     def _check_shape(self, shape: Sequence[int]) -> int:
         if len(shape) > MAX_DIMENSIONS:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mpc_core.errors import ProtocolError, ResourceLimitError, ServerUnavailableError
-from mpc_core.ring import RingArray, wire_view
+from mpc_core.ring import Words, words_view
 from mpc_core.types import MessageTag, PartyId
 from mpc_server.protocol.mailbox import Mailbox
 from mpc_server.transport.exchange_codec import ExchangeFrame
@@ -60,11 +60,11 @@ class Inbound:
         if words is not None:
             self._mailbox.deliver(sender, tag, words)
 
-    def _assemble(self, sender: PartyId, tag: MessageTag, chunk: ExchangeFrame) -> RingArray | None:
+    def _assemble(self, sender: PartyId, tag: MessageTag, chunk: ExchangeFrame) -> Words | None:
         total = chunk.total_words
         if total > self._max_words:
             raise ResourceLimitError(f"message of {total} words from {self._names[sender]} exceeds the limit")
-        piece = wire_view(chunk.payload)  # read-only view of the received bytes, no copy
+        piece = words_view(chunk.payload)  # read-only view of the received bytes, no copy
         if chunk.offset == 0 and piece.size == total:
             return piece
         key = (sender, tag.job_id, tag.op)
@@ -123,11 +123,11 @@ class GrpcPeerChannel:
         """The identity of ``party``."""
         return self._names[party]
 
-    async def send(self, to: PartyId, tag: MessageTag, words: RingArray, timeout: float) -> None:
+    async def send(self, to: PartyId, tag: MessageTag, words: Words, timeout: float) -> None:
         """Send ``words`` to ``to`` over its link within ``timeout`` seconds."""
         await self._links[to].send(tag, words, timeout)
 
-    async def recv(self, frm: PartyId, tag: MessageTag, timeout: float) -> RingArray:
+    async def recv(self, frm: PartyId, tag: MessageTag, timeout: float) -> Words:
         """Wait for ``tag`` from ``frm``."""
         return await self._mailbox.receive(frm, tag, timeout)
 

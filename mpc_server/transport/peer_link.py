@@ -22,7 +22,7 @@ import grpc
 
 from mpc_core.cluster import ServerEndpoint
 from mpc_core.errors import ProtocolTimeoutError, ServerUnavailableError
-from mpc_core.ring import RingArray, wire_bytes
+from mpc_core.ring import Words, words_bytes
 from mpc_core.types import MessageTag
 from mpc_proto.v1 import peer_service_pb2 as pb
 from mpc_proto.v1 import peer_service_pb2_grpc as pb_grpc
@@ -156,7 +156,7 @@ class PeerLink:
             self._on_lost(reason)
             self._on_change()
 
-    async def send(self, tag: MessageTag, words: RingArray, timeout: float) -> None:
+    async def send(self, tag: MessageTag, words: Words, timeout: float) -> None:
         """Send one protocol message, chunked, in order with other sends.
 
         Raises:
@@ -165,7 +165,7 @@ class PeerLink:
         """
         self._require_connected()
         total = int(words.size)
-        data, step = wire_bytes(words), self._chunk_words * 8
+        data, step = words_bytes(words), self._chunk_words * 8
         messages = [
             exchange_codec.encode_data(tag.job_id, tag.op, start // 8, total, data[start : start + step])
             for start in range(0, max(len(data), 1), step)

@@ -78,7 +78,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         if not hmac.compare_digest(request.cluster_fingerprint, self._fingerprint):
             raise FailedPreconditionError(
                 f"{caller.identity} and {self._local.identity} use different cluster files "
-                "(server list, fractional_bits or CA differ)"
+                "(server list, ring, fractional_bits or CA differ)"
             )
         return pb.HandshakeResponse(
             protocol_version=PROTOCOL_VERSION,

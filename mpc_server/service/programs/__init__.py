@@ -1,0 +1,26 @@
+"""The programs a job can run, each a small composition of protocols in its own module.
+
+* ``linear_regression.predict`` (:mod:`.linear_regression`): ``y = X w + c``
+  with the columns of ``X`` from any number of owners;
+* ``elementwise.multiply`` (:mod:`.elementwise`): ``x * y`` elementwise;
+* ``dot`` (:mod:`.dot`): ``<x, y>``.
+
+What every program shares (roles, the plan with its bound and scale
+analysis, the final rescale) is in :mod:`.base`.
+"""
+
+from __future__ import annotations
+
+from mpc_server.service.programs.base import BoundInputs, Program, ProgramPlan, RoleSpec, rescale
+from mpc_server.service.programs.dot import Dot
+from mpc_server.service.programs.elementwise import ElementwiseMultiply
+from mpc_server.service.programs.linear_regression import LinearRegressionPredict
+
+
+def default_programs() -> dict[str, Program]:
+    """The programs every server offers, by name."""
+    programs: list[Program] = [LinearRegressionPredict(), ElementwiseMultiply(), Dot()]
+    return {program.name: program for program in programs}
+
+
+__all__ = ["BoundInputs", "Program", "ProgramPlan", "RoleSpec", "default_programs", "rescale"]

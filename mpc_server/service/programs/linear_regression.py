@@ -1,0 +1,142 @@
+"""``linear_regression.predict``: ``y = X w + c`` for features split across owners.
+
+Roles (in the order the job lists them):
+
+* ``features``: one or more blocks, each a column ``(N,)`` or a matrix
+  ``(N, d_b)``, from any owners; the columns of ``X`` in block order;
+* ``weights``: ``(d,)`` with ``d`` the total number of columns;
+* ``intercept``: optional, a scalar.
+
+Scales. Each block's products carry scale ``s_b = f_b + f_w`` (its own
+scale plus the weights'). The natural scale of the output is
+``S = max(max_b s_b, f_c)``; every block's term is lifted to ``S`` by the
+public factor ``2^(S - s_b)`` and the intercept by ``2^(S - f_c)``, which is
+exact. So datasets shared at different scales (e.g. before and after a
+change of the cluster's ``fractional_bits``) combine correctly.
+
+Bound. On the encoded integers,
+``|Y| <= sum_b d_b 2^(m_b + m_w) 2^(S - s_b) + 2^m_c 2^(S - f_c)``; a job whose
+bound leaves the ring's signed range is refused before it starts.
+
+Cost: one round, one ring element per prediction per server, whatever the
+number of features (ABY3 eprint 2018/403 §5, matrix-vector products).
+"""
+
+from __future__ import annotations
+
+from mpc_core.errors import InvalidArgumentError
+from mpc_core.ring import Ring, RingArray
+from mpc_core.sharing import ReplicatedShare
+from mpc_server.protocol import arithmetic
+from mpc_server.protocol.context import PartyContext
+from mpc_server.service.model import StoredDataset
+from mpc_server.service.programs.base import (
+    BoundInputs,
+    ProgramPlan,
+    RoleSpec,
+    finish_plan,
+    magnitude,
+    single,
+)
+
+MAX_FEATURE_BLOCKS = 64
+
+
+def feature_columns(dataset: StoredDataset) -> tuple[int, int]:
+    """(rows, columns) of a feature block: a column (N,) or a matrix (N, d)."""
+    if len(dataset.shape) == 1:
+        return dataset.shape[0], 1
+    if len(dataset.shape) == 2:
+        return dataset.shape[0], dataset.shape[1]
+    raise InvalidArgumentError(
+        f"feature dataset {dataset.ref} must be a column (N,) or a matrix (N, d), not shape {dataset.shape}"
+    )
+
+
+class LinearRegressionPredict:
+    """``y = X w + c`` for features split across owners; one round."""
+
+    name = "linear_regression.predict"
+    roles: tuple[RoleSpec, ...] = (
+        RoleSpec("features", 1, MAX_FEATURE_BLOCKS),
+        RoleSpec("weights"),
+        RoleSpec("intercept", 0, 1),
+    )
+
+    def plan(self, ring: Ring, inputs: BoundInputs, output_bits: int | None) -> ProgramPlan:
+        """Rows agree across blocks; weights have one entry per column; the result fits."""
+        blocks = inputs["features"]
+        shapes = [feature_columns(block) for block in blocks]
+        if len({rows for rows, _ in shapes}) != 1:
+            raise InvalidArgumentError(
+                "the feature datasets differ in row count: " + ", ".join(str(b.ref) for b in blocks)
+            )
+        columns = sum(cols for _, cols in shapes)
+        weights = single(inputs, "weights")
+        if weights.shape != (columns,):
+            raise InvalidArgumentError(
+                f"weights {weights.ref} must have shape ({columns},) to match {columns} "
+                f"feature columns, not {weights.shape}"
+            )
+        intercepts = inputs.get("intercept", ())
+        for intercept in intercepts:
+            if intercept.shape not in ((), (1,)):
+                raise InvalidArgumentError(
+                    f"intercept {intercept.ref} must be a scalar, not shape {intercept.shape}"
+                )
+        scales = [block.fractional_bits + weights.fractional_bits for block in blocks]
+        natural = max([*scales, *(c.fractional_bits for c in intercepts)])
+        lifts = [natural - scale for scale in scales]
+        bound = sum(
+            cols * magnitude(block) * magnitude(weights) << lift
+            for (_, cols), block, lift in zip(shapes, blocks, lifts, strict=True)
+        )
+        bound += sum(magnitude(c) << (natural - c.fractional_bits) for c in intercepts)
+        what = "the predictions of linear_regression.predict from " + ", ".join(str(b.ref) for b in blocks)
+        return finish_plan(ring, (shapes[0][0],), natural, bound, output_bits, what, {"lifts": lifts})
+
+    async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
+        """ABY3 §5 matrix-vector product, fused across blocks, one reshare.
+
+        1. For each feature block ``X^(k)`` with weight slice ``w^(k)``, add
+           the local 3-out-of-3 term ``X^(k)_i (w^(k)_i + w^(k)_{i+1}) +
+           X^(k)_{i+1} w^(k)_i``, lifted by the public ``2^(S - s_k)`` (no
+           communication).
+        2. Add component ``c_i`` of the intercept, lifted to scale ``2^S``.
+        3. Reshare the sum once (``arithmetic.reshare``).
+        """
+        tag = ctx.allocate_tag()
+        size = sum(d.share.size for d in inputs["features"])
+        terms = await ctx.compute(size, _linear_terms, inputs, plan)
+        return await arithmetic.reshare(ctx, terms, tag)
+
+
+def _linear_terms(inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
+    weights = single(inputs, "weights").share
+    ring = weights.ring
+    lifts: list[int] = plan.details["lifts"]
+    terms: RingArray | None = None
+    offset = 0
+    for block, lift in zip(inputs["features"], lifts, strict=True):
+        rows, cols = feature_columns(block)
+        w = ReplicatedShare(weights.first[offset : offset + cols], weights.second[offset : offset + cols])
+        term = arithmetic.matvec_terms(
+            block.share.first.reshape(rows, cols), block.share.second.reshape(rows, cols), w
+        )
+        if lift:
+            term = ring.shl(term, lift)
+        terms = term if terms is None else ring.add(terms, term, out=terms)
+        offset += cols
+    if terms is None:
+        raise InvalidArgumentError("linear regression needs at least one feature block")
+    for intercept in inputs.get("intercept", ()):
+        lifted = ring.shl(intercept.share.first.reshape(1), plan.natural_bits - intercept.fractional_bits)
+        terms = ring.add(terms, _broadcast(ring, lifted, terms.size), out=terms)
+    return terms
+
+
+def _broadcast(ring: Ring, element: RingArray, size: int) -> RingArray:
+    """One element repeated ``size`` times."""
+    out = ring.empty(size)
+    out[...] = element[0]
+    return out
