@@ -152,7 +152,7 @@ def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
 
 
 def _parse_ring(value: Any) -> Ring:
-    if isinstance(value, bool) or value not in (64, 128):
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (64, 128):  # not 128.0
         raise ConfigError(f"cluster file: ring must be 128 (Z_2^128) or 64 (Z_2^64), got {value!r}")
     return ring_for_bits(int(value))
 

@@ -151,7 +151,8 @@ class FixedPoint:
         not_finite = ~np.isfinite(real)
         if not_finite.any():
             raise EncodingError(f"values must be finite; found NaN or inf {_locate(not_finite)}")
-        scaled: npt.NDArray[np.float64] = np.asarray(np.rint(real * self.scale))
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values are refused just below
+            scaled: npt.NDArray[np.float64] = np.asarray(np.rint(real * self.scale))
         too_large = np.abs(scaled) >= 2.0 ** (self.ring.bits - 1)
         if too_large.any():
             raise EncodingError(

@@ -111,8 +111,9 @@ def prg_fill(seed: bytes, out: RingArray) -> None:
     if len(seed) != KEY_BYTES:
         raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
     if sys.byteorder != "little" or not out.flags.c_contiguous:
-        words = out.reshape(-1).view(np.uint64)
-        words[:] = prg_words(seed, words.size)
+        # Assign through ``out``: for a non-contiguous array ``out.reshape(-1)`` is a copy.
+        words = prg_words(seed, out.size * out.dtype.itemsize // WORD_BYTES)
+        out[...] = words.view(out.dtype).reshape(out.shape)
         return
     data = out.reshape(-1).view(np.uint8).data
     total = len(data)

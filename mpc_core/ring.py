@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mpc_core.errors import InvalidArgumentError, ShareFormatError
+from mpc_core.words import WIRE_DTYPE, WORD_BYTES, Words, element_count, words_bytes, words_view
 
 try:
     import mpc_core._ringkernel as _kernel
@@ -48,15 +49,11 @@ except ImportError as exc:  # pragma: no cover - only without a compiled build
         "(pip install .), which compiles it"
     ) from exc
 
-WORD_BYTES = 8
-WIRE_DTYPE = np.dtype("<u8")
 U128 = np.dtype([("lo", "<u8"), ("hi", "<u8")])
 """One Z_2^128 element: low and high 64-bit words, little-endian."""
 
 RingArray = npt.NDArray[Any]
 """An array of ring elements: dtype ``uint64`` (Z_2^64) or :data:`U128` (Z_2^128)."""
-Words = npt.NDArray[np.uint64]
-"""A flat vector of 64-bit words, as the transport between servers moves them."""
 
 _MASK64 = (1 << 64) - 1
 
@@ -174,7 +171,7 @@ class Ring:
         if self.bits == 64:
             converted: npt.NDArray[np.float64] = array.view(np.int64).astype(np.float64)
             return converted
-        low = np.ascontiguousarray(array["lo"]).view(np.int64)
+        low = np.ascontiguousarray(array["lo"]).reshape(array.shape).view(np.int64)
         # value = hi * 2^64 + lo_unsigned = (hi + [lo < 0]) * 2^64 + lo_signed; the second form
         # keeps small negative values exact instead of cancelling two large floats.
         high = array["hi"].view(np.int64).astype(np.float64) + (low < 0)
@@ -192,13 +189,14 @@ class Ring:
         return target
 
     def _contiguous(self, values: RingArray) -> RingArray:
-        return np.ascontiguousarray(self.require(values))
+        array = self.require(values)
+        return np.ascontiguousarray(array).reshape(array.shape)  # ascontiguousarray makes 0-d arrays 1-d
 
     def _numpy(self, ufunc: Any, a: RingArray, b: RingArray, out: RingArray | None) -> RingArray:
         a, b = self.require(a), self.require(b)
         if a.shape != b.shape:
             raise InvalidArgumentError(f"ring operands differ in shape: {a.shape} vs {b.shape}")
-        result: RingArray = ufunc(a, b, out=out)
+        result: RingArray = np.asarray(ufunc(a, b, out=out))  # an array, not a numpy scalar, for 0-d
         return result
 
     def add(self, a: RingArray, b: RingArray, out: RingArray | None = None) -> RingArray:
@@ -222,7 +220,7 @@ class Ring:
     def neg(self, a: RingArray) -> RingArray:
         """``-a`` elementwise."""
         if self.bits == 64:
-            return np.negative(self.require(a))
+            return np.asarray(np.negative(self.require(a)))
         a = self._contiguous(a)
         out = self.empty(a.shape)
         self._fn("neg")(out, a)
@@ -299,6 +297,9 @@ class Ring:
         rows_y, e = _matrix(y0, "Y")
         if rows != rows_y:
             raise InvalidArgumentError(f"Gram blocks need equal row counts, got {rows} and {rows_y}")
+        for other, like in ((x1, x0), (y1, y0)):
+            if other is not None and other.shape != like.shape:
+                raise InvalidArgumentError("the two components of a matrix differ in shape")
         out = self.empty((d, e))
         self._fn("cross_terms")(out, *self._pair(x0, x1), *self._pair(y0, y1), rows, d, e)
         return out
@@ -384,32 +385,18 @@ def ring_of(values: RingArray) -> Ring:
     raise InvalidArgumentError(f"not an array of ring elements: {getattr(values, 'dtype', type(values))}")
 
 
-def words_view(data: bytes | bytearray | memoryview, expected: int | None = None) -> Words:
-    """64-bit words from little-endian bytes without copying (read-only).
-
-    Raises:
-        ShareFormatError: not a multiple of 8 bytes, or not ``expected`` words.
-    """
-    size = len(data)
-    if size % WORD_BYTES:
-        raise ShareFormatError(f"{size} bytes are not a whole number of 8-byte words")
-    count = size // WORD_BYTES
-    if expected is not None and count != expected:
-        raise ShareFormatError(f"expected {expected} words, got {count}")
-    # No copy on little-endian hosts; a byte-swapping copy on big-endian ones.
-    view: Words = np.frombuffer(data, dtype=WIRE_DTYPE).astype(np.uint64, copy=False)
-    return view
-
-
-def words_bytes(words: Words) -> memoryview:
-    """The little-endian bytes of 64-bit words (a view on little-endian hosts)."""
-    flat = np.ascontiguousarray(words, dtype=WIRE_DTYPE).reshape(-1)
-    return flat.view(np.uint8).data
-
-
-def element_count(shape: tuple[int, ...]) -> int:
-    """Number of elements in an array of ``shape`` (1 for a scalar)."""
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
+__all__ = [
+    "RING64",
+    "RING128",
+    "RINGS",
+    "U128",
+    "WORD_BYTES",
+    "Ring",
+    "RingArray",
+    "Words",
+    "element_count",
+    "ring_for_bits",
+    "ring_of",
+    "words_bytes",
+    "words_view",
+]

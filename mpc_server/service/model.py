@@ -96,7 +96,7 @@ class OutputInfo:
 
     shape: tuple[int, ...]
     fractional_bits: int
-    ring_bits: int = 128
+    ring_bits: int
     magnitude_bits: int = 0
     truncation_failure_log2: float | None = None
 

@@ -1,24 +1,36 @@
-"""The client's checked reconstruction of output shares (no servers needed)."""
+"""The client's checked reconstruction of output shares (no servers needed), in both rings."""
 
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from mpc_client import OutputIntegrityError
 from mpc_client._fetch import OutputPart, reconstruct_output
-from mpc_core.ring import to_wire
+from mpc_core.fixed_point import default_fractional_bits
+from mpc_core.ring import RING64, RING128, Ring, RingArray
 from mpc_core.sharing import share
 
 
+@pytest.fixture(params=[RING64, RING128], ids=["ring64", "ring128"])
+def ring(request: pytest.FixtureRequest) -> Ring:
+    ring_: Ring = request.param
+    return ring_
+
+
+def _digest(ring: Ring, values: RingArray) -> bytes:
+    return hashlib.sha256(ring.to_wire(values)).digest()
+
+
 def _parts(
-    secret: np.ndarray, shape: tuple[int, ...], bits: int = 0, *, digest: bool = False
+    ring: Ring, secret: list[int], shape: tuple[int, ...], bits: int = 0, *, digest: bool = False
 ) -> list[OutputPart]:
     # Each server sends its own copies: no arrays shared between parts.
     parts = []
-    for i, s in enumerate(share(secret)):
+    for i, s in enumerate(share(ring, ring.from_ints(secret))):
         first, second = s.first.copy(), s.second.copy()
         if digest:
             parts.append(
@@ -26,60 +38,108 @@ def _parts(
                     f"server-{i}",
                     shape,
                     bits,
+                    ring,
                     first,
-                    second_digest=hashlib.sha256(to_wire(second)).digest(),
-                    first_digest=hashlib.sha256(to_wire(first)).digest(),
+                    second_digest=_digest(ring, second),
+                    first_digest=_digest(ring, first),
                 )
             )
         else:
-            parts.append(OutputPart(f"server-{i}", shape, bits, first, second))
+            parts.append(OutputPart(f"server-{i}", shape, bits, ring, first, second))
     return parts
 
 
+def _flip_bit(ring: Ring, values: RingArray, index: int, bit: int) -> None:
+    """Flip bit ``bit`` of element ``index`` in place (through the 64-bit word view)."""
+    words = ring.words(values)
+    assert np.shares_memory(words, values)
+    words[index * ring.words_per_element + bit // 64] ^= np.uint64(1 << (bit % 64))
+
+
 @pytest.mark.parametrize("digest", [False, True])
-def test_consistent_parts_reconstruct_and_decode(digest: bool) -> None:
-    secret = np.array([1 << 16, 3 << 15, (-2 << 16) % (1 << 64)], dtype=np.uint64)
-    assert reconstruct_output(_parts(secret, (3,), 16, digest=digest)).tolist() == [1.0, 1.5, -2.0]
+def test_consistent_parts_reconstruct_and_decode(ring: Ring, digest: bool) -> None:
+    f = default_fractional_bits(ring)
+    secret = [1 << f, 3 << (f - 1), -2 << f, -(1 << (f - 2))]
+    assert reconstruct_output(_parts(ring, secret, (4,), f, digest=digest)).tolist() == [
+        1.0,
+        1.5,
+        -2.0,
+        -0.25,
+    ]
 
 
+@pytest.mark.parametrize("digest", [False, True])
+def test_outputs_beyond_64_bits_decode_in_z128(digest: bool) -> None:
+    """Values whose encodings need the high word: +-2^70 + 3 * 2^40 at f = 32, and a 2-D shape."""
+    secret = [2**70 + 3 * 2**40, -(2**70) - 3 * 2**40, 2**126, -(2**126), 1, -1]
+    got = reconstruct_output(_parts(RING128, secret, (3, 2), 32, digest=digest))
+    expected = [float(Fraction(v, 2**32)) for v in secret]
+    assert got.shape == (3, 2)
+    assert got.reshape(-1).tolist() == expected
+
+
+@pytest.mark.parametrize("bit", ["low", "high"])
 @pytest.mark.parametrize("component", [0, 1, 2])
-def test_a_tampered_copy_names_both_holders(component: int) -> None:
-    parts = _parts(np.array([5, 6, 7], dtype=np.uint64), (3,))
+def test_a_tampered_copy_names_both_holders(ring: Ring, component: int, bit: str) -> None:
+    parts = _parts(ring, [5, 6, 7], (3,))
     holder = (component - 1) % 3  # holds component j as its second
-    assert parts[holder].second is not None
-    parts[holder].second[1] ^= np.uint64(1)
+    second = parts[holder].second
+    assert second is not None
+    _flip_bit(ring, second, 1, 0 if bit == "low" else ring.bits - 1)
     with pytest.raises(OutputIntegrityError) as caught:
         reconstruct_output(parts)
     assert set(caught.value.servers) == {f"server-{holder}", f"server-{component}"}
 
 
 @pytest.mark.parametrize("component", [0, 1, 2])
-def test_a_tampered_first_copy_is_caught_by_the_digest(component: int) -> None:
-    parts = _parts(np.array([5, 6, 7], dtype=np.uint64), (3,), digest=True)
+def test_a_tampered_first_copy_is_caught_by_the_digest(ring: Ring, component: int) -> None:
+    parts = _parts(ring, [5, 6, 7], (3,), digest=True)
     tampered = parts[component]
-    tampered.first[0] ^= np.uint64(1 << 63)
+    _flip_bit(ring, tampered.first, 0, ring.bits - 1)
     # The tampering server also recomputes its own digest: only the neighbour's copy catches it.
     parts[component] = OutputPart(
         tampered.server,
         tampered.shape,
         0,
+        ring,
         tampered.first,
         second_digest=tampered.second_digest,
-        first_digest=hashlib.sha256(to_wire(tampered.first)).digest(),
+        first_digest=_digest(ring, tampered.first),
     )
     with pytest.raises(OutputIntegrityError) as caught:
         reconstruct_output(parts)
     assert set(caught.value.servers) == {f"server-{(component - 1) % 3}", f"server-{component}"}
 
 
-def test_disagreeing_shapes_are_an_integrity_error() -> None:
-    parts = _parts(np.array([5, 6], dtype=np.uint64), (2,))
+def test_disagreeing_shapes_are_an_integrity_error(ring: Ring) -> None:
+    parts = _parts(ring, [5, 6], (2,))
     other = parts[2]
-    parts[2] = OutputPart("server-2", (2, 1), 0, other.first, other.second)
+    parts[2] = OutputPart("server-2", (2, 1), 0, ring, other.first, other.second)
     with pytest.raises(OutputIntegrityError, match="shapes"):
         reconstruct_output(parts)
 
 
-def test_parts_do_not_show_values() -> None:
-    part = _parts(np.array([123456789], dtype=np.uint64), (1,))[0]
-    assert "123456789" not in repr(part) and str(int(part.first[0])) not in repr(part)
+def test_disagreeing_scales_are_an_integrity_error(ring: Ring) -> None:
+    parts = _parts(ring, [5, 6], (2,), 8)
+    other = parts[1]
+    parts[1] = OutputPart("server-1", (2,), 9, ring, other.first, other.second)
+    with pytest.raises(OutputIntegrityError, match="scales") as caught:
+        reconstruct_output(parts)
+    assert "server-1" in caught.value.servers
+
+
+def test_a_part_in_another_ring_is_an_integrity_error(ring: Ring) -> None:
+    other_ring = RING128 if ring is RING64 else RING64
+    parts = _parts(ring, [5, 6], (2,))
+    stray = _parts(other_ring, [5, 6], (2,))[0]
+    parts[0] = stray
+    with pytest.raises(OutputIntegrityError, match="rings") as caught:
+        reconstruct_output(parts)
+    assert "server-0" in caught.value.servers
+
+
+def test_parts_do_not_show_values(ring: Ring) -> None:
+    part = _parts(ring, [123456789], (1,))[0]
+    first_value = ring.to_ints(part.first, signed=False)[0]
+    assert "123456789" not in repr(part)
+    assert str(first_value) not in repr(part)

@@ -1,7 +1,8 @@
-"""Tests for mpc_core.identity (SAN identities, names) and mpc_core.cluster (the cluster file)."""
+"""Tests for mpc_core.identity (SAN identities, names) and mpc_core.cluster (the cluster file, its ring)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,15 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc_core.cluster import (
-    MAX_CLUSTER_FRACTIONAL_BITS,
+    DEFAULT_RING_BITS,
     ClusterConfig,
     ServerEndpoint,
+    max_cluster_fractional_bits,
     parse_cluster,
     render_cluster,
 )
 from mpc_core.errors import ConfigError, InvalidArgumentError
 from mpc_core.identity import NAME_PATTERN, Principal, Role, parse_identity_uri, shown, validate_name
+from mpc_core.ring import RING64, RING128, Ring
 from mpc_core.types import PartyId
+
+RINGS = pytest.mark.parametrize("ring", [RING64, RING128], ids=["Z2^64", "Z2^128"])
 
 # --- identity -------------------------------------------------------------------------------------
 
@@ -136,6 +141,7 @@ def test_parse_cluster_happy_path() -> None:
     assert [s.address for s in config.servers] == [a for _, a in SERVERS]
     assert config.ca_path == Path("/etc/mpc/certs/ca.pem")
     assert config.fractional_bits == 20
+    assert config.ring is RING128
     assert config.server(PartyId(1)).identity == "server-1"
     assert config.by_identity("server-2").party == 2
     assert config.servers[0].host == "10.0.0.1"
@@ -145,7 +151,8 @@ def test_parse_cluster_happy_path() -> None:
 def test_parse_cluster_defaults_and_absolute_ca(tmp_path: Path) -> None:
     text = cluster_text(top=f'ca = "{tmp_path / "ca.pem"}"\n')
     config = parse_cluster(text, Path("/somewhere/else"))
-    assert config.fractional_bits == 16
+    assert config.ring is RING128
+    assert config.fractional_bits == 32
     assert config.ca_path == tmp_path / "ca.pem"
 
 
@@ -156,10 +163,64 @@ def test_parse_cluster_relative_ca_resolves_against_base_dir(tmp_path: Path) -> 
     assert config.ca_path == tmp_path / "ca.pem"
 
 
-@pytest.mark.parametrize("bits", [1, 16, MAX_CLUSTER_FRACTIONAL_BITS])
-def test_parse_cluster_valid_fractional_bits(bits: int) -> None:
-    config = parse(cluster_text(top=f'ca = "ca.pem"\nfractional_bits = {bits}\n'))
+@RINGS
+def test_parse_cluster_valid_fractional_bits(ring: Ring) -> None:
+    for bits in (1, 16, 30, max_cluster_fractional_bits(ring)):
+        config = parse(cluster_text(top=f'ca = "ca.pem"\nring = {ring.bits}\nfractional_bits = {bits}\n'))
+        assert config.fractional_bits == bits
+        assert config.ring is ring
+
+
+def test_cluster_fractional_bit_limits_per_ring() -> None:
+    # Products carry 2f bits: f <= k/2 - 2 leaves them at least 3 integer bits.
+    assert max_cluster_fractional_bits(RING64) == 30
+    assert max_cluster_fractional_bits(RING128) == 62
+    assert DEFAULT_RING_BITS == 128
+
+
+@pytest.mark.parametrize(
+    ("ring_line", "ring", "bits"),
+    [("", RING128, 32), ("ring = 128\n", RING128, 32), ("ring = 64\n", RING64, 16)],
+)
+def test_the_ring_key_and_its_default_scale(ring_line: str, ring: Ring, bits: int) -> None:
+    config = parse(cluster_text(top=f'ca = "ca.pem"\n{ring_line}'))
+    assert config.ring is ring
     assert config.fractional_bits == bits
+    explicit = parse(cluster_text(top=f'ca = "ca.pem"\n{ring_line}fractional_bits = 20\n'))
+    assert (explicit.ring, explicit.fractional_bits) == (ring, 20)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "32",
+        "0",
+        "-64",
+        "-128",
+        "256",
+        "65",
+        "127",
+        '"128"',
+        '"64"',
+        "true",
+        "false",
+        "128.0",
+        "64.0",
+        "[128]",
+        "{}",
+    ],
+)
+def test_bad_ring(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(cluster_text(top=f'ca = "ca.pem"\nring = {value}\n'))
+    message = str(info.value)
+    assert "ring must be 128 (Z_2^128) or 64 (Z_2^64)" in message
+    assert "got" in message
+
+
+def test_a_bad_ring_is_reported_before_its_scale() -> None:
+    with pytest.raises(ConfigError, match="ring must be"):
+        parse(cluster_text(top='ca = "ca.pem"\nring = 32\nfractional_bits = 99\n'))
 
 
 def test_by_identity_unknown_names_the_servers() -> None:
@@ -287,10 +348,23 @@ def test_missing_or_bad_ca(top: str) -> None:
         parse(cluster_text(top=top))
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "31", "64", '"16"', "16.0", "true", "false", "[16]"])
-def test_bad_fractional_bits(value: str) -> None:
-    with pytest.raises(ConfigError, match=r"fractional_bits must be 1\.\.30"):
-        parse(cluster_text(top=f'ca = "ca.pem"\nfractional_bits = {value}\n'))
+@pytest.mark.parametrize("value", ["0", "-1", "31", "62", "64", '"16"', "16.0", "true", "false", "[16]"])
+def test_bad_fractional_bits_in_z2_64(value: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape("fractional_bits must be 1..30 in Z_2^64")):
+        parse(cluster_text(top=f'ca = "ca.pem"\nring = 64\nfractional_bits = {value}\n'))
+
+
+@pytest.mark.parametrize("ring_line", ["", "ring = 128\n"])
+@pytest.mark.parametrize("value", ["0", "-1", "63", "64", "126", '"32"', "32.0", "true", "false", "[32]"])
+def test_bad_fractional_bits_in_z2_128(ring_line: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape("fractional_bits must be 1..62 in Z_2^128")):
+        parse(cluster_text(top=f'ca = "ca.pem"\n{ring_line}fractional_bits = {value}\n'))
+
+
+def test_a_scale_valid_in_z2_128_is_refused_in_z2_64() -> None:
+    assert parse(cluster_text(top='ca = "ca.pem"\nring = 128\nfractional_bits = 40\n')).fractional_bits == 40
+    with pytest.raises(ConfigError, match=re.escape("1..30")):
+        parse(cluster_text(top='ca = "ca.pem"\nring = 64\nfractional_bits = 40\n'))
 
 
 # --- render_cluster -------------------------------------------------------------------------------
@@ -307,17 +381,20 @@ CA = st.text(st.characters(exclude_categories=("Cs",), max_codepoint=0xFFFF), mi
     st.lists(NAMES, min_size=3, max_size=3, unique=True),
     st.lists(st.tuples(HOSTS, PORTS), min_size=3, max_size=3),
     CA,
-    st.integers(min_value=1, max_value=MAX_CLUSTER_FRACTIONAL_BITS),
+    st.sampled_from([RING64, RING128]),
+    st.data(),
 )
 def test_render_cluster_parses_back(
-    identities: list[str], endpoints: list[tuple[str, int]], ca: str, bits: int
+    identities: list[str], endpoints: list[tuple[str, int]], ca: str, ring: Ring, data: st.DataObject
 ) -> None:
+    bits = data.draw(st.integers(min_value=1, max_value=max_cluster_fractional_bits(ring)), label="bits")
     servers = [(i, f"{h}:{p}") for i, (h, p) in zip(identities, endpoints, strict=True)]
     base = Path("/base")
-    config = parse_cluster(render_cluster(servers, ca, bits), base)
+    config = parse_cluster(render_cluster(servers, ca, bits, ring_bits=ring.bits), base)
     assert config.identities == tuple(identities)
     assert [s.address for s in config.servers] == [a for _, a in servers]
     assert config.fractional_bits == bits
+    assert config.ring is ring
     assert config.ca_path == (Path(ca) if Path(ca).is_absolute() else base / ca)
 
 
@@ -334,10 +411,33 @@ def test_render_cluster_default_and_layout() -> None:
     assert text.startswith("#")
     assert text.endswith("\n")
     assert text.count("[[servers]]") == 3
-    assert "fractional_bits = 16" in text
+    assert "\nring = 128\n" in text
+    assert "\nfractional_bits = 32\n" in text
     config = parse(text)
-    assert config.fractional_bits == 16
+    assert config.ring is RING128
+    assert config.fractional_bits == 32
     assert config.ca_path == Path("/etc/mpc/certs/ca.pem")
+
+
+def test_render_cluster_in_z2_64_defaults_to_its_scale() -> None:
+    text = render_cluster(SERVERS, "ca.pem", ring_bits=64)
+    assert "\nring = 64\n" in text
+    assert "\nfractional_bits = 16\n" in text
+    config = parse(text)
+    assert (config.ring, config.fractional_bits) == (RING64, 16)
+    assert parse(render_cluster(SERVERS, "ca.pem", 24, ring_bits=64)).fractional_bits == 24
+
+
+@pytest.mark.parametrize("bits", [32, 96])
+def test_render_cluster_refuses_other_rings(bits: int) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"not Z_2\\^{bits}"):
+        render_cluster(SERVERS, "ca.pem", ring_bits=bits)
+
+
+def test_cluster_config_defaults() -> None:
+    config = ClusterConfig(parse(cluster_text()).servers, Path("ca.pem"))
+    assert config.ring is RING128
+    assert config.fractional_bits == 32
 
 
 # --- fingerprint ----------------------------------------------------------------------------------
@@ -350,8 +450,9 @@ def config_for(
     addresses: tuple[str, str, str] = ("a:1", "b:2", "c:3"),
     bits: int = 16,
     ca: str = "ca.pem",
+    ring_bits: int = 128,
 ) -> ClusterConfig:
-    return parse(render_cluster(list(zip(identities, addresses, strict=True)), ca, bits))
+    return parse(render_cluster(list(zip(identities, addresses, strict=True)), ca, bits, ring_bits))
 
 
 def test_fingerprint_ignores_addresses_and_ca_path() -> None:
@@ -368,8 +469,22 @@ def test_fingerprint_changes_with_identities_scale_and_ca() -> None:
         config_for(identities=("server-0", "server-1", "server-3")).fingerprint(CA_PEM),
         config_for(identities=("server-1", "server-0", "server-2")).fingerprint(CA_PEM),  # order matters
         config_for(bits=17).fingerprint(CA_PEM),
+        config_for(ring_bits=64).fingerprint(CA_PEM),
         config_for().fingerprint(CA_PEM + b"\n"),
         config_for().fingerprint(b""),
     ]
     assert reference not in variants
     assert len(set(variants)) == len(variants)
+
+
+def test_fingerprint_differs_between_rings_at_the_same_scale() -> None:
+    for bits in (1, 16, 30):
+        in_64 = config_for(bits=bits, ring_bits=64)
+        in_128 = config_for(bits=bits, ring_bits=128)
+        assert (in_64.ring, in_128.ring) == (RING64, RING128)
+        assert in_64.fingerprint(CA_PEM) != in_128.fingerprint(CA_PEM)
+        assert in_64.fingerprint(CA_PEM) == config_for(bits=bits, ring_bits=64).fingerprint(CA_PEM)
+    # The default ring and an explicit ring = 128 are the same cluster.
+    default = parse(cluster_text(top='ca = "ca.pem"\nfractional_bits = 16\n'))
+    explicit = parse(cluster_text(top='ca = "ca.pem"\nring = 128\nfractional_bits = 16\n'))
+    assert default.fingerprint(CA_PEM) == explicit.fingerprint(CA_PEM)

@@ -1,4 +1,4 @@
-"""Tests for mpc_core.prg: AES-128-CTR PRG (zero IV), the tagged PRF and OS randomness."""
+"""Tests for mpc_core.prg: AES-128-CTR PRG (zero IV), the tagged PRF and OS randomness, in both rings."""
 
 from __future__ import annotations
 
@@ -15,12 +15,19 @@ from mpc_core.prg import (
     KEY_BYTES,
     SecretKey,
     prf_counter_block,
+    prf_elements,
     prf_words,
+    prg_elements,
+    prg_fill,
     prg_words,
+    random_elements,
     random_key,
     random_words,
 )
+from mpc_core.ring import RING64, RING128, Ring
 from mpc_core.types import MessageTag
+
+RINGS = pytest.mark.parametrize("ring", [RING64, RING128], ids=["Z2^64", "Z2^128"])
 
 SEEDS = st.binary(min_size=16, max_size=16)
 WORDS_PER_CHUNK = (1 << 20) // 8  # the implementation writes the keystream in 1 MiB chunks
@@ -124,6 +131,131 @@ def test_negative_word_counts_are_rejected() -> None:
         random_words(-1)
 
 
+# --- ring elements from the PRG -------------------------------------------------------------------
+
+
+def keystream(seed: bytes, size: int) -> bytes:
+    """``size`` bytes of AES-128-CTR keystream under ``seed``, zero IV (an independent implementation)."""
+    return Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor().update(bytes(size))
+
+
+def test_prg_elements_known_answer_z2_128() -> None:
+    # AES-128(0^128, 0^128) = 66e94bd4ef8a2c3b884cfa59ca342b2e, read as one little-endian 128-bit integer
+    element = prg_elements(RING128, bytes(16), 1)
+    assert element.dtype == RING128.dtype
+    expected = int.from_bytes(bytes.fromhex("66e94bd4ef8a2c3b884cfa59ca342b2e"), "little")
+    assert RING128.to_ints(element, signed=False) == [expected]
+    assert expected == 0x2E2B34CA59FA4C88_3B2C8AEFD44BE966
+    assert RING64.to_ints(prg_elements(RING64, bytes(16), 2), signed=False) == [
+        0x3B2C8AEFD44BE966,
+        0x2E2B34CA59FA4C88,
+    ]
+
+
+@RINGS
+@settings(max_examples=50, deadline=None)
+@given(seed=SEEDS, n=st.integers(min_value=0, max_value=40))
+def test_prg_elements_are_the_keystream_read_little_endian(ring: Ring, seed: bytes, n: int) -> None:
+    elements = prg_elements(ring, seed, n)
+    assert elements.dtype == ring.dtype
+    assert elements.shape == (n,)
+    stream = keystream(seed, n * ring.element_bytes)
+    size = ring.element_bytes
+    assert ring.to_ints(elements, signed=False) == [
+        int.from_bytes(stream[i : i + size], "little") for i in range(0, len(stream), size)
+    ]
+    assert ring.to_wire(elements) == stream
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=SEEDS, n=st.integers(min_value=0, max_value=40))
+def test_prg_elements_of_z2_128_are_prg_words_pairwise(seed: bytes, n: int) -> None:
+    elements = prg_elements(RING128, seed, n)
+    words = prg_words(seed, 2 * n)
+    assert elements["lo"].tolist() == words[0::2].tolist()
+    assert elements["hi"].tolist() == words[1::2].tolist()
+    assert RING128.to_ints(elements, signed=False) == [
+        int(words[2 * i]) + (int(words[2 * i + 1]) << 64) for i in range(n)
+    ]
+    assert RING128.words(elements).tolist() == words.tolist()
+    assert prg_elements(RING64, seed, n).tolist() == prg_words(seed, n).tolist()
+
+
+@RINGS
+@settings(max_examples=30, deadline=None)
+@given(seed=SEEDS, n=st.integers(min_value=0, max_value=30), k=st.integers(min_value=0, max_value=30))
+def test_prg_elements_prefix_property(ring: Ring, seed: bytes, n: int, k: int) -> None:
+    assert prg_elements(ring, seed, n + k)[:n].tobytes() == prg_elements(ring, seed, n).tobytes()
+
+
+@RINGS
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (3, 5), (2, 0, 4)])
+def test_prg_fill_equals_prg_elements(ring: Ring, shape: tuple[int, ...]) -> None:
+    seed = bytes(range(16))
+    out = ring.zeros(shape)
+    assert prg_fill(seed, out) is None
+    size = int(np.prod(shape))
+    assert out.shape == shape
+    assert out.reshape(-1).tobytes() == prg_elements(ring, seed, size).tobytes()
+
+
+@RINGS
+@pytest.mark.parametrize("extra_bytes", [-16, -8, 0, 8, 120, 16, 24, 2 << 20])
+def test_prg_fill_across_the_internal_chunk_boundary(ring: Ring, extra_bytes: int) -> None:
+    # prg_fill writes the keystream in 1 MiB chunks and finishes with a shorter tail.
+    total = (1 << 20) + extra_bytes
+    if total % ring.element_bytes:
+        total += ring.element_bytes - total % ring.element_bytes
+    n = total // ring.element_bytes
+    seed = b"\x07" * 16
+    out = ring.empty(n)
+    prg_fill(seed, out)
+    assert out.tobytes() == keystream(seed, total)
+    assert out.tobytes() == prg_elements(ring, seed, n).tobytes()
+
+
+@RINGS
+def test_prg_fill_overwrites_whatever_was_there(ring: Ring) -> None:
+    seed = bytes(16)
+    out = ring.from_ints([-1] * 5)
+    prg_fill(seed, out)
+    assert out.tobytes() == prg_elements(ring, seed, 5).tobytes()
+
+
+@RINGS
+def test_prg_fill_of_a_non_contiguous_array_fills_it_in_c_order(ring: Ring) -> None:
+    seed = bytes(range(16))
+    matrix = ring.zeros((4, 3))
+    target = matrix.T  # 3 x 4, not C-contiguous: a write through a copy would be lost
+    assert not target.flags.c_contiguous
+    prg_fill(seed, target)
+    assert ring.to_wire(target) == prg_elements(ring, seed, 12).tobytes()
+    assert ring.to_ints(matrix, signed=False) != [0] * 12
+    strided = ring.zeros(10)
+    prg_fill(seed, strided[::2])
+    assert strided[::2].tobytes() == prg_elements(ring, seed, 5).tobytes()
+    assert ring.to_ints(strided[1::2]) == [0] * 5
+
+
+@pytest.mark.parametrize("size", [0, 15, 17])
+def test_prg_fill_and_prg_elements_refuse_wrong_seed_sizes(size: int) -> None:
+    with pytest.raises(InvalidArgumentError, match="16 bytes"):
+        prg_fill(bytes(size), RING128.zeros(2))
+    with pytest.raises(InvalidArgumentError, match="16 bytes"):
+        prg_elements(RING128, bytes(size), 2)
+
+
+@RINGS
+def test_random_elements(ring: Ring) -> None:
+    a, b = random_elements(ring, 64), random_elements(ring, 64)
+    assert a.dtype == b.dtype == ring.dtype
+    assert a.shape == b.shape == (64,)
+    assert a.tobytes() != b.tobytes()
+    assert random_elements(ring, 0).shape == (0,)
+    if ring is RING128:
+        assert a["hi"].tolist() != [0] * 64  # the high words are random too
+
+
 # --- PRF ------------------------------------------------------------------------------------------
 
 
@@ -179,6 +311,41 @@ def test_prf_message_tags_give_distinct_streams() -> None:
 def test_prf_prefix_property(key: bytes, tag: bytes, n: int, k: int) -> None:
     secret = SecretKey(key)
     assert prf_words(secret, tag, n + k)[:n].tolist() == prf_words(secret, tag, n).tolist()
+
+
+@RINGS
+@settings(max_examples=50, deadline=None)
+@given(key=SEEDS, tag=st.binary(max_size=40), n=st.integers(min_value=0, max_value=20))
+def test_prf_elements_are_prf_words_reinterpreted(ring: Ring, key: bytes, tag: bytes, n: int) -> None:
+    elements = prf_elements(ring, SecretKey(key), tag, n)
+    assert elements.dtype == ring.dtype
+    assert elements.shape == (n,)
+    words = prf_words(SecretKey(key), tag, n * ring.words_per_element)
+    assert (
+        ring.words(elements).tolist() == words.tolist() == prf_reference(key, tag, n * ring.words_per_element)
+    )
+
+
+@RINGS
+@settings(max_examples=50, deadline=None)
+@given(key=SEEDS, tag_a=st.binary(max_size=16), tag_b=st.binary(max_size=16))
+def test_prf_elements_tag_separation(ring: Ring, key: bytes, tag_a: bytes, tag_b: bytes) -> None:
+    a = prf_elements(ring, SecretKey(key), tag_a, 3).tobytes()
+    b = prf_elements(ring, SecretKey(key), tag_b, 3).tobytes()
+    assert (a == b) == (tag_a == tag_b)
+
+
+@RINGS
+def test_prf_elements_of_message_tags_give_distinct_streams(ring: Ring) -> None:
+    key = random_key()
+    streams = {
+        prf_elements(ring, key, MessageTag(job, op).to_bytes(purpose), 1).tobytes()
+        for job in ("job-1", "job-2")
+        for op in range(5)
+        for purpose in (b"", b"zero", b"trunc")
+    }
+    assert len(streams) == 2 * 5 * 3
+    assert prf_elements(ring, key, b"t", 2).tobytes() != prg_elements(ring, key.material, 2).tobytes()
 
 
 # --- OS randomness --------------------------------------------------------------------------------

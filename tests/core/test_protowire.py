@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpc_core import protowire, ring
-from mpc_core.protowire import WireFormatError
+from mpc_core import protowire
+from mpc_core.protowire import SHARE_BYTES_PER_MESSAGE, WireFormatError, chunk_elements
+from mpc_core.ring import RING64, RING128, Ring
 from mpc_proto.v1 import client_service_pb2 as cpb
 from mpc_proto.v1 import types_pb2
 
 uint64s = st.integers(min_value=0, max_value=2**64 - 1)
 word_bytes = st.binary(max_size=64).map(lambda raw: raw[: len(raw) // 8 * 8])
 ITEM_MESSAGES = (cpb.UploadDatasetRequest, cpb.FetchOutputResponse)
+RINGS = pytest.mark.parametrize("ring", [RING64, RING128], ids=["Z2^64", "Z2^128"])
 
 
 def _chunk_item(message_type: type, offset: int, first: bytes, second: bytes) -> bytes:
@@ -142,31 +143,108 @@ def test_field_numbers_match_the_protos() -> None:
     )
 
 
-@given(st.lists(uint64s, max_size=20))
-def test_ring_wire_bytes_are_the_little_endian_words(words: list[int]) -> None:
-    values = np.array(words, dtype=np.uint64)
-    view = ring.wire_bytes(values)
-    assert bytes(view) == b"".join(word.to_bytes(8, "little") for word in words)
-    assert np.array_equal(ring.wire_view(bytes(view)), values)
+@RINGS
+@given(values=st.lists(st.integers(min_value=0, max_value=2**128 - 1), max_size=20))
+def test_ring_wire_bytes_are_the_little_endian_elements(ring: Ring, values: list[int]) -> None:
+    array = ring.from_ints(values)
+    view = ring.wire_bytes(array)
+    expected = b"".join((v % ring.modulus).to_bytes(ring.element_bytes, "little") for v in values)
+    assert bytes(view) == expected
+    assert ring.wire_view(bytes(view)).tobytes() == array.tobytes()
 
 
-def test_ring_wire_bytes_share_the_arrays_memory() -> None:
-    values = np.arange(4, dtype=np.uint64)
+@RINGS
+def test_ring_wire_bytes_share_the_arrays_memory(ring: Ring) -> None:
+    values = ring.from_ints([0, 1, 2, 3])
     view = ring.wire_bytes(values)
-    values[0] = 9
+    values[0] = ring.from_ints(9)
     assert view[0] == 9
 
 
-@given(st.integers(0, 40), st.booleans(), st.booleans(), st.integers(1, 7))
+def test_chunk_elements_fill_two_mebibytes() -> None:
+    assert SHARE_BYTES_PER_MESSAGE == 2 * 1024 * 1024
+    assert chunk_elements(8, 1) == 262144
+    assert chunk_elements(8, 2) == 131072
+    assert chunk_elements(16, 1) == 131072
+    assert chunk_elements(16, 2) == 65536
+
+
+def decoded_chunks(items: list[bytes]) -> list[protowire.ChunkView]:
+    chunks = []
+    for item in items:
+        number, chunk = protowire.decode_item(item)
+        assert number == protowire.ITEM_CHUNK
+        assert isinstance(chunk, protowire.ChunkView)
+        chunks.append(chunk)
+    return chunks
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from([8, 16]),
+    st.integers(0, 40),
+    st.booleans(),
+    st.booleans(),
+    st.integers(1, 7),
+)
 def test_chunk_items_cover_both_components_in_order(
-    words: int, has_first: bool, has_second: bool, per: int
+    element_bytes: int, elements: int, has_first: bool, has_second: bool, per: int
 ) -> None:
-    first = bytes(range(8)) * words if has_first else b""
-    second = bytes(range(8, 16)) * words if has_second else b""
-    items = list(protowire.encode_chunk_items(memoryview(first), memoryview(second), per))
-    chunks = [protowire.decode_item(item)[1] for item in items]
-    assert all(isinstance(chunk, protowire.ChunkView) for chunk in chunks)
-    views = [chunk for chunk in chunks if isinstance(chunk, protowire.ChunkView)]
-    assert [chunk.offset for chunk in views] == list(range(0, max(len(first), len(second)) // 8, per))
-    assert b"".join(bytes(c.first) for c in views) == first
-    assert b"".join(bytes(c.second) for c in views) == second
+    first = bytes(range(element_bytes)) * elements if has_first else b""
+    second = bytes(range(100, 100 + element_bytes)) * elements if has_second else b""
+    items = list(protowire.encode_chunk_items(memoryview(first), memoryview(second), element_bytes, per))
+    chunks = decoded_chunks(items)
+    count = max(len(first), len(second)) // element_bytes
+    assert [chunk.offset for chunk in chunks] == list(range(0, count, per))
+    assert all(len(c.first) <= per * element_bytes and len(c.second) <= per * element_bytes for c in chunks)
+    assert b"".join(bytes(c.first) for c in chunks) == first
+    assert b"".join(bytes(c.second) for c in chunks) == second
+    for chunk, item in zip(chunks, items, strict=True):
+        assert item == _chunk_item(
+            cpb.UploadDatasetRequest, chunk.offset, bytes(chunk.first), bytes(chunk.second)
+        )
+
+
+@RINGS
+@pytest.mark.parametrize("components", ["both", "first", "second"])
+def test_default_chunks_carry_at_most_2_mib_of_share_bytes(ring: Ring, components: str) -> None:
+    width = ring.element_bytes
+    per = chunk_elements(width, 2 if components == "both" else 1)
+    count = 2 * per + per // 3  # two full chunks and a partial one
+    first = bytes((i * 7) % 251 for i in range(count * width)) if components != "second" else b""
+    second = bytes((i * 11) % 253 for i in range(count * width)) if components != "first" else b""
+    items = list(protowire.encode_chunk_items(memoryview(first), memoryview(second), width))
+    chunks = decoded_chunks(items)
+    assert len(chunks) == 3
+    sizes = [len(c.first) + len(c.second) for c in chunks]
+    assert all(size <= SHARE_BYTES_PER_MESSAGE for size in sizes)
+    assert sizes[:2] == [SHARE_BYTES_PER_MESSAGE] * 2  # full chunks use the whole budget
+    assert all(len(item) < 4 << 20 for item in items)  # receivers accept 4 MiB messages
+    assert [c.offset for c in chunks] == [0, per, 2 * per]  # offsets count elements, not bytes
+    assert b"".join(bytes(c.first) for c in chunks) == first
+    assert b"".join(bytes(c.second) for c in chunks) == second
+    for chunk, item in zip(chunks, items, strict=True):
+        assert item == _chunk_item(
+            cpb.FetchOutputResponse, chunk.offset, bytes(chunk.first), bytes(chunk.second)
+        )
+    # What the chunks carry are whole elements of the ring.
+    for component in ("first", "second"):
+        joined = b"".join(bytes(getattr(c, component)) for c in chunks)
+        assert len(ring.from_wire(joined)) == (count if joined else 0)
+
+
+@RINGS
+def test_ring_arrays_round_trip_through_chunk_items(ring: Ring) -> None:
+    first = ring.from_ints([3 * i - 2**100 for i in range(50)])
+    second = ring.from_ints([-(i**5) for i in range(50)])
+    items = protowire.encode_chunk_items(
+        ring.wire_bytes(first), ring.wire_bytes(second), ring.element_bytes, 8
+    )
+    chunks = decoded_chunks(list(items))
+    assert [c.offset for c in chunks] == list(range(0, 50, 8))
+    assert ring.from_wire(b"".join(bytes(c.first) for c in chunks)).tobytes() == first.tobytes()
+    assert ring.from_wire(b"".join(bytes(c.second) for c in chunks)).tobytes() == second.tobytes()
+
+
+def test_no_items_for_no_elements() -> None:
+    assert list(protowire.encode_chunk_items(memoryview(b""), memoryview(b""), 16)) == []

@@ -2,7 +2,10 @@
 
 ``net.interceptor`` turns one sent message into the list of copies actually
 delivered: ``[]`` drops it, ``[w, w]`` duplicates it. Op 0 is the agreement
-round, so a product started right after setup has op 1.
+round, so a product started right after setup has op 1. The same interceptor
+can alter a message's length, which the receiver must refuse with a
+:class:`ProtocolError` naming the sender (``PartyContext.recv_elements``). All
+tests run in both rings.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from mpc_core.errors import (
     ProtocolTimeoutError,
     ServerUnavailableError,
 )
+from mpc_core.ring import RING128
 from mpc_core.sharing import ReplicatedShare, share
 from mpc_core.types import PARTIES, PartyId
-from mpc_server.protocol import arithmetic
+from mpc_server.protocol import arithmetic, truncation
 
 MUL_OP = 1
 
 
-def inputs(rng, n=8):
-    x = rng.integers(0, 2**64, size=n, dtype=np.uint64)
-    y = rng.integers(0, 2**64, size=n, dtype=np.uint64)
-    return x, y, share(x), share(y)
+def inputs(data, n=8):
+    """Two random n-vectors of the test's ring, as integers and as shares."""
+    x, x_ints = data.vector(n)
+    y, y_ints = data.vector(n)
+    return x_ints, y_ints, share(data.ring, x), share(data.ring, y)
 
 
 def timed(program):
@@ -48,9 +53,9 @@ def timed(program):
 
 
 @pytest.mark.parametrize("sender", PARTIES)
-def test_dropped_product_message_times_out_at_the_deadline(net, run_parties, rng, sender):
+def test_dropped_product_message_times_out_at_the_deadline(net, run_parties, ring_data, sender):
     receiver = (sender - 1) % 3
-    _, _, xs, ys = inputs(rng)
+    _, _, xs, ys = inputs(ring_data)
     deadline = 0.5
 
     def drop(message):
@@ -80,8 +85,8 @@ def test_dropped_product_message_times_out_at_the_deadline(net, run_parties, rng
             assert elapsed < deadline
 
 
-def test_receive_after_the_deadline_fails_at_once(net, run_parties, rng):
-    _, _, xs, ys = inputs(rng)
+def test_receive_after_the_deadline_fails_at_once(net, run_parties, ring_data):
+    _, _, xs, ys = inputs(ring_data)
 
     async def late(ctx):
         await asyncio.sleep(0.3)
@@ -95,9 +100,9 @@ def test_receive_after_the_deadline_fails_at_once(net, run_parties, rng):
         assert error.elapsed < 0.5
 
 
-def test_duplicate_message_buffered_before_the_receive_is_a_protocol_error(net, run_parties, rng):
+def test_duplicate_message_buffered_before_the_receive_is_a_protocol_error(net, run_parties, ring_data):
     """Party 0's z_0 reaches party 2 twice before party 2 asks for it."""
-    _, _, xs, ys = inputs(rng)
+    _, _, xs, ys = inputs(ring_data)
 
     def duplicate(message):
         if message.sender == 0 and message.tag.op == MUL_OP:
@@ -122,9 +127,9 @@ def test_duplicate_message_buffered_before_the_receive_is_a_protocol_error(net, 
     assert isinstance(results[1][0], ReplicatedShare)
 
 
-def test_duplicate_arriving_while_the_receiver_waits_fails_its_next_receive(net, run_parties, rng):
+def test_duplicate_arriving_while_the_receiver_waits_fails_its_next_receive(net, run_parties, ring_data):
     """Party 0 already waits for z_1 when two copies arrive: the job must still fail."""
-    _, _, xs, ys = inputs(rng)
+    _, _, xs, ys = inputs(ring_data)
 
     def duplicate(message):
         if message.sender == 1 and message.tag.op == MUL_OP:
@@ -148,8 +153,8 @@ def test_duplicate_arriving_while_the_receiver_waits_fails_its_next_receive(net,
     assert error.elapsed < 1
 
 
-def test_every_message_duplicated_fails_every_party(net, run_parties, rng):
-    _, _, xs, ys = inputs(rng)
+def test_every_message_duplicated_fails_every_party(net, run_parties, ring_data):
+    _, _, xs, ys = inputs(ring_data)
     net.interceptor = lambda message: [message.words] * (2 if message.tag.op >= MUL_OP else 1)
 
     async def program(ctx):
@@ -163,9 +168,9 @@ def test_every_message_duplicated_fails_every_party(net, run_parties, rng):
         assert results[p].elapsed < 1
 
 
-def test_disconnected_peer_fails_the_waiting_party_quickly(net, run_parties, rng):
+def test_disconnected_peer_fails_the_waiting_party_quickly(net, run_parties, ring_data):
     """Party 2 never sends its z_2 and is lost after 0.1 s; party 1 waits on it."""
-    _, _, xs, ys = inputs(rng)
+    _, _, xs, ys = inputs(ring_data)
     lost = asyncio.Event()
     deadline = 10.0
 
@@ -221,8 +226,8 @@ def test_a_new_job_after_a_disconnect_fails_fast(net, run_parties):
 
 
 @pytest.mark.parametrize("aborter", PARTIES)
-def test_peer_abort_fails_the_others_naming_the_aborting_server(net, run_parties, rng, aborter):
-    _, _, xs, ys = inputs(rng)
+def test_peer_abort_fails_the_others_naming_the_aborting_server(net, run_parties, ring_data, aborter):
+    _, _, xs, ys = inputs(ring_data)
     waiting = (aborter - 1) % 3  # receives the aborter's z in a product
     other = (aborter + 1) % 3
 
@@ -246,8 +251,8 @@ def test_peer_abort_fails_the_others_naming_the_aborting_server(net, run_parties
         assert error.elapsed < 1.0
 
 
-def test_abort_of_another_job_does_not_disturb_this_one(net, run_parties, open_shares, rng):
-    x, y, xs, ys = inputs(rng)
+def test_abort_of_another_job_does_not_disturb_this_one(net, run_parties, open_shares, ring_data):
+    x, y, xs, ys = inputs(ring_data)
 
     async def program(ctx):
         if ctx.party == 0:
@@ -256,4 +261,97 @@ def test_abort_of_another_job_does_not_disturb_this_one(net, run_parties, open_s
 
     opened = open_shares(run_parties(net, program, job_id="this-job"))
 
-    np.testing.assert_array_equal(opened, x * y)
+    assert ring_data.ints(opened) == ring_data.reduce([a * b for a, b in zip(x, y, strict=True)])
+
+
+def resized(words, ring, change):
+    """``words`` with ``change`` elements more (> 0: copies of the first) or fewer (< 0)."""
+    per_element = {64: 1, 128: 2}[ring.bits]
+    if change < 0:
+        return words[: words.size + change * per_element]
+    return np.concatenate([words, np.tile(words[:per_element], change)])
+
+
+@pytest.mark.parametrize("change", [-1, 1, -8], ids=["one-element-short", "one-element-long", "empty"])
+@pytest.mark.parametrize("sender", PARTIES)
+def test_reshare_with_the_wrong_number_of_elements_fails_naming_the_sender(
+    net, run_parties, ring, ring_data, sender, change
+):
+    """Party ``sender``'s z reaches party sender-1 with too few or too many elements."""
+    receiver = (sender - 1) % 3
+    _, _, xs, ys = inputs(ring_data, n=8)
+
+    def resize(message):
+        if message.sender == sender and message.tag.op == MUL_OP:
+            return [resized(message.words, ring, change)]
+        return [message.words]
+
+    net.interceptor = resize
+
+    results = run_parties(
+        net,
+        timed(lambda ctx: arithmetic.mul(ctx, xs[ctx.party], ys[ctx.party])),
+        timeout=10,
+        return_exceptions=True,
+    )
+
+    error = results[receiver]
+    assert type(error) is ProtocolError, error
+    assert f"server-{sender}" in str(error)
+    assert "malformed" in str(error)
+    assert all(f"server-{p}" not in str(error) for p in PARTIES if p != sender)
+    assert error.elapsed < 1.0  # at once, not at the 10 s deadline
+    for p in PARTIES:
+        if p != receiver:
+            assert isinstance(results[p][0], ReplicatedShare)
+
+
+@pytest.mark.parametrize("ring", [RING128], ids=["ring128"])
+@pytest.mark.parametrize("extra_words", [-1, 1])
+def test_reshare_of_a_partial_z128_element_fails_naming_the_sender(
+    net, run_parties, ring, ring_data, extra_words
+):
+    """An odd number of 64-bit words is no whole number of Z_2^128 elements."""
+    _, _, xs, ys = inputs(ring_data, n=4)
+
+    def resize(message):
+        if message.sender == 2 and message.tag.op == MUL_OP:
+            words = message.words
+            return [words[:-1] if extra_words < 0 else np.concatenate([words, words[:1]])]
+        return [message.words]
+
+    net.interceptor = resize
+
+    results = run_parties(
+        net, lambda ctx: arithmetic.mul(ctx, xs[ctx.party], ys[ctx.party]), timeout=10, return_exceptions=True
+    )
+
+    error = results[1]
+    assert type(error) is ProtocolError, error
+    assert "server-2" in str(error)
+    assert isinstance(results[0], ReplicatedShare)
+    assert isinstance(results[2], ReplicatedShare)
+
+
+@pytest.mark.parametrize("change", [-1, 1])
+def test_truncation_message_with_the_wrong_number_of_elements_fails_naming_party_1(
+    net, run_parties, ring, ring_data, change
+):
+    xs = share(ring, ring_data.vector(6)[0])
+
+    def resize(message):
+        if message.sender == 1 and message.tag.op == MUL_OP:  # the truncation is op 1 here
+            return [resized(message.words, ring, change)]
+        return [message.words]
+
+    net.interceptor = resize
+
+    results = run_parties(
+        net, lambda ctx: truncation.truncate(ctx, xs[ctx.party], 16), timeout=10, return_exceptions=True
+    )
+
+    error = results[0]
+    assert type(error) is ProtocolError, error
+    assert "server-1" in str(error)
+    assert isinstance(results[1], ReplicatedShare)
+    assert isinstance(results[2], ReplicatedShare)

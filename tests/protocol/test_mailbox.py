@@ -1,4 +1,8 @@
-"""Unit tests of the receive side: :class:`mpc_server.protocol.mailbox.Mailbox`."""
+"""Unit tests of the receive side: :class:`mpc_server.protocol.mailbox.Mailbox`.
+
+The mailbox moves flat 64-bit words whatever the ring; one test checks that a
+Z_2^64 or Z_2^128 vector (the ``ring`` fixture) passes through intact and is counted in bytes.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +55,20 @@ def test_message_delivered_before_receive_is_buffered_and_counted():
     got = run(box.receive(P1, tag(1), 1.0))
 
     np.testing.assert_array_equal(got, words(10))
+    assert box.buffered_bytes == 0
+
+
+def test_ring_elements_pass_through_as_words_and_are_counted_in_bytes(ring):
+    values = [0, 1, ring.modulus - 1, 2**63, (2**127 + 12345) % ring.modulus, 2**64 + 7]
+    elements = ring.from_ints(values)
+    box = Mailbox(NAMES, max_buffered_bytes=ring.element_bytes * len(values))
+    box.deliver(P1, tag(1), ring.words(elements).copy())
+    assert box.buffered_bytes == {64: 8, 128: 16}[ring.bits] * len(values)
+
+    got = run(box.receive(P1, tag(1), 1.0))
+
+    assert got.dtype == np.uint64
+    assert ring.to_ints(ring.from_words(got, len(values)), signed=False) == [v % ring.modulus for v in values]
     assert box.buffered_bytes == 0
 
 

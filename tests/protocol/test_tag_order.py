@@ -1,4 +1,4 @@
-"""Message tags follow program (call) order, never completion order.
+"""Message tags follow program (call) order, never completion order (both rings).
 
 ``MessageTag`` and ``PartyContext.allocate_tag`` promise that op indices are
 allocated "in program order when a protocol function is called, never by
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
 from mpc_core.sharing import share
@@ -25,20 +24,28 @@ SMALL = 5
 LARGE = 2 * OFFLOAD_MIN_ELEMENTS
 
 
-def ring_vector(rng, n):
-    return rng.integers(0, 2**64, size=n, dtype=np.uint64)
+def shared_pair(data, n):
+    x, x_ints = data.vector(n)
+    y, y_ints = data.vector(n)
+    return x_ints, y_ints, share(data.ring, x), share(data.ring, y)
 
 
-def shared_pair(rng, n):
-    x, y = ring_vector(rng, n), ring_vector(rng, n)
-    return x, y, share(x), share(y)
+def products(data, xs, ys):
+    return [(a * b) % data.modulus for a, b in zip(xs, ys, strict=True)]
 
 
-def test_concurrent_small_products_in_one_job_open_correctly(net, run_parties, open_shares, rng):
-    a, b, as_, bs = shared_pair(rng, 10)
-    c, d, cs, ds = shared_pair(rng, 7)
-    matrix, vector = ring_vector(rng, 3 * 7).reshape(3, 7), ring_vector(rng, 7)
-    ms, vs = share(matrix), share(vector)
+def inner(data, xs, ys):
+    return [sum(a * b for a, b in zip(xs, ys, strict=True)) % data.modulus]
+
+
+def test_concurrent_small_products_in_one_job_open_correctly(net, run_parties, open_shares, ring, ring_data):
+    a, b, as_, bs = shared_pair(ring_data, 10)
+    c, d, cs, ds = shared_pair(ring_data, 7)
+    matrix, m_ints = ring_data.vector(3 * 7)
+    vector, v_ints = ring_data.vector(7)
+    ms, vs = share(ring, matrix.reshape(3, 7)), share(ring, vector)
+    t_ints = ring_data.signed(10, 40)
+    ts = share(ring, ring_data.array(t_ints))
 
     async def program(ctx):
         p = ctx.party
@@ -47,23 +54,27 @@ def test_concurrent_small_products_in_one_job_open_correctly(net, run_parties, o
             arithmetic.mul(ctx, cs[p], ds[p]),
             arithmetic.dot(ctx, cs[p], ds[p]),
             arithmetic.matvec(ctx, ms[p], 3, vs[p]),
-            truncation.truncate(ctx, as_[p], 16),
+            truncation.truncate(ctx, ts[p], 16),
         )
 
     results = run_parties(net, program)
 
     opened = [open_shares([results[p][k] for p in PARTIES]) for k in range(5)]
-    np.testing.assert_array_equal(opened[0], a * b)
-    np.testing.assert_array_equal(opened[1], c * d)
-    assert opened[2][0] == (c * d).sum(dtype=np.uint64)
-    np.testing.assert_array_equal(opened[3], matrix @ vector)
-    assert opened[4].shape == a.shape
+    assert ring_data.ints(opened[0]) == products(ring_data, a, b)
+    assert ring_data.ints(opened[1]) == products(ring_data, c, d)
+    assert ring_data.ints(opened[2]) == inner(ring_data, c, d)
+    expected_matvec = [inner(ring_data, m_ints[7 * r : 7 * r + 7], v_ints)[0] for r in range(3)]
+    assert ring_data.ints(opened[3]) == expected_matvec
+    # In Z_2^64 truncating a 40-bit value fails with probability about 2^-25 (|x'| / 2^64 on
+    # average), so requiring all ten within one ulp flakes about once in 3 million runs.
+    truncated = ring_data.signed_ints(opened[4])
+    assert all(abs(v * 2**16 - t) <= 2**16 for v, t in zip(truncated, t_ints, strict=True))
 
 
-def test_ops_of_concurrent_calls_are_numbered_in_call_order(net, run_parties, rng):
+def test_ops_of_concurrent_calls_are_numbered_in_call_order(net, run_parties, ring, ring_data):
     """Op 1 belongs to the first call and op 2 to the second, whatever their sizes."""
-    _, _, xs, ys = shared_pair(rng, LARGE)
-    _, _, us, vs = shared_pair(rng, SMALL)
+    _, _, xs, ys = shared_pair(ring_data, LARGE)
+    _, _, us, vs = shared_pair(ring_data, SMALL)
     net.record = True
 
     async def program(ctx):
@@ -72,17 +83,18 @@ def test_ops_of_concurrent_calls_are_numbered_in_call_order(net, run_parties, rn
 
     run_parties(net, program)
 
+    words_per_element = {64: 1, 128: 2}[ring.bits]
     sizes = {m.tag.op: m.words.size for m in net.sent if m.tag.op >= 1}
-    assert sizes == {1: LARGE, 2: SMALL}
+    assert sizes == {1: LARGE * words_per_element, 2: SMALL * words_per_element}
 
 
 @pytest.mark.parametrize("operation", ["mul", "dot", "matvec"])
 def test_concurrent_products_open_correctly_when_parties_finish_local_work_in_different_orders(
-    net, run_parties, open_shares, rng, monkeypatch, operation
+    net, run_parties, open_shares, ring_data, monkeypatch, operation
 ):
     """Party 0's first local computation is slow (a busy machine), the others are not."""
-    x, y, xs, ys = shared_pair(rng, LARGE)
-    u, v, us, vs = shared_pair(rng, LARGE)
+    x, y, xs, ys = shared_pair(ring_data, LARGE)
+    u, v, us, vs = shared_pair(ring_data, LARGE)
     original = PartyContext.compute
     calls: dict[int, int] = {}
 
@@ -107,20 +119,21 @@ def test_concurrent_products_open_correctly_when_parties_finish_local_work_in_di
 
     results = run_parties(net, program)
 
-    first = open_shares([results[p][0] for p in PARTIES])
-    second = open_shares([results[p][1] for p in PARTIES])
+    first = ring_data.ints(open_shares([results[p][0] for p in PARTIES]))
+    second = ring_data.ints(open_shares([results[p][1] for p in PARTIES]))
     if operation == "mul":
-        np.testing.assert_array_equal(first, x * y)
-        np.testing.assert_array_equal(second, u * v)
+        assert first == products(ring_data, x, y)
+        assert second == products(ring_data, u, v)
     else:
-        assert first[0] == (x * y).sum(dtype=np.uint64)
-        assert second[0] == (u * v).sum(dtype=np.uint64)
+        assert first == inner(ring_data, x, y)
+        assert second == inner(ring_data, u, v)
 
 
-def test_concurrent_large_products_open_correctly_in_repeated_jobs(net, run_parties_in_loop, rng):
+def test_concurrent_large_products_open_correctly_in_repeated_jobs(net, run_parties_in_loop, ring, ring_data):
     """Two equal-size offloaded products at once, ten jobs: thread completion order varies."""
-    x, y, xs, ys = shared_pair(rng, OFFLOAD_MIN_ELEMENTS)
-    u, v, us, vs = shared_pair(rng, OFFLOAD_MIN_ELEMENTS)
+    x, y, xs, ys = shared_pair(ring_data, OFFLOAD_MIN_ELEMENTS)
+    u, v, us, vs = shared_pair(ring_data, OFFLOAD_MIN_ELEMENTS)
+    expected = (products(ring_data, x, y), products(ring_data, u, v))
 
     async def program(ctx):
         p = ctx.party
@@ -131,13 +144,15 @@ def test_concurrent_large_products_open_correctly_in_repeated_jobs(net, run_part
 
     wrong = 0
     for results in asyncio.run(main()):
-        first = sum((results[p][0].first for p in PARTIES), start=np.zeros_like(x))
-        second = sum((results[p][1].first for p in PARTIES), start=np.zeros_like(x))
+        opened = []
+        for k in (0, 1):
+            components = [ring_data.ints(results[p][k].first) for p in PARTIES]
+            opened.append([sum(c) % ring.modulus for c in zip(*components, strict=True)])
         consistent = all(
-            np.array_equal(results[p][k].second, results[(p + 1) % 3][k].first)
+            ring_data.ints(results[p][k].second) == ring_data.ints(results[(p + 1) % 3][k].first)
             for p in PARTIES
             for k in (0, 1)
         )
-        if not (consistent and np.array_equal(first, x * y) and np.array_equal(second, u * v)):
+        if not (consistent and tuple(opened) == expected):
             wrong += 1
     assert wrong == 0, f"{wrong} of 10 jobs opened to wrong products"
