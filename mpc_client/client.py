@@ -209,7 +209,13 @@ class MpcClient:
         servers have finished.
         """
         result, _ = self._submit(
-            program, inputs, receiver, job_id, timeout, output_fractional_bits, return_output=False
+            program,
+            inputs,
+            receiver=receiver,
+            job_id=job_id,
+            timeout=timeout,
+            output_fractional_bits=output_fractional_bits,
+            return_output=False,
         )
         return result
 
@@ -232,7 +238,14 @@ class MpcClient:
         expires). The checks are the same either way.
         """
         result, parts = self._submit(
-            program, inputs, None, job_id, timeout, output_fractional_bits, return_output=True, release=not keep
+            program,
+            inputs,
+            receiver=None,
+            job_id=job_id,
+            timeout=timeout,
+            output_fractional_bits=output_fractional_bits,
+            return_output=True,
+            release=not keep,
         )
         if parts is None:
             return result, self.fetch(result, release=not keep, timeout=timeout)
@@ -242,11 +255,11 @@ class MpcClient:
         self,
         program: str,
         inputs: Mapping[str, InputSpec],
+        *,
         receiver: str | None,
         job_id: str | None,
         timeout: float | None,
-        output_fractional_bits: int | None = None,
-        *,
+        output_fractional_bits: int | None,
         return_output: bool,
         release: bool = False,
     ) -> tuple[JobResult, list[_fetch.OutputPart] | None]:

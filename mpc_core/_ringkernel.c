@@ -309,6 +309,29 @@ static int check_dims(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) {
         return result;                                                                                \
     }
 
+/* out[i] = the signed value of a[i] as a double, correctly rounded (the C conversion). */
+#define TO_DOUBLE(NAME, T, SIGNED)                                                                  \
+    static PyObject *NAME(PyObject *self, PyObject *args) {                                           \
+        Py_buffer out, a;                                                                             \
+        if (!PyArg_ParseTuple(args, "w*y*", &out, &a)) return NULL;                                   \
+        PyObject *result = NULL;                                                                      \
+        if (check_elements(&a, sizeof(T), "a") ||                                                     \
+            check_size(&out, a.len / (Py_ssize_t)sizeof(T) * (Py_ssize_t)sizeof(double), "out"))      \
+            goto done;                                                                                \
+        {                                                                                             \
+            Py_ssize_t count = a.len / (Py_ssize_t)sizeof(T);                                         \
+            double *o = (double *)out.buf;                                                            \
+            const T *x = (const T *)a.buf;                                                            \
+            Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < count; i++) o[i] = (double)(SIGNED)x[i]; \
+            Py_END_ALLOW_THREADS                                                                      \
+        }                                                                                             \
+        result = Py_NewRef(Py_None);                                                                  \
+    done:                                                                                             \
+        PyBuffer_Release(&out);                                                                       \
+        PyBuffer_Release(&a);                                                                         \
+        return result;                                                                                \
+    }
+
 #define RING_FUNCTIONS(SUFFIX, T, SIGNED)                                                           \
     BINARY(add_##SUFFIX, T, xi + yi)                                                                  \
     BINARY(sub_##SUFFIX, T, xi - yi)                                                                  \
@@ -319,6 +342,7 @@ static int check_dims(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) {
     SHIFT(lshr_##SUFFIX, T, xi >> shift)                                                              \
     SHIFT(shl_##SUFFIX, T, xi << shift)                                                               \
     MUL_TERMS(mul_terms_##SUFFIX, T)                                                                  \
+    TO_DOUBLE(to_double_##SUFFIX, T, SIGNED)                                                          \
     MATMUL_KERNEL(matmul_kernel_##SUFFIX, T)                                                          \
     CROSS_KERNEL(cross_kernel_##SUFFIX, T)                                                            \
     MATRIX_ENTRY(matmul_terms_##SUFFIX, T, matmul_kernel_##SUFFIX, m *n, m *k, k *n)                  \
@@ -356,6 +380,7 @@ RING_FUNCTIONS(u128, u128, i128)
     {"lshr_" #SUFFIX, lshr_##SUFFIX, METH_VARARGS, "out = a >> s, logical"},                          \
     {"shl_" #SUFFIX, shl_##SUFFIX, METH_VARARGS, "out = a << s"},                                     \
     {"mul_terms_" #SUFFIX, mul_terms_##SUFFIX, METH_VARARGS, "out = x0 (y0 + y1) + x1 y0"},           \
+    {"to_double_" #SUFFIX, to_double_##SUFFIX, METH_VARARGS, "out (float64) = signed(a), rounded"},   \
     {"matmul_terms_" #SUFFIX, matmul_terms_##SUFFIX, METH_VARARGS,                                    \
      "out (m x n) = A0 (B0 + B1) + A1 B0; A1, B1 may be None for A0 B0"},                             \
     {"cross_terms_" #SUFFIX, cross_terms_##SUFFIX, METH_VARARGS,                                      \

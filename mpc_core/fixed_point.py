@@ -171,4 +171,3 @@ class FixedPoint:
         """The format of a product of values in this and ``other``'s format."""
         other_bits = (other or self).fractional_bits
         return FixedPoint(self.fractional_bits + other_bits, self.ring)
-

@@ -85,15 +85,13 @@ class MpcServer:
             datasets,
             self.output_store,
             programs,
-            config.cluster.ring,
             config.jobs,
+            ring=config.cluster.ring,
             observer=self.metrics,
             unready_peer=self.unready_peer,
         )
         self.outputs = OutputService(self.output_store, on_activity=self.jobs.activity)
-        self.uploads = UploadService(
-            datasets, self.channel, programs, config.cluster.ring, config.uploads
-        )
+        self.uploads = UploadService(datasets, self.channel, programs, config.cluster.ring, config.uploads)
         self.health = health_aio.HealthServicer()
         self.peer_servicer = PeerServicer(
             self.endpoint,

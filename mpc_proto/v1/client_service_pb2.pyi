@@ -71,18 +71,29 @@ class UploadHeader(_message.Message):
     """
     upload_id: _builtins.bytes
     """16 random bytes chosen by the uploader, identical on all three servers:
-    it names this version of the dataset.
+    it names this version of the dataset, and the servers' consistency check
+    of the upload runs under it. Servers given different upload_ids for one
+    upload never see each other's digests: each waits about as long as the
+    caller's deadline allows (at most 60 s, also without a deadline) and
+    fails with DEADLINE_EXCEEDED, storing nothing. Draw a fresh one for every
+    attempt: an upload_id whose check ended is refused (ABORTED) for a while.
     """
     overwrite: _builtins.bool
     """Replace an existing dataset of the same name instead of failing."""
     first_seed: _builtins.bytes
     """Seed-compressed upload: when set (16 bytes), the first (second) share
     component is not sent but expanded from this seed: the AES-128-CTR
-    keystream under key = seed with an all-zero initial counter block, read
-    as little-endian 64-bit words. Chunks then leave that component empty.
+    keystream under key = seed with an all-zero initial counter block, cut
+    into elements of the ring (8 consecutive bytes per element in Z_2^64, 16
+    in Z_2^128), each read as a little-endian integer. Chunks then leave that
+    component empty in every chunk (no chunks at all when both are seeded).
     Both servers holding a component must receive it the same way (both as
     the same seed, or both in full): the servers compare digests of seeds
-    for seeded components, of the words otherwise.
+    for seeded components, of the bytes otherwise. The usual layout, with
+    x_0 = PRG(seed_0), x_1 = PRG(seed_1), x_2 = x - x_0 - x_1: server 0 gets
+    first_seed = seed_0 and second_seed = seed_1, server 1 first_seed = seed_1
+    and x_2 in chunks as `second`, server 2 x_2 as `first` and
+    second_seed = seed_0.
     """
     second_seed: _builtins.bytes
     ring: _types_pb2.Ring.ValueType
@@ -190,7 +201,11 @@ class JobInput(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
     role: _builtins.str
-    """The role the dataset plays in the program, e.g. "features" or "weights"."""
+    """The role the dataset plays in the program, e.g. "features" or "weights".
+    The order of the inputs within a role matters: the "features" blocks of
+    linear_regression.predict are the columns in the order listed, and the
+    "weights" are aligned with those columns.
+    """
     @_builtins.property
     def dataset(self) -> _types_pb2.DatasetRef: ...
     def __init__(
@@ -218,12 +233,14 @@ class JobSpec(_message.Message):
     OUTPUT_FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Chosen by the submitter, unique per cluster: 1-128 characters of
-    [A-Za-z0-9._-].
+    [A-Za-z0-9._-] starting with a letter or digit.
     """
     program: _builtins.str
     """A program name, e.g. "linear_regression.predict"."""
     receiver: _builtins.str
-    """The one identity that may fetch the output."""
+    """The one identity that may fetch the output (a client name, as in Grant).
+    Every input must grant it the program.
+    """
     output_fractional_bits: _builtins.int
     """The fixed-point scale the output should have. Unset: the program's
     natural scale (for example f_x + f_w for a product, exact). Lower than
@@ -262,7 +279,9 @@ class RunJobRequest(_message.Message):
     return_output: _builtins.bool
     """When the caller is the job's receiver and the output has at most 65536
     elements, return this server's output share in the response, saving a
-    FetchOutput call.
+    FetchOutput call. Otherwise output_share is silently left unset (no
+    error): fetch the output instead. Inline shares need the same checked
+    reveal as fetched ones.
     """
     release: _builtins.bool
     """With return_output, when the share is returned inline: the caller needs
@@ -372,7 +391,9 @@ class RunJobResponse(_message.Message):
     def stats(self) -> Global___JobStats: ...
     @_builtins.property
     def output_share(self) -> _types_pb2.ShareChunk:
-        """This server's whole output share, if requested and small enough."""
+        """This server's whole output share (offset 0, both components), if
+        requested by the receiver and small enough; unset otherwise.
+        """
 
     def __init__(
         self,
@@ -398,6 +419,9 @@ class FetchOutputRequest(_message.Message):
     SECOND_AS_DIGEST_FIELD_NUMBER: _builtins.int
     RELEASE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
+    """The job's id (1-128 characters of [A-Za-z0-9._-] starting with a letter
+    or digit); only the job's receiver may fetch its output.
+    """
     second_as_digest: _builtins.bool
     """Send the second share component only as its SHA-256 digest (over its
     little-endian bytes), in the last message, instead of in full. The
@@ -458,7 +482,9 @@ class DeleteDatasetRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The name of a dataset the caller owns."""
+    """The name of a dataset the caller owns (1-128 characters of [A-Za-z0-9._-]
+    starting with a letter or digit).
+    """
     def __init__(
         self,
         *,
@@ -509,6 +535,7 @@ class PeerStatus(_message.Message):
     IDENTITY_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
+    """A peer server's identity (a name as in the cluster file)."""
     connected: _builtins.bool
     def __init__(
         self,
@@ -574,6 +601,7 @@ class GetServerInfoResponse(_message.Message):
     TRANSPORT_FIELD_NUMBER: _builtins.int
     RING_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
+    """The server's identity (the name in its urn:mpc:server:<name> URI SAN)."""
     party: _builtins.int
     software_version: _builtins.str
     protocol_version: _builtins.int

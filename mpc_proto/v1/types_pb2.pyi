@@ -78,7 +78,10 @@ Global___DatasetRef: _TypeAlias = DatasetRef  # noqa: Y015
 @_typing.final
 class Grant(_message.Message):
     """Consent given by a dataset's owner at upload: `receiver` may obtain outputs
-    of `program` computed from the dataset.
+    of `program` computed from the dataset. Every server checks, for every input
+    of a job, that it grants the job's receiver the job's program, the
+    receiver's own datasets included: an owner that receives outputs computed
+    from its own datasets grants itself.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -86,7 +89,11 @@ class Grant(_message.Message):
     RECEIVER_FIELD_NUMBER: _builtins.int
     PROGRAM_FIELD_NUMBER: _builtins.int
     receiver: _builtins.str
+    """A client identity: 1-128 characters of [A-Za-z0-9._-] starting with a
+    letter or digit.
+    """
     program: _builtins.str
+    """A program the servers offer, e.g. "linear_regression.predict"."""
     def __init__(
         self,
         *,
@@ -109,7 +116,8 @@ class ShareChunk(_message.Message):
     `first` carries x_i and `second` carries x_{i+1} for the elements
     [offset, offset + n), n = len / element size of each component sent (8
     bytes in Z_2^64, 16 in Z_2^128). A component not sent in chunks (expanded
-    from a seed at upload, or replaced by its digest when fetching) is empty.
+    from a seed at upload, or replaced by its digest when fetching) is empty in
+    every chunk.
     Senders keep the share bytes of one message at 2 MiB at most (receivers
     accept messages of up to 4 MiB, gRPC's default): in Z_2^64 131072 elements
     per component when both are sent, 262144 when one is; in Z_2^128 65536 and

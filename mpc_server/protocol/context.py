@@ -121,11 +121,11 @@ class PartyContext:
         try:
             return self.ring.from_words(words, expected)
         except ShareFormatError as exc:
-            raise ProtocolError(f"malformed message {tag.op} from {self.channel.peer_name(frm)}: {exc}") from None
+            raise ProtocolError(
+                f"malformed message {tag.op} from {self.channel.peer_name(frm)}: {exc}"
+            ) from None
 
-    async def exchange(
-        self, to: PartyId, outgoing: RingArray, frm: PartyId, tag: MessageTag
-    ) -> RingArray:
+    async def exchange(self, to: PartyId, outgoing: RingArray, frm: PartyId, tag: MessageTag) -> RingArray:
         """One round: send ring elements to ``to``, then receive as many from ``frm``.
 
         Sending never waits for the peer's protocol code (its transport

@@ -159,9 +159,9 @@ class JobService:
         datasets: DatasetStore,
         outputs: OutputStore,
         programs: Mapping[str, Program],
-        ring: Ring,
         limits: JobLimits = JobLimits(),
         *,
+        ring: Ring,
         observer: JobObserver | None = None,
         unready_peer: Callable[[], str | None] = lambda: None,
     ) -> None:

@@ -86,7 +86,13 @@ class PendingDataset:
         """The dataset this upload becomes."""
         share = ReplicatedShare(self.first, self.second)
         return StoredDataset(
-            self.ref, self.shape, self.fractional_bits, self.grants, self.upload_id, share, self.magnitude_bits
+            self.ref,
+            self.shape,
+            self.fractional_bits,
+            self.grants,
+            self.upload_id,
+            share,
+            self.magnitude_bits,
         )
 
 

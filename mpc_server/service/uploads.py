@@ -197,6 +197,7 @@ class UploadService:
         they stop waiting for its digests.
         """
         session_id = _session_id(owner, header)
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
             session = await self.begin(owner, header)
         except MpcError as exc:
@@ -210,7 +211,8 @@ class UploadService:
             if isinstance(exc, MpcError):
                 await self._refuse(session_id, exc)
             raise
-        return await self.commit(session, min(timeout, self.limits.max_check_seconds))
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())  # the caller's deadline holds
+        return await self.commit(session, min(remaining, self.limits.max_check_seconds))
 
     async def _refuse(self, session_id: str | None, error: MpcError) -> None:
         if session_id is not None:

@@ -66,11 +66,12 @@ def test_status_table_of_a_ready_cluster(cluster: LocalCluster, capsys: pytest.C
     assert _status(cluster.cluster_file, cluster) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
-        "identity", "address", "reachable", "health", "version", "protocol", "readiness", "peers",
+        "identity", "address", "reachable", "health", "version", "protocol", "ring", "readiness", "peers",
     ]  # fmt: skip
     for index, line in enumerate(lines[1:4]):
         assert line.startswith(f"server-{index}  {cluster.addresses[index]}")
         assert "yes" in line and "SERVING" in line and "READY" in line and "down" not in line
+        assert "Z_2^128, f=32" in line
     assert lines[-1] == "3 of 3 servers reachable and ready"
 
 

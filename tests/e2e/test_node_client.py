@@ -1,12 +1,16 @@
-"""The Node client (clients/node) against real servers, side by side with the Python SDK.
+"""The Node client (clients/node) against real servers, side by side with the Python SDK, in both rings.
 
-A Node bank uploads its column, a Python bank its own, the Python model owner
-runs ``linear_regression.predict`` for the receiver ``node-analyst``, and a
-Node process acting as ``node-analyst`` fetches, checks and prints the result.
-The numbers must match plaintext within the README's error bound. Refusals
-(no grant, bad values, a server with the wrong identity, a silent server, a
-foreign CA) must fail with a clear message and a non-zero exit status. The
-Node unit tests (``node --test``) run from here too, so CI executes them.
+Every test here runs twice, against a cluster in Z_2^64 (f = 16) and one in
+Z_2^128 (f = 32, the default ring). A Node bank uploads its column, a Python
+bank its own, the Python model owner runs ``linear_regression.predict`` for
+the receiver ``node-analyst``, and a Node process acting as ``node-analyst``
+fetches, checks and prints the result. The numbers must match plaintext
+within the documented error bound. Scales chosen per dataset, requested
+output scales (truncation, and its refusal), inline outputs and the magnitude
+bits both clients compute are checked too. Refusals (no grant, bad values, a
+server with the wrong identity, a silent server, a foreign CA) must fail with
+a clear message and a non-zero exit status. The Node unit tests
+(``node --test``) run from here too, so CI executes them.
 
 Needs ``node`` and ``npm``; runs ``npm ci`` in clients/node when its
 dependencies are missing (the npm registry must then be reachable).
@@ -15,6 +19,7 @@ dependencies are missing (the npm registry must then be reachable).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -29,7 +34,9 @@ from mpc_cli.certs import CertificateAuthority
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, NotFoundError
 from mpc_core.cluster import render_cluster
+from mpc_core.fixed_point import FixedPoint
 from mpc_core.identity import Principal, Role
+from mpc_core.ring import ring_for_bits
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +45,8 @@ NODE_DIR = ROOT / "clients" / "node"
 CLI = NODE_DIR / "bin" / "mpc-node.js"
 PROGRAM = "linear_regression.predict"
 CLIENTS = ("model-owner", "bank-1", "node-bank", "node-analyst")
-F = 16
+DEFAULT_SCALE = {64: 16, 128: 32}
+F64_EPS = 2.0**-52
 
 
 def _missing_dependencies() -> list[str]:
@@ -66,11 +74,28 @@ def node() -> str:
     return node
 
 
-@pytest.fixture(scope="module")
-def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A cluster with certificates for the Node identities too."""
-    with LocalCluster(tmp_path_factory.mktemp("node-cluster"), clients=CLIENTS) as local:
+@pytest.fixture(scope="module", params=[64, 128], ids=["Z2_64", "Z2_128"])
+def node_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    """A cluster in Z_2^64 or Z_2^128 with certificates for the Node identities too.
+
+    server-1's certificate also carries the DNS name ``server-0``, as an extra
+    ``mpc certs --host`` name shared by the servers would: host-name
+    verification against the target name ``server-0`` then accepts server-1,
+    and only the ``urn:mpc:server:<identity>`` URI SAN tells them apart
+    (see test_node_verifies_each_server_by_its_identity).
+    """
+    directory = tmp_path_factory.mktemp(f"node-cluster-{request.param}")
+    CertificateAuthority(directory / "certs").ensure(
+        Principal(Role.SERVER, "server-1"), ["127.0.0.1", "localhost", "server-0"]
+    )
+    with LocalCluster(directory, clients=CLIENTS, ring_bits=request.param) as local:
         yield local
+
+
+def _scale(cluster: LocalCluster) -> int:
+    return DEFAULT_SCALE[cluster.ring_bits]
 
 
 def _node(
@@ -79,7 +104,7 @@ def _node(
     """Run the Node CLI as ``identity`` in the cluster directory (certs/<identity>.pem|.key)."""
     command = [node, str(CLI), *args, "--identity", identity, "--cluster", cluster_file]
     return subprocess.run(
-        command, cwd=cluster.directory, capture_output=True, text=True, timeout=120, check=False
+        command, cwd=cluster.directory, capture_output=True, text=True, timeout=180, check=False
     )
 
 
@@ -88,20 +113,48 @@ def _ok(completed: subprocess.CompletedProcess[str]) -> str:
     return completed.stdout
 
 
+def _uploaded_magnitude(stdout: str) -> int:
+    match = re.search(r"magnitude 2\^(\d+)\)", stdout)
+    assert match, stdout
+    return int(match.group(1))
+
+
+def _prediction_bound(
+    f_x: int, f_w: int, weights: np.ndarray, columns: list[np.ndarray], intercept: float | None
+) -> np.ndarray:
+    """The error bound of a prediction whose inputs were rounded to 2^-f_x (features), 2^-f_w (weights).
+
+    Each input is off by at most half its unit, so ``sum_k w_k x_k + c`` is off by at most
+    ``sum_k (|w_k| 2^-(f_x+1) + |x_k| 2^-(f_w+1) + 2^-(f_x+f_w+2)) + 2^-(f_w+1)`` (the README's
+    "Error bound" with f_x = f_w = f, the intercept at the weights' scale); plus float64 rounding
+    of the plaintext and of the decoding, a few units in the last place of the terms.
+    """
+    bound = (0.0 if intercept is None else 2.0 ** -(f_w + 1)) + sum(
+        abs(w) * 2.0 ** -(f_x + 1) + np.abs(x) * 2.0 ** -(f_w + 1) + 2.0 ** -(f_x + f_w + 2)
+        for w, x in zip(weights, columns, strict=True)
+    )
+    magnitude = sum(np.abs(w * x) for w, x in zip(weights, columns, strict=True)) + abs(intercept or 0.0)
+    return bound + 8 * F64_EPS * magnitude
+
+
 def test_node_unit_tests_pass(node: str) -> None:
     completed = subprocess.run(
-        [node, "--test", "test/"], cwd=NODE_DIR, capture_output=True, text=True, timeout=120, check=False
+        [node, "--test", "test/"], cwd=NODE_DIR, capture_output=True, text=True, timeout=180, check=False
     )
     assert completed.returncode == 0, completed.stdout[-5000:] + completed.stderr[-2000:]
     assert "# fail 0" in completed.stdout
     assert "# pass 0" not in completed.stdout
+    for ring in ("Z_2^64", "Z_2^128"):  # the vectors of both rings ran
+        assert f"{ring}: a seeded split with given seeds" in completed.stdout
 
 
 @pytest.mark.parametrize("upload_mode", ["seed-compressed", "plain"])
 def test_node_bank_python_bank_python_owner_node_receiver(
     node: str, node_cluster: LocalCluster, tmp_path: Path, upload_mode: str
 ) -> None:
-    # More than 2 x 131072 customers: every upload and fetch takes several chunks.
+    f = _scale(node_cluster)
+    ring = ring_for_bits(node_cluster.ring_bits)
+    # More than 2 x 131072 customers: every upload and fetch takes several chunks in both rings.
     n = 300_001
     i = np.arange(n, dtype=np.float64)
     income = np.round(35_000 + (i * 7919) % 120_000 + (i % 97) * 0.37, 2)
@@ -115,9 +168,11 @@ def test_node_bank_python_bank_python_owner_node_receiver(
     upload = ["upload", name, "--values-file", str(values_file), "--grant", f"node-analyst:{PROGRAM}"]
     if upload_mode == "plain":
         upload.append("--plain")
-    assert f"uploaded node-bank/{name} ({n} elements, " in _ok(
-        _node(node, node_cluster, "node-bank", *upload)
-    )
+    uploaded = _ok(_node(node, node_cluster, "node-bank", *upload))
+    assert f"uploaded node-bank/{name} ({n} elements, " in uploaded
+    assert f"{ring.name}, f = {f}, " in uploaded
+    # The public bound the Node client declared is the one the Python SDK computes.
+    assert _uploaded_magnitude(uploaded) == FixedPoint(f, ring).encode_bounded(income)[1]
 
     with node_cluster.client("bank-1") as bank:
         bank.upload("debt", debt, grants=grant, overwrite=True)
@@ -136,13 +191,11 @@ def test_node_bank_python_bank_python_owner_node_receiver(
 
     full = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", job.job_id)))
     assert full["shape"] == [n]
-    assert full["fractional_bits"] == 2 * F
+    assert full["ring"] == f"RING_Z2_{node_cluster.ring_bits}"
+    assert full["fractional_bits"] == 2 * f  # the natural scale f_x + f_w: exact, no truncation
     predictions = np.array(full["values"])
     plaintext = weights[0] * income + weights[1] * debt + intercept
-    # README, "Error bound": 2^-(f+1) (sum|w| + sum|x| + 1) + d 2^-(2f+2), per customer.
-    bound = 2.0 ** -(F + 1) * (np.abs(weights).sum() + np.abs(income) + np.abs(debt) + 1) + 2 * 2.0 ** -(
-        2 * F + 2
-    )
+    bound = _prediction_bound(f, f, weights, [income, debt], intercept)
     error = np.abs(predictions - plaintext)
     assert np.all(error <= bound), (
         f"max error {error.max()} above the bound at {int(np.argmax(error - bound))}"
@@ -151,6 +204,149 @@ def test_node_bank_python_bank_python_owner_node_receiver(
 
     digest = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", job.job_id, "--digest")))
     assert digest["values"] == full["values"]
+    with node_cluster.client("node-analyst") as analyst:  # the Python SDK decodes the same numbers
+        python = analyst.fetch(job)
+    # Both convert the signed ring element to the nearest double, then divide by 2^f exactly.
+    assert python.tolist() == full["values"]
+
+
+def test_node_scales_per_dataset_output_scales_and_truncation(
+    node: str, node_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """A dataset keeps the scale it was uploaded at; the output states its scale; truncation on request."""
+    f, bits = _scale(node_cluster), node_cluster.ring_bits
+    n = 2000
+    i = np.arange(n, dtype=np.float64)
+    income = np.round(35_000 + (i * 7919) % 120_000 + (i % 97) * 0.37, 2)
+    weight, f_w = 0.2731, f - 8  # the weight at a scale of its own
+    grants = ["--grant", f"node-analyst:{PROGRAM}"]
+    values_file = tmp_path / "x.json"
+    values_file.write_text(json.dumps(income.tolist()))
+    _ok(
+        _node(
+            node,
+            node_cluster,
+            "node-bank",
+            "upload",
+            "x",
+            "--values-file",
+            str(values_file),
+            *grants,
+            "--overwrite",
+        )
+    )
+    out = _ok(
+        _node(
+            node,
+            node_cluster,
+            "node-bank",
+            "upload",
+            "w",
+            str(weight),
+            "--fractional-bits",
+            str(f_w),
+            *grants,
+            "--overwrite",
+        )
+    )
+    assert f"f = {f_w}, " in out
+
+    job = json.loads(
+        _ok(
+            _node(
+                node,
+                node_cluster,
+                "node-bank",
+                "run",
+                PROGRAM,
+                "features=x",
+                "weights=w",
+                "--receiver",
+                "node-analyst",
+            )
+        )
+    )
+    assert job["fractional_bits"] == f + f_w  # natural: f_x + f_w
+    assert job["truncation_failure_log2"] is None
+    fetched = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", job["job_id"])))
+    assert fetched["fractional_bits"] == f + f_w
+    exact_bound = _prediction_bound(f, f_w, np.array([weight]), [income], None)
+    assert np.all(np.abs(np.array(fetched["values"]) - weight * income) <= exact_bound)
+
+    # Ask for the output at scale f: lower than natural, so the servers truncate by f_w bits.
+    truncating = _node(
+        node,
+        node_cluster,
+        "node-bank",
+        "run",
+        PROGRAM,
+        "features=x",
+        "weights=w",
+        "--receiver",
+        "node-analyst",
+        "--output-fractional-bits",
+        str(f),
+    )
+    if bits == 64:
+        # In Z_2^64 the failure probability on these bounds is far above 2^-40: refused before computing.
+        assert truncating.returncode == 1
+        assert "INVALID_ARGUMENT" in truncating.stderr
+        assert "could fail with probability up to 2^-10.0, above the limit of 2^-40" in truncating.stderr
+        return
+    truncated_job = json.loads(_ok(truncating))
+    assert truncated_job["fractional_bits"] == f
+    assert truncated_job["truncation_failure_log2"] == pytest.approx(-42.03, abs=0.01)  # docs/api.md
+    truncated = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", truncated_job["job_id"])))
+    assert truncated["fractional_bits"] == f
+    # Truncation (floor, off by at most one more) adds at most two units of the output scale.
+    error = np.abs(np.array(truncated["values"]) - weight * income)
+    assert np.all(error <= exact_bound + 2.0 ** -(f - 1))
+
+
+def test_node_run_and_fetch_takes_small_outputs_inline(
+    node: str, node_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    grants = ["--grant", f"node-analyst:{PROGRAM}"]
+    _ok(
+        _node(
+            node, node_cluster, "node-analyst", "upload", "few", "1.5", "-2.25", "4", *grants, "--overwrite"
+        )
+    )
+    _ok(_node(node, node_cluster, "node-analyst", "upload", "w1", "2", *grants, "--overwrite"))
+    small = json.loads(
+        _ok(
+            _node(node, node_cluster, "node-analyst", "run", PROGRAM, "features=few", "weights=w1", "--fetch")
+        )
+    )
+    assert small["inline"] is True
+    assert small["values"] == [3.0, -4.5, 8.0]
+    assert small["ring"] == f"RING_Z2_{node_cluster.ring_bits}"
+
+    # 65537 elements: above the inline limit, so RunJob returns no share and the client fetches.
+    values_file = tmp_path / "many.json"
+    values_file.write_text(json.dumps([float(k % 7) for k in range(65_537)]))
+    _ok(
+        _node(
+            node,
+            node_cluster,
+            "node-analyst",
+            "upload",
+            "many",
+            "--values-file",
+            str(values_file),
+            *grants,
+            "--overwrite",
+        )
+    )
+    large = json.loads(
+        _ok(
+            _node(
+                node, node_cluster, "node-analyst", "run", PROGRAM, "features=many", "weights=w1", "--fetch"
+            )
+        )
+    )
+    assert large["inline"] is False
+    assert large["values"] == [2.0 * (k % 7) for k in range(65_537)]
 
 
 def test_node_fetch_of_an_output_for_someone_else_is_permission_denied(
@@ -188,7 +384,8 @@ def test_node_fetch_of_an_output_for_someone_else_is_permission_denied(
     for server in ("server-0", "server-1", "server-2"):
         assert server in refused.stderr
 
-    # A job for a receiver the inputs do not grant does not run at all.
+    # A job for a receiver the inputs do not grant does not run at all, even for the owner of
+    # every input: node-bank would have to grant itself.
     ungranted = _node(node, node_cluster, "node-bank", "run", PROGRAM, "features=small", "weights=w1")
     assert ungranted.returncode == 1
     assert "PERMISSION_DENIED" in ungranted.stderr
@@ -196,7 +393,8 @@ def test_node_fetch_of_an_output_for_someone_else_is_permission_denied(
 
 
 def test_node_refuses_bad_values_before_sending(node: str, node_cluster: LocalCluster) -> None:
-    for bad in ("nan", "inf", "-1e15"):
+    too_large = "-1e15" if node_cluster.ring_bits == 64 else "-1e29"
+    for bad in ("nan", "inf", too_large):
         refused = _node(node, node_cluster, "node-bank", "upload", "never", "1", bad, "3")
         assert refused.returncode == 1, refused.stderr
         assert "INVALID_ARGUMENT" in refused.stderr
@@ -208,12 +406,16 @@ def test_node_refuses_bad_values_before_sending(node: str, node_cluster: LocalCl
 
 def test_node_verifies_each_server_by_its_identity(node: str, node_cluster: LocalCluster) -> None:
     infos = json.loads(_ok(_node(node, node_cluster, "node-analyst", "info")))
-    assert [(i["identity"], i["party"], i["readiness"]) for i in infos] == [
-        (f"server-{p}", p, "READINESS_STATE_READY") for p in range(3)
+    assert [(i["identity"], i["party"], i["readiness"], i["ring"]) for i in infos] == [
+        (f"server-{p}", p, "READINESS_STATE_READY", f"RING_Z2_{node_cluster.ring_bits}") for p in range(3)
     ]
-    # server-1's address under server-0's name: its certificate does not carry that identity.
+    # server-1's address under server-0's name. Its certificate also carries the DNS name server-0
+    # (see the fixture), so the target-name override alone would accept it; its URI SAN
+    # urn:mpc:server:server-1 does not match. And server-0's certificate does not carry server-1.
     swapped = list(zip(("server-1", "server-0", "server-2"), node_cluster.addresses, strict=True))
-    (node_cluster.directory / "swapped.toml").write_text(render_cluster(swapped, "certs/ca.pem"))
+    (node_cluster.directory / "swapped.toml").write_text(
+        render_cluster(swapped, "certs/ca.pem", ring_bits=node_cluster.ring_bits)
+    )
     refused = _node(
         node, node_cluster, "node-analyst", "info", "--timeout", "10", cluster_file="swapped.toml"
     )
@@ -222,6 +424,25 @@ def test_node_verifies_each_server_by_its_identity(node: str, node_cluster: Loca
     assert "server-0" in refused.stderr
     assert "server-1" in refused.stderr
     assert "server-2" not in refused.stderr
+    assert "carries urn:mpc:server:server-1, not urn:mpc:server:server-0" in refused.stderr
+
+
+def test_node_refuses_a_cluster_file_naming_another_ring(node: str, node_cluster: LocalCluster) -> None:
+    other = 128 if node_cluster.ring_bits == 64 else 64
+    servers = list(zip(("server-0", "server-1", "server-2"), node_cluster.addresses, strict=True))
+    (node_cluster.directory / "other-ring.toml").write_text(
+        render_cluster(servers, "certs/ca.pem", ring_bits=other)
+    )
+    info = _node(node, node_cluster, "node-analyst", "info", cluster_file="other-ring.toml")
+    assert info.returncode == 1
+    assert f"the cluster file names RING_Z2_{other}" in info.stderr
+    assert f"server-0 computes in RING_Z2_{node_cluster.ring_bits}" in info.stderr
+    upload = _node(
+        node, node_cluster, "node-bank", "upload", "wrong-ring", "1", cluster_file="other-ring.toml"
+    )
+    assert upload.returncode == 1
+    assert "INVALID_ARGUMENT" in upload.stderr
+    assert f"is shared in Z_2^{other}; this cluster computes in Z_2^{node_cluster.ring_bits}" in upload.stderr
 
 
 def test_every_node_call_has_a_deadline(node: str, node_cluster: LocalCluster) -> None:
@@ -230,7 +451,9 @@ def test_every_node_call_has_a_deadline(node: str, node_cluster: LocalCluster) -
         silent.listen(8)
         addresses = [*node_cluster.addresses[:2], f"127.0.0.1:{silent.getsockname()[1]}"]
         servers = list(zip(("server-0", "server-1", "server-2"), addresses, strict=True))
-        (node_cluster.directory / "silent.toml").write_text(render_cluster(servers, "certs/ca.pem"))
+        (node_cluster.directory / "silent.toml").write_text(
+            render_cluster(servers, "certs/ca.pem", ring_bits=node_cluster.ring_bits)
+        )
         start = time.monotonic()
         refused = _node(
             node, node_cluster, "node-analyst", "info", "--timeout", "1.5", cluster_file="silent.toml"

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, NotFoundError
 from mpc_core.fixed_point import FixedPoint
-from mpc_core.ring import to_wire
+from mpc_core.ring import RING128
 from mpc_core.sharing import share
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc, types_pb2
@@ -133,17 +133,21 @@ def test_logs_are_json_with_job_and_party(observed: LocalCluster) -> None:
 def test_no_secret_reaches_the_logs_at_any_level(observed: LocalCluster) -> None:
     """Known shares and values are uploaded; no log line may contain any of them."""
     values = np.array([12345.678, -9876.5, 4242.4242])
-    encoded = FixedPoint().encode(values)
-    shares = share(encoded)
-    secrets = {str(int(w)) for w in encoded} | {f"{int(w):x}" for w in encoded} | {repr(v) for v in values}
+    encoded, magnitude = FixedPoint.default().encode_bounded(values)
+    shares = share(RING128, encoded)
+    words = RING128.to_ints(encoded, signed=False) + RING128.to_ints(encoded)
+    secrets = {str(w) for w in words} | {f"{w:x}" for w in words} | {repr(v) for v in values}
     for s in shares:
         for component in (s.first, s.second):
-            secrets |= {str(int(w)) for w in component} | {f"{int(w):x}" for w in component}
-            secrets.add(to_wire(component).hex())
+            ints = RING128.to_ints(component, signed=False) + RING128.words(component).tolist()
+            secrets |= {str(w) for w in ints} | {f"{w:x}" for w in ints}
+            secrets.add(RING128.to_wire(component).hex())
     header = pb.UploadHeader(
         name="secret",
         shape=[3],
-        fractional_bits=16,
+        fractional_bits=32,
+        ring=types_pb2.RING_Z2_128,
+        magnitude_bits=magnitude,
         upload_id=b"x" * 16,
         grants=[types_pb2.Grant(receiver="model-owner", program=MUL)],
     )
@@ -151,7 +155,9 @@ def test_no_secret_reaches_the_logs_at_any_level(observed: LocalCluster) -> None
     calls = []
     for index, channel in enumerate(channels):  # all three at once: the servers compare copies
         pair = shares[index]
-        chunk = types_pb2.ShareChunk(offset=0, first=to_wire(pair.first), second=to_wire(pair.second))
+        chunk = types_pb2.ShareChunk(
+            offset=0, first=RING128.to_wire(pair.first), second=RING128.to_wire(pair.second)
+        )
         requests = iter([pb.UploadDatasetRequest(header=header), pb.UploadDatasetRequest(chunk=chunk)])
         calls.append(
             client_service_pb2_grpc.ClientServiceStub(channel).UploadDataset.future(requests, timeout=10)

@@ -172,21 +172,30 @@ def _upload(
     stub: client_grpc.ClientServiceStub, chunks: list[types_pb2.ShareChunk], shape: list[int]
 ) -> None:
     header = client_pb.UploadHeader(
-        name="raw", shape=shape, fractional_bits=16, upload_id=secrets.token_bytes(16)
+        name="raw",
+        shape=shape,
+        fractional_bits=32,
+        ring=types_pb2.RING_Z2_128,
+        magnitude_bits=40,
+        upload_id=secrets.token_bytes(16),
     )
     requests = [client_pb.UploadDatasetRequest(header=header)]
     requests += [client_pb.UploadDatasetRequest(chunk=chunk) for chunk in chunks]
     stub.UploadDataset(iter(requests), timeout=5)
 
 
+def _zeros(offset: int, first: int, second: int) -> types_pb2.ShareChunk:
+    return types_pb2.ShareChunk(offset=offset, first=bytes(first), second=bytes(second))
+
+
 @pytest.mark.parametrize(
     ("chunks", "shape", "message"),
     [
-        ([types_pb2.ShareChunk(offset=0, first=b"\x00" * 12, second=b"\x00" * 12)], [1], "whole number"),
-        ([types_pb2.ShareChunk(offset=0, first=b"\x00" * 16, second=b"\x00" * 8)], [2], "differ in length"),
-        ([types_pb2.ShareChunk(offset=0, first=b"\x00" * 8, second=b"\x00" * 8)], [2], "ended after 1 of 2"),
-        ([types_pb2.ShareChunk(offset=1, first=b"\x00" * 8, second=b"\x00" * 8)], [2], "expected 0"),
-        ([types_pb2.ShareChunk(offset=0, first=b"\x00" * 24, second=b"\x00" * 24)], [2], "does not fit"),
+        ([_zeros(0, 24, 24)], [1], "whole number"),  # Z_2^128 elements are 16 bytes
+        ([_zeros(0, 32, 16)], [2], "differ in length"),
+        ([_zeros(0, 16, 16)], [2], "ended after 1 of 2"),
+        ([_zeros(1, 16, 16)], [2], "expected 0"),
+        ([_zeros(0, 48, 48)], [2], "does not fit"),
         ([], [0], "positive"),
     ],
 )
@@ -210,4 +219,5 @@ def test_server_info_reports_identity_and_peers(cluster: LocalCluster) -> None:
         infos = bank.server_info()
     assert [info.identity for info in infos] == ["server-0", "server-1", "server-2"]
     assert all(info.ready and all(info.peers.values()) for info in infos)
-    assert {info.fractional_bits for info in infos} == {16}
+    assert {info.fractional_bits for info in infos} == {32}
+    assert {info.ring_bits for info in infos} == {128}

@@ -18,7 +18,7 @@ from mpc_client import Grant
 
 pytestmark = pytest.mark.e2e
 PROGRAM = "linear_regression.predict"
-F = 16
+F = 32  # the default scale of the default ring, Z_2^128
 
 
 def _bound(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -49,10 +49,10 @@ def test_regression_from_three_owners_matches_plaintext(cluster: LocalCluster) -
     assert predictions.shape == (4,)
     assert job.shape == (4,) and job.fractional_bits == 2 * F
     assert np.all(np.abs(predictions - expected) <= _bound(features, w))
-    # One reshare of N outputs after the agreement round: N words per server.
+    # One reshare of N outputs after the agreement round: N 16-byte elements per server.
     for stats in job.stats.values():
         assert stats.rounds == 2
-        assert stats.bytes_sent_to_peers == 4 * 8 + (32 + 16) + 32
+        assert stats.bytes_sent_to_peers == 4 * 16 + (32 + 16) + 32
 
 
 def test_large_vectors_travel_in_chunks(cluster: LocalCluster) -> None:

@@ -15,7 +15,7 @@ import pytest
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import AlreadyExistsError, Grant, NotFoundError
 from mpc_core.fixed_point import FixedPoint
-from mpc_core.ring import to_wire
+from mpc_core.ring import RING128
 from mpc_core.sharing import share
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc, types_pb2
@@ -91,10 +91,10 @@ def test_a_crash_mid_upload_leaves_no_dataset(local: LocalCluster) -> None:
 
 def test_inconsistent_shares_are_rejected_on_every_server(local: LocalCluster) -> None:
     """A deliberately inconsistent client: server 1 gets a different copy of x_2."""
-    encoded = FixedPoint().encode(np.array([1.0, 2.0, 3.0]))
-    shares = list(share(encoded))
+    encoded, magnitude = FixedPoint.default().encode_bounded(np.array([1.0, 2.0, 3.0]))
+    shares = list(share(RING128, encoded))
     bad_second = shares[1].second.copy()
-    bad_second[0] += np.uint64(1)  # server 1's copy of component 2 differs from server 2's
+    bad_second[:1] = RING128.add_public(bad_second[:1], 1)  # server 1's copy of component 2 differs
     pairs = [
         (shares[0].first, shares[0].second),
         (shares[1].first, bad_second),
@@ -103,7 +103,9 @@ def test_inconsistent_shares_are_rejected_on_every_server(local: LocalCluster) -
     header = pb.UploadHeader(
         name="inconsistent",
         shape=[3],
-        fractional_bits=16,
+        fractional_bits=32,
+        ring=types_pb2.RING_Z2_128,
+        magnitude_bits=magnitude,
         upload_id=b"i" * 16,
         grants=[types_pb2.Grant(receiver="model-owner", program=MUL)],
     )
@@ -119,7 +121,7 @@ def test_inconsistent_shares_are_rejected_on_every_server(local: LocalCluster) -
             local.addresses[index], creds, options=[("grpc.ssl_target_name_override", f"server-{index}")]
         )
         channels.append(channel)
-        chunk = types_pb2.ShareChunk(offset=0, first=to_wire(first), second=to_wire(second))
+        chunk = types_pb2.ShareChunk(offset=0, first=RING128.to_wire(first), second=RING128.to_wire(second))
         requests = iter([pb.UploadDatasetRequest(header=header), pb.UploadDatasetRequest(chunk=chunk)])
         futures.append(
             client_service_pb2_grpc.ClientServiceStub(channel).UploadDataset.future(requests, timeout=15)

@@ -12,8 +12,9 @@ import pytest
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, NotFoundError
 from mpc_client._fetch import OutputPart, reconstruct_output
-from mpc_core.ring import from_wire
+from mpc_core.ring import RING128
 from mpc_proto.v1 import client_service_pb2 as pb
+from mpc_proto.v1 import types_pb2
 
 pytestmark = pytest.mark.e2e
 MUL = "elementwise.multiply"
@@ -39,8 +40,9 @@ def test_seed_compression_cuts_upload_traffic(cluster: LocalCluster) -> None:
             bank.upload(f"ones-{compress}", values, compress=compress, overwrite=True)
             sent.append(sum(info.client_bytes_received for info in bank.server_info()) - before)
     plain, compressed = sent
-    assert plain >= 6 * 8 * values.size  # three servers, two components each
-    assert compressed < 2 * 8 * values.size * 1.01  # two vectors in all
+    element = 16  # bytes of a Z_2^128 element, the default ring
+    assert plain >= 6 * element * values.size  # three servers, two components each
+    assert compressed < 2 * element * values.size * 1.01  # two vectors in all
     assert compressed < plain / 2.9
 
 
@@ -106,8 +108,9 @@ def test_full_reveal_sends_both_copies(cluster: LocalCluster) -> None:
                     connection.name,
                     shape,
                     header.fractional_bits,
-                    from_wire(chunk.first),
-                    from_wire(chunk.second),
+                    RING128,
+                    RING128.from_wire(chunk.first),
+                    RING128.from_wire(chunk.second),
                 )
             )
     assert reconstruct_output(parts).tolist() == (values * values).tolist()
@@ -141,15 +144,21 @@ def test_servers_count_their_traffic(cluster: LocalCluster) -> None:
         after = owner.server_info()
     for old, new in zip(before, after, strict=True):
         sent = new.peer_bytes_sent - old.peer_bytes_sent
-        # n words of the product to one peer, plus the agreement round and framing
-        assert 8 * n <= sent <= 8 * n * 1.01 + 1000
+        # n Z_2^128 elements of the product to one peer, plus the agreement round and framing
+        assert 16 * n <= sent <= 16 * n * 1.01 + 1000
         assert new.peak_rss_bytes > 0
 
 
 def test_a_server_refuses_a_wrong_seed_length(cluster: LocalCluster) -> None:
     with cluster.client("bank-1") as bank:
         header = pb.UploadHeader(
-            name="bad-seed", shape=[2], fractional_bits=16, upload_id=b"u" * 16, first_seed=b"s" * 8
+            name="bad-seed",
+            shape=[2],
+            fractional_bits=32,
+            ring=types_pb2.RING_Z2_128,
+            magnitude_bits=40,
+            upload_id=b"u" * 16,
+            first_seed=b"s" * 8,
         )
         with pytest.raises(grpc.RpcError) as caught:
             bank._connections[0].stub.UploadDataset(iter([pb.UploadDatasetRequest(header=header)]), timeout=5)

@@ -26,6 +26,7 @@ from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, MpcClient
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
+from mpc_proto.v1 import types_pb2
 from mpc_server.service.uploads import UploadLimits
 
 FUZZER = "fuzzer"
@@ -48,6 +49,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_ELEMENTS = UploadLimits().max_elements
 """The servers' default ``UploadLimits.max_elements``."""
 MAX_GRANTS = 256
+RING_BITS = 128
+ELEMENT_BYTES = 16  # bytes of a Z_2^128 element on the wire
 MAX_DIMENSIONS = 8
 
 CALL_TIMEOUT = 10.0
@@ -283,7 +286,11 @@ def header_faults(header: pb.UploadHeader) -> set[grpc.StatusCode]:
         faults.add(IA)
     if any(d > MAX_ELEMENTS for d in shape) or math.prod(shape) > MAX_ELEMENTS:
         faults.add(RE)
-    if header.fractional_bits != 16:
+    if header.ring != types_pb2.RING_Z2_128:  # the fuzz cluster computes in the default ring
+        faults.add(IA)
+    if not header.HasField("fractional_bits") or header.fractional_bits > RING_BITS - 2:
+        faults.add(IA)
+    if not header.HasField("magnitude_bits") or header.magnitude_bits > RING_BITS - 1:
         faults.add(IA)
     if len(header.upload_id) != 16:
         faults.add(IA)
@@ -313,8 +320,8 @@ def stream_faults(header: pb.UploadHeader, rest: Sequence[pb.UploadDatasetReques
         if chunk.offset != received or len(lengths) != 1:
             return {IA}
         (length,) = lengths
-        size = length // 8
-        if length % 8 or size == 0 or received + size > count:
+        size = length // ELEMENT_BYTES
+        if length % ELEMENT_BYTES or size == 0 or received + size > count:
             return {IA}
         received += size
     return set() if received == count else {IA}

@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mpc_client import Grant
+from mpc_core.fixed_point import FixedPoint
+from mpc_core.ring import RING64, RING128
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 
@@ -33,7 +35,6 @@ MUL, DOT, LR = "elementwise.multiply", "dot", "linear_regression.predict"
 ROLES = {MUL: {"x": (1, 1), "y": (1, 1)}, DOT: {"x": (1, 1), "y": (1, 1)}}
 ROLES[LR] = {"features": (1, 64), "weights": (1, 1), "intercept": (0, 1)}
 OWNER = "model-owner"
-SCALE = 1 << 32  # outputs of products carry 2f = 32 fractional bits
 
 
 @dataclass(frozen=True)
@@ -183,16 +184,17 @@ def plaintext(request: pb.RunJobRequest) -> np.ndarray:
 
 def reconstruct(outcomes: list[Outcome]) -> np.ndarray:
     """Check both copies of every component, then add the three components up."""
+    info = outcomes[0].response.output
+    ring = RING128 if info.ring == types_pb2.RING_Z2_128 else RING64
     firsts, seconds = [], []
     for outcome in outcomes:
         share = outcome.response.output_share
-        firsts.append(np.frombuffer(share.first, dtype="<u8"))
-        seconds.append(np.frombuffer(share.second, dtype="<u8"))
+        firsts.append(ring.from_wire(share.first))
+        seconds.append(ring.from_wire(share.second))
     for party in range(3):
-        assert np.array_equal(seconds[party], firsts[(party + 1) % 3]), "copies of a component differ"
-    total = (firsts[0] + firsts[1] + firsts[2]).astype(np.uint64)
-    info = outcomes[0].response.output
-    return (total.view(np.int64) / float(1 << info.fractional_bits)).reshape(tuple(info.shape))
+        assert seconds[party].tobytes() == firsts[(party + 1) % 3].tobytes(), "copies of a component differ"
+    total = ring.add(ring.add(firsts[0], firsts[1]), firsts[2])
+    return FixedPoint(info.fractional_bits, ring).decode(total).reshape(tuple(info.shape))
 
 
 # -- strategies ----------------------------------------------------------------
@@ -385,7 +387,7 @@ def test_random_fetches_get_their_documented_code(wire: Wire, ledger: Ledger, da
     header, *rest = outcome.responses
     assert header.WhichOneof("item") == "header" and tuple(header.header.shape) == kept.shape
     chunks = [r for r in rest if r.WhichOneof("item") == "chunk"]
-    assert sum(len(c.chunk.first) for c in chunks) == 8 * math.prod(kept.shape)
+    assert sum(len(c.chunk.first) for c in chunks) == 16 * math.prod(kept.shape)
     digests = [r for r in rest if r.WhichOneof("item") == "second_digest"]
     assert len(digests) == (1 if request.second_as_digest else 0)
     if request.release:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mpc_proto.v1 import client_service_pb2 as pb
+from mpc_proto.v1 import types_pb2
 
 from .conftest import IA, MAX_ELEMENTS, PROGRAMS, RE, Wire, metric_values
 
@@ -37,7 +38,9 @@ def _header_only(shape: list[int], **fields: object) -> list[pb.UploadDatasetReq
     header = pb.UploadHeader(
         name=f"big-{secrets.token_hex(4)}",
         shape=shape,
-        fractional_bits=16,
+        fractional_bits=32,
+        ring=types_pb2.RING_Z2_128,
+        magnitude_bits=40,
         upload_id=secrets.token_bytes(16),
         **fields,  # type: ignore[arg-type]
     )

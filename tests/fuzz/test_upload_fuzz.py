@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mpc_core.fixed_point import FixedPoint
-from mpc_core.ring import to_wire
+from mpc_core.ring import RING128
 from mpc_core.sharing import share
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
@@ -106,7 +106,9 @@ def headers(draw: st.DrawFn) -> pb.UploadHeader:
     return pb.UploadHeader(
         name=draw(names),
         shape=draw(st.lists(dims, max_size=MAX_DIMENSIONS + 2)),
-        fractional_bits=draw(st.one_of(st.just(16), st.integers(0, (1 << 32) - 1))),
+        fractional_bits=draw(st.one_of(st.just(32), st.integers(0, (1 << 32) - 1))),
+        ring=draw(st.sampled_from([types_pb2.RING_Z2_128] * 4 + [types_pb2.RING_Z2_64, 0, 7])),
+        magnitude_bits=draw(st.one_of(st.just(40), st.integers(0, (1 << 32) - 1))),
         grants=grant_list,
         upload_id=draw(st.one_of(st.binary(min_size=16, max_size=16), st.binary(max_size=40))),
         overwrite=draw(st.booleans()),
@@ -121,13 +123,14 @@ def good_chunks(header: pb.UploadHeader, pieces: int) -> list[pb.UploadDatasetRe
     sent = (not header.first_seed, not header.second_seed)
     if not any(sent):
         return []
+    size = 8 if header.ring == types_pb2.RING_Z2_64 else 16
     bounds = np.linspace(0, count, min(pieces, count) + 1).astype(int)
     return [
         pb.UploadDatasetRequest(
             chunk=types_pb2.ShareChunk(
                 offset=lo,
-                first=bytes(8 * (hi - lo)) if sent[0] else b"",
-                second=bytes(8 * (hi - lo)) if sent[1] else b"",
+                first=bytes(size * (hi - lo)) if sent[0] else b"",
+                second=bytes(size * (hi - lo)) if sent[1] else b"",
             )
         )
         for lo, hi in itertools.pairwise(bounds.tolist())
@@ -161,7 +164,9 @@ def mangled_streams(draw: st.DrawFn) -> list[pb.UploadDatasetRequest]:
     header = pb.UploadHeader(
         name=draw(st.one_of(st.from_regex(NAME, fullmatch=True), st.just(TAKEN))),
         shape=draw(st.lists(st.integers(1, 5), max_size=3)),
-        fractional_bits=16,
+        fractional_bits=32,
+        ring=types_pb2.RING_Z2_128,
+        magnitude_bits=40,
         upload_id=secrets.token_bytes(16),
         overwrite=draw(st.booleans()),
         first_seed=draw(st.sampled_from([b"", b"s" * 16])),
@@ -199,14 +204,14 @@ def mangled_streams(draw: st.DrawFn) -> list[pb.UploadDatasetRequest]:
             if mutation == "trim_bytes":
                 setattr(target, field, data[:-k] if data else data)
             else:
-                setattr(target, field, data + bytes(k) if mutation == "extend_bytes" else bytes(8 * k))
+                setattr(target, field, data + bytes(k) if mutation == "extend_bytes" else bytes(16 * k))
         elif mutation == "empty_chunk":
             requests.append(pb.UploadDatasetRequest(chunk=types_pb2.ShareChunk(offset=0)))
         elif mutation == "extra_chunk":
             requests.append(
                 pb.UploadDatasetRequest(
                     chunk=types_pb2.ShareChunk(
-                        offset=math.prod(header.shape), first=bytes(8), second=bytes(8)
+                        offset=math.prod(header.shape), first=bytes(16), second=bytes(16)
                     )
                 )
             )
@@ -261,11 +266,18 @@ def _header(**fields: object) -> pb.UploadHeader:
     base: dict[str, object] = {
         "name": f"t-{secrets.token_hex(4)}",
         "shape": [2],
-        "fractional_bits": 16,
+        "fractional_bits": 32,
+        "ring": types_pb2.RING_Z2_128,
+        "magnitude_bits": 40,
         "upload_id": secrets.token_bytes(16),
     }
     base.update(fields)
     return pb.UploadHeader(**base)  # type: ignore[arg-type]
+
+
+def _without(header: pb.UploadHeader, field: str) -> pb.UploadHeader:
+    header.ClearField(field)  # type: ignore[arg-type]
+    return header
 
 
 def _with_chunks(header: pb.UploadHeader) -> list[pb.UploadDatasetRequest]:
@@ -303,7 +315,13 @@ TABLE: list[tuple[str, list[pb.UploadDatasetRequest], grpc.StatusCode]] = [
     ("one element above the limit", [pb.UploadDatasetRequest(header=_header(shape=[MAX_ELEMENTS + 1]))], RE),
     ("product above the limit", [pb.UploadDatasetRequest(header=_header(shape=[1 << 14, 1 << 14]))], RE),
     ("product overflowing 64 bits", [pb.UploadDatasetRequest(header=_header(shape=[1 << 32] * 3))], RE),
-    ("wrong fractional bits", _with_chunks(_header(fractional_bits=15)), IA),
+    ("fractional bits beyond the ring", _with_chunks(_header(fractional_bits=127)), IA),
+    ("no fractional bits", _with_chunks(_without(_header(), "fractional_bits")), IA),
+    ("no ring", _with_chunks(_header(ring=types_pb2.RING_UNSPECIFIED)), IA),
+    ("the other ring", _with_chunks(_header(ring=types_pb2.RING_Z2_64)), IA),
+    ("an unknown ring", _with_chunks(_header(ring=9)), IA),
+    ("no magnitude bound", _with_chunks(_without(_header(), "magnitude_bits")), IA),
+    ("a magnitude bound beyond the ring", _with_chunks(_header(magnitude_bits=128)), IA),
     ("no upload id", _with_chunks(_header(upload_id=b"")), IA),
     ("upload id of 15 bytes", _with_chunks(_header(upload_id=bytes(15))), IA),
     ("first seed of 15 bytes", _with_chunks(_header(first_seed=bytes(15))), IA),
@@ -327,8 +345,8 @@ TABLE: list[tuple[str, list[pb.UploadDatasetRequest], grpc.StatusCode]] = [
         "the same chunk twice",
         [
             pb.UploadDatasetRequest(header=_header()),
-            _chunk(0, bytes(8), bytes(8)),
-            _chunk(0, bytes(8), bytes(8)),
+            _chunk(0, bytes(16), bytes(16)),
+            _chunk(0, bytes(16), bytes(16)),
         ],
         IA,
     ),
@@ -336,8 +354,8 @@ TABLE: list[tuple[str, list[pb.UploadDatasetRequest], grpc.StatusCode]] = [
         "chunks out of order",
         [
             pb.UploadDatasetRequest(header=_header()),
-            _chunk(1, bytes(8), bytes(8)),
-            _chunk(0, bytes(8), bytes(8)),
+            _chunk(1, bytes(16), bytes(16)),
+            _chunk(0, bytes(16), bytes(16)),
         ],
         IA,
     ),
@@ -367,11 +385,14 @@ class Version:
 
 def _streams(name: str, version: Version, *, overwrite: bool = False) -> list[list[pb.UploadDatasetRequest]]:
     """Correct, consistent shares of ``version`` for each server (plain, not seeded)."""
-    shares = share(FixedPoint().encode(version.values).reshape(-1))
+    encoded, magnitude = FixedPoint.default().encode_bounded(version.values)
+    shares = share(RING128, encoded.reshape(-1))
     header = pb.UploadHeader(
         name=name,
         shape=list(version.values.shape),
-        fractional_bits=16,
+        fractional_bits=32,
+        ring=types_pb2.RING_Z2_128,
+        magnitude_bits=magnitude,
         grants=[GRANT],
         upload_id=version.upload_id,
         overwrite=overwrite,
@@ -379,7 +400,7 @@ def _streams(name: str, version: Version, *, overwrite: bool = False) -> list[li
     return [
         [
             pb.UploadDatasetRequest(header=header),
-            _chunk(0, to_wire(shares[party].first), to_wire(shares[party].second)),
+            _chunk(0, RING128.to_wire(shares[party].first), RING128.to_wire(shares[party].second)),
         ]
         for party in range(3)
     ]
@@ -429,7 +450,7 @@ def test_an_upload_refused_by_one_server_fails_on_the_others_at_once(wire: Wire)
     """
     name = f"half-{secrets.token_hex(4)}"
     streams = _streams(name, Version(np.array([1.0, 2.0]), secrets.token_bytes(16)))
-    streams[2] = [streams[2][0], _chunk(1, bytes(8), bytes(8))]  # wrong offset
+    streams[2] = [streams[2][0], _chunk(1, bytes(16), bytes(16))]  # wrong offset
     started = time.monotonic()
     outcomes = wire.upload_all(streams, timeout=8)
     elapsed = time.monotonic() - started

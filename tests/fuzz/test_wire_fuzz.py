@@ -159,12 +159,14 @@ def _upload_messages() -> list[bytes]:
     header = pb.UploadHeader(
         name=f"wire-{secrets.token_hex(4)}",
         shape=[2],
-        fractional_bits=16,
+        fractional_bits=32,
+        ring=types_pb2.RING_Z2_128,
+        magnitude_bits=40,
         upload_id=secrets.token_bytes(16),
         grants=[types_pb2.Grant(receiver=FUZZER, program="dot")],
         second_seed=bytes(16),
     )
-    chunk = types_pb2.ShareChunk(offset=0, first=bytes(16))
+    chunk = types_pb2.ShareChunk(offset=0, first=bytes(32))
     return [
         pb.UploadDatasetRequest(header=header).SerializeToString(),
         pb.UploadDatasetRequest(chunk=chunk).SerializeToString(),

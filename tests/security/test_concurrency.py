@@ -357,5 +357,5 @@ def _output(job_id: str) -> Any:
 
     zeros = np.zeros(4, dtype=np.uint64)
     return StoredOutput(
-        job_id, "tenant-0", OutputInfo((4,), 32), ReplicatedShare(zeros, zeros.copy()), bytes(32)
+        job_id, "tenant-0", OutputInfo((4,), 32, 64), ReplicatedShare(zeros, zeros.copy()), bytes(32)
     )

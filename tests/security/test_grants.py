@@ -19,7 +19,7 @@ import pytest
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, InvalidArgumentError, PermissionDeniedError
 from mpc_core.fixed_point import FixedPoint
-from mpc_core.ring import to_wire
+from mpc_core.ring import RING128
 from mpc_core.sharing import share
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
@@ -114,15 +114,22 @@ def _consistent_upload(
     name: str, grants_per_server: list[list[types_pb2.Grant]]
 ) -> list[list[pb.UploadDatasetRequest]]:
     """Correct shares for each server; only the grants in the headers differ."""
-    shares = share(FixedPoint().encode(X))
+    encoded, magnitude = FixedPoint.default().encode_bounded(X)
+    shares = share(RING128, encoded)
     upload_id = secrets.token_bytes(16)
     streams = []
     for party in range(3):
         header = pb.UploadHeader(
-            name=name, shape=[3], fractional_bits=16, upload_id=upload_id, grants=grants_per_server[party]
+            name=name,
+            shape=[3],
+            fractional_bits=32,
+            ring=types_pb2.RING_Z2_128,
+            magnitude_bits=magnitude,
+            upload_id=upload_id,
+            grants=grants_per_server[party],
         )
         chunk = types_pb2.ShareChunk(
-            offset=0, first=to_wire(shares[party].first), second=to_wire(shares[party].second)
+            offset=0, first=RING128.to_wire(shares[party].first), second=RING128.to_wire(shares[party].second)
         )
         streams.append([pb.UploadDatasetRequest(header=header), pb.UploadDatasetRequest(chunk=chunk)])
     return streams

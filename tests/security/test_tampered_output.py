@@ -89,7 +89,7 @@ def _tamper(hybrid: Hybrid, job_id: str, components: tuple[str, ...]) -> Any:
             "second": np.array(original.share.second, copy=True),
         }
         for name in components:
-            parts[name][-1] ^= np.uint64(1 << 40)
+            parts[name].view(np.uint64)[-1] ^= np.uint64(1 << 40)  # a high-word bit in Z_2^128
         store.put(dataclasses.replace(original, share=ReplicatedShare(parts["first"], parts["second"])))
         return kept
 

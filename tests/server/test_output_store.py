@@ -25,7 +25,7 @@ class Clock:
 def _output(job_id: str, words: int) -> StoredOutput:
     first = np.arange(words, dtype=np.uint64)
     return StoredOutput(
-        job_id, "model-owner", OutputInfo((words,), 32), ReplicatedShare(first, first + 1), b"d" * 32
+        job_id, "model-owner", OutputInfo((words,), 32, 64), ReplicatedShare(first, first + 1), b"d" * 32
     )
 
 
@@ -68,7 +68,7 @@ def test_outputs_survive_a_restart_with_their_values(tmp_path: Path) -> None:
     reopened = FileOutputStore(tmp_path, clock=clock)
     output = reopened.get("kept")
     assert output.share.first.tolist() == [0, 1, 2] and output.share.second.tolist() == [1, 2, 3]
-    assert output.info == OutputInfo((3,), 32) and output.job_digest == b"d" * 32
+    assert output.info == OutputInfo((3,), 32, 64) and output.job_digest == b"d" * 32
     clock.now += 7200  # past the default age: dropped when next looked at
     with pytest.raises(NotFoundError):
         FileOutputStore(tmp_path, clock=clock).get("kept")

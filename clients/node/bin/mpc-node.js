@@ -13,18 +13,25 @@ const { EncodingError, MpcClient, MpcError } = require('../lib');
 const USAGE = `usage: mpc-node <command> [arguments] [options]
 
 commands:
-  info                          each server's identity, party, versions and peer links (JSON)
+  info                          each server's identity, party, ring, versions and peer links (JSON)
   upload NAME [VALUE ...]       encode, secret-share and upload the values as dataset NAME
       --values-file FILE        read the values from a JSON file (a number or a nested array)
       --shape D1,D2,...         the array's shape (default: that of the values)
       --grant RECEIVER:PROGRAM  who may receive outputs of which program (repeatable)
       --overwrite               replace an existing dataset of the same name
       --plain                   send all components in full instead of seed-compressed
+      --fractional-bits F       the dataset's scale (default: the cluster file's)
   run PROGRAM ROLE=DATASET[,DATASET...] ...
                                 run a job on all three servers; prints the job as JSON.
-                                DATASET is owner/name, or a bare name of your own
+                                DATASET is owner/name, or a bare name of your own; the order
+                                of datasets within a role matters (feature blocks are columns)
       --receiver NAME           who may fetch the output (default: you)
       --job-id ID               choose the job id (default: random)
+      --output-fractional-bits F
+                                the output's scale (default: the program's natural scale;
+                                lower means the servers truncate)
+      --fetch                   you are the receiver: take the output with the answer (small
+                                outputs) or fetch it, check it and print the values too
   fetch JOB_ID                  fetch, check and reconstruct an output you receive (JSON)
       --digest                  receive second components as SHA-256 digests (half the traffic)
 
@@ -42,10 +49,10 @@ example:
   mpc-node fetch --identity model-owner job-1234abcd
 `;
 
-const FLAGS = new Set(['--overwrite', '--plain', '--digest', '--help']);
+const FLAGS = new Set(['--overwrite', '--plain', '--digest', '--fetch', '--help']);
 const OPTIONS = new Set([
-  '--values-file', '--shape', '--grant', '--receiver', '--job-id',
-  '--cluster', '--identity', '--cert', '--key', '--timeout',
+  '--values-file', '--shape', '--grant', '--receiver', '--job-id', '--fractional-bits',
+  '--output-fractional-bits', '--cluster', '--identity', '--cert', '--key', '--timeout',
 ]);
 
 class UsageError extends Error {}
@@ -86,6 +93,17 @@ function parseNumber(text) {
   return Number(text);
 }
 
+/**
+ * A non-negative integer option, or undefined when not given.
+ * @param {object} options
+ * @param {string} key
+ */
+function integerOption(options, key) {
+  if (options[key] === undefined) return undefined;
+  if (!/^\d+$/.test(options[key])) throw new UsageError(`--${key} must be a non-negative integer`);
+  return Number(options[key]);
+}
+
 /** @param {ReturnType<typeof parseArgs>['options']} options */
 function connect(options) {
   const cluster = options.cluster ?? 'cluster.toml';
@@ -116,15 +134,18 @@ async function upload(args, options, open) {
     return { receiver, program };
   });
   const shape = options.shape === undefined ? undefined : options.shape.split(',').filter(Boolean).map(Number);
+  const fractionalBits = integerOption(options, 'fractional-bits');
   const client = open();
   const ref = await client.upload(name, values, {
     grants,
     shape,
+    fractionalBits,
     overwrite: Boolean(options.overwrite),
     compress: !options.plain,
   });
   const how = options.plain ? 'in full' : 'seed-compressed';
-  console.log(`${client.identity}: uploaded ${ref.owner}/${ref.name} (${ref.elementCount} elements, ${how}) ` +
+  console.log(`${client.identity}: uploaded ${ref.owner}/${ref.name} (${ref.elementCount} elements, ${how}, ` +
+    `${client.ring.name}, f = ${ref.fractionalBits}, magnitude 2^${ref.magnitudeBits}) ` +
     'as secret shares to the three servers');
 }
 
@@ -142,9 +163,31 @@ async function run(args, options, open) {
     if (!name || !datasets) throw new UsageError(`expected ROLE=DATASET[,DATASET], got ${JSON.stringify(role)}`);
     inputs[name] = datasets.split(',');
   }
-  const job = await open().run(program, inputs, { receiver: options.receiver, jobId: options['job-id'] });
-  console.log(JSON.stringify({ job_id: job.jobId, receiver: job.receiver, shape: job.shape,
-    fractional_bits: job.fractionalBits, stats: job.stats }));
+  const outputFractionalBits = integerOption(options, 'output-fractional-bits');
+  if (options.fetch && options.receiver !== undefined) throw new UsageError('--fetch is for your own outputs: no --receiver');
+  const client = open();
+  const jobOptions = { jobId: options['job-id'], outputFractionalBits };
+  if (options.fetch) {
+    const output = await client.runAndFetch(program, inputs, jobOptions);
+    console.log(JSON.stringify({ ...jobJson(output.job), inline: output.inline, values: Array.from(output.values) }));
+    return;
+  }
+  const job = await client.run(program, inputs, { ...jobOptions, receiver: options.receiver });
+  console.log(JSON.stringify(jobJson(job)));
+}
+
+/** @param {import('../lib/client').JobResult} job */
+function jobJson(job) {
+  return {
+    job_id: job.jobId,
+    receiver: job.receiver,
+    shape: job.shape,
+    ring: job.ring.protoName,
+    fractional_bits: job.fractionalBits,
+    magnitude_bits: job.magnitudeBits,
+    truncation_failure_log2: job.truncationFailureLog2,
+    stats: job.stats,
+  };
 }
 
 /**
@@ -155,8 +198,8 @@ async function run(args, options, open) {
 async function fetchOutput(args, options, open) {
   if (args.length !== 1) throw new UsageError('fetch needs exactly one JOB_ID');
   const output = await open().fetch(args[0], { digest: Boolean(options.digest) });
-  console.log(JSON.stringify({ job_id: args[0], shape: output.shape, fractional_bits: output.fractionalBits,
-    values: Array.from(output.values) }));
+  console.log(JSON.stringify({ job_id: args[0], shape: output.shape, ring: output.ring.protoName,
+    fractional_bits: output.fractionalBits, magnitude_bits: output.magnitudeBits, values: Array.from(output.values) }));
 }
 
 const COMMANDS = {

@@ -14,17 +14,23 @@ const crypto = require('node:crypto');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
-const { checkClientCertificate, readCluster, readFile, validateName } = require('./config');
-const { MpcError, OutputIntegrityError, combineFailures, errorFromStatus } = require('./errors');
-const { encode, decode } = require('./fixed_point');
-const { toWire, fromWire, elementCount, WORD_BYTES } = require('./ring');
+const { checkClientCertificate, readCluster, readFile, serverIdentityCheck, validateName } = require('./config');
+const { ConfigError, MpcError, OutputIntegrityError, combineFailures, errorFromStatus } = require('./errors');
+const { decode, encodeBounded, maxFractionalBits } = require('./fixed_point');
+const { elementCount, ringFromProto } = require('./ring');
 const { split, splitSeeded, shareForParty, reconstructChecked, reconstructByDigest } = require('./sharing');
 
 /** `protos/` of the repository: ../../protos relative to this package. */
 const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'protos');
 const DEFAULT_TIMEOUT_SECONDS = 60;
-/** At most 2 MiB of share bytes per message: 131072 words per component when both travel. */
+/**
+ * At most 2 MiB of share bytes per message (receivers accept 4 MiB, gRPC's
+ * default): in Z_2^64 131072 elements per component when both travel, 262144
+ * when one does; in Z_2^128 65536 and 131072.
+ */
 const MESSAGE_BYTES = 2 << 20;
+/** Outputs up to this many elements can come back inside the RunJob answer. */
+const INLINE_OUTPUT_ELEMENTS = 1 << 16;
 const UPLOAD_ID_BYTES = 16;
 const CHANNEL_OPTIONS = {
   'grpc.keepalive_time_ms': 10_000,
@@ -65,26 +71,36 @@ function flatten(values) {
 }
 
 /**
+ * Elements per chunk message: 2 MiB of share bytes in all.
+ * @param {import('./ring').Ring} ring
+ * @param {number} components how many components travel in chunks: 1 or 2
+ */
+function chunkElements(ring, components) {
+  return MESSAGE_BYTES / (ring.elementBytes * components);
+}
+
+/**
  * The UploadDataset messages for one server: header, then chunks of the
  * components that travel in full. `first`/`second` are null when that
- * component travels as a seed in the header (or not at all).
+ * component travels as a seed in the header (it is then empty in every chunk).
+ * @param {import('./ring').Ring} ring
  * @param {object} header the UploadHeader for this server
  * @param {BigUint64Array | null} first
  * @param {BigUint64Array | null} second
  * @param {number} count number of elements
  */
-function* uploadRequests(header, first, second, count) {
+function* uploadRequests(ring, header, first, second, count) {
   yield { header };
   const sent = (first ? 1 : 0) + (second ? 1 : 0);
   if (!sent) return;
-  const words = MESSAGE_BYTES / (WORD_BYTES * sent);
-  for (let offset = 0; offset < count; offset += words) {
-    const end = Math.min(offset + words, count);
+  const step = chunkElements(ring, sent);
+  for (let offset = 0; offset < count; offset += step) {
+    const end = Math.min(offset + step, count);
     yield {
       chunk: {
-        offset: String(offset),
-        first: first ? toWire(first, offset, end) : Buffer.alloc(0),
-        second: second ? toWire(second, offset, end) : Buffer.alloc(0),
+        offset: String(offset), // offsets count elements
+        first: first ? ring.toWire(first, offset, end) : Buffer.alloc(0),
+        second: second ? ring.toWire(second, offset, end) : Buffer.alloc(0),
       },
     };
   }
@@ -99,12 +115,13 @@ function* uploadRequests(header, first, second, count) {
  * @param {number} party
  */
 function seededRequests(header, s, party) {
-  const n = s.x2.length;
+  const { ring } = s;
+  const n = ring.size(s.x2);
   if (party === 0) {
-    return uploadRequests({ ...header, first_seed: s.seed0, second_seed: s.seed1 }, null, null, n);
+    return uploadRequests(ring, { ...header, first_seed: s.seed0, second_seed: s.seed1 }, null, null, n);
   }
-  if (party === 1) return uploadRequests({ ...header, first_seed: s.seed1 }, null, s.x2, n);
-  return uploadRequests({ ...header, second_seed: s.seed0 }, s.x2, null, n);
+  if (party === 1) return uploadRequests(ring, { ...header, first_seed: s.seed1 }, null, s.x2, n);
+  return uploadRequests(ring, { ...header, second_seed: s.seed0 }, s.x2, null, n);
 }
 
 /** A connection to the three servers of a cluster under one client identity. */
@@ -137,18 +154,25 @@ class MpcClient {
     /** @type {string} this client's identity, from its certificate */
     this.identity = credentials.identity;
     this.cluster = cluster;
+    /** @type {import('./ring').Ring} the cluster's ring, from the cluster file */
+    this.ring = cluster.ring;
     this.timeout = timeout;
     const ClientService = loadClientService(protoDir);
-    const tls = grpc.credentials.createSsl(credentials.caPem, credentials.keyPem, credentials.certPem);
-    // Connect to the address, but verify the certificate against the server's identity.
-    this.servers = cluster.servers.map((endpoint) => ({
-      name: endpoint.identity,
-      party: endpoint.party,
-      stub: new ClientService(endpoint.address, tls, {
-        ...CHANNEL_OPTIONS,
-        'grpc.ssl_target_name_override': endpoint.identity,
-      }),
-    }));
+    // Connect to the address, but verify the certificate against the server's identity:
+    // its DNS SAN (the target-name override) and its urn:mpc:server:<identity> URI SAN.
+    this.servers = cluster.servers.map((endpoint) => {
+      const tls = grpc.credentials.createSsl(credentials.caPem, credentials.keyPem, credentials.certPem, {
+        checkServerIdentity: serverIdentityCheck(endpoint.identity),
+      });
+      return {
+        name: endpoint.identity,
+        party: endpoint.party,
+        stub: new ClientService(endpoint.address, tls, {
+          ...CHANNEL_OPTIONS,
+          'grpc.ssl_target_name_override': endpoint.identity,
+        }),
+      };
+    });
   }
 
   /**
@@ -193,7 +217,10 @@ class MpcClient {
   /**
    * Secret-share `values` and upload one share pair to each server.
    * Values are checked (numbers, finite, within the fixed-point range, non-empty)
-   * before anything is sent.
+   * before anything is sent. They are encoded in the cluster's ring at
+   * `fractionalBits` (default: the cluster file's `fractional_bits`); the header
+   * states the ring, the scale and the magnitude bits of what was encoded (the
+   * public bound the servers plan jobs with).
    * @param {string} name dataset name, unique per owner
    * @param {number | ArrayLike<any>} values a number, an array (nested for matrices) or a Float64Array
    * @param {object} [options]
@@ -201,12 +228,14 @@ class MpcClient {
    * @param {boolean} [options.overwrite] replace an existing dataset of the same name
    * @param {boolean} [options.compress] send two components as 16-byte PRG seeds (default true)
    * @param {number[]} [options.shape] shape of the flat `values` (default: inferred)
+   * @param {number} [options.fractionalBits] the dataset's scale, 0..bits-2 (default: the cluster's)
    * @param {number} [options.timeout] deadline in seconds
-   * @returns {Promise<{owner: string, name: string, elementCount: number}>}
+   * @returns {Promise<{owner: string, name: string, elementCount: number, fractionalBits: number,
+   *   magnitudeBits: number}>}
    * @throws {EncodingError} before sending, for bad values
    * @throws {MpcError} a server refused; the message names every server and what it said
    */
-  async upload(name, values, { grants = [], overwrite = false, compress = true, shape, timeout } = {}) {
+  async upload(name, values, { grants = [], overwrite = false, compress = true, shape, fractionalBits, timeout } = {}) {
     validateName(name, 'dataset name', MpcError);
     const flattened = flatten(values);
     const dims = shape ?? flattened.shape;
@@ -215,48 +244,110 @@ class MpcClient {
     if (elementCount(dims) !== count) {
       throw new MpcError(`shape [${dims}] does not hold ${count} values`, { code: 'INVALID_ARGUMENT' });
     }
-    const encoded = encode(flattened.flat, this.cluster.fractionalBits, { scalar: dims.length === 0 });
+    const { ring } = this;
+    const scale = fractionalBits ?? this.cluster.fractionalBits;
+    const { elements, magnitudeBits } = encodeBounded(ring, flattened.flat, scale, { scalar: dims.length === 0 });
     const header = {
       name,
       shape: dims.map(String),
-      fractional_bits: this.cluster.fractionalBits,
+      fractional_bits: scale,
       grants: grants.map(({ receiver, program }) => ({ receiver, program })),
+      // one random id, the same on all three servers (they check their copies under it)
       upload_id: crypto.randomBytes(UPLOAD_ID_BYTES),
       overwrite,
+      ring: ring.protoName,
+      magnitude_bits: magnitudeBits,
     };
     const options = this.callOptions(timeout);
     let streams;
     if (compress) {
-      const s = splitSeeded(encoded);
+      const s = splitSeeded(ring, elements);
       streams = this.servers.map((server) => seededRequests(header, s, server.party));
     } else {
-      const components = split(encoded);
+      const components = split(ring, elements);
       streams = this.servers.map((server) => {
         const pair = shareForParty(components, server.party);
-        return uploadRequests(header, pair.first, pair.second, count);
+        return uploadRequests(ring, header, pair.first, pair.second, count);
       });
     }
     const responses = await this.fanOut((server) => sendStream(server.stub, streams[server.party], options));
-    return { owner: this.identity, name, elementCount: Number(responses[0].element_count) };
+    return {
+      owner: this.identity,
+      name,
+      elementCount: Number(responses[0].element_count),
+      fractionalBits: scale,
+      magnitudeBits,
+    };
   }
 
   /**
    * Run `program` on the named inputs on all three servers; the output is kept for `receiver`.
    * @param {string} program e.g. "linear_regression.predict"
    * @param {Record<string, string | string[]>} inputs role -> "owner/name" (or a bare name of
-   *   this client's), or a list of them, e.g. {features: ["bank-1/x", "bank-2/z"], weights: "w"}
-   * @param {{receiver?: string, jobId?: string, timeout?: number}} [options] receiver defaults to this client
-   * @returns {Promise<{jobId: string, receiver: string, shape: number[], fractionalBits: number, stats: object}>}
+   *   this client's), or a list of them, e.g. {features: ["bank-1/x", "bank-2/z"], weights: "w"};
+   *   the order within a role matters (feature blocks are the columns in that order)
+   * @param {{receiver?: string, jobId?: string, outputFractionalBits?: number, timeout?: number}} [options]
+   *   receiver defaults to this client; outputFractionalBits asks for the output at that scale
+   *   (default: the program's natural scale, exact; lower means the servers truncate, which they
+   *   refuse when it could fail with probability above 2^-40)
+   * @returns {Promise<JobResult>}
    */
-  async run(program, inputs, { receiver, jobId, timeout } = {}) {
+  async run(program, inputs, options = {}) {
+    const { result } = await this.submit(program, inputs, options, { returnOutput: false });
+    return result;
+  }
+
+  /**
+   * Run a job for this client and reconstruct its output. Outputs of up to 65536
+   * elements come back inside the RunJob answers (saving the fetch); larger
+   * ones are fetched. Either way the three shares go through the same checked
+   * reveal, and the servers drop their copies unless `keep`.
+   * @param {string} program
+   * @param {Record<string, string | string[]>} inputs
+   * @param {{jobId?: string, keep?: boolean, outputFractionalBits?: number, timeout?: number}} [options]
+   * @returns {Promise<{job: JobResult, inline: boolean, shape: number[], fractionalBits: number,
+   *   ring: import('./ring').Ring, values: Float64Array}>}
+   */
+  async runAndFetch(program, inputs, { keep = false, ...options } = {}) {
+    const { result, parts } = await this.submit(
+      program,
+      inputs,
+      { ...options, receiver: this.identity },
+      { returnOutput: true, release: !keep },
+    );
+    if (parts === null) {
+      // Not returned inline (too large): fetch it like any other output.
+      const output = await this.fetch(result, { timeout: options.timeout, release: !keep });
+      return { job: result, inline: false, ...output };
+    }
+    return { job: result, inline: true, ...reveal(parts, false) };
+  }
+
+  /**
+   * Send one RunJob to every server; the inline output parts if all three returned one.
+   * @param {string} program
+   * @param {Record<string, string | string[]>} inputs
+   * @param {{receiver?: string, jobId?: string, outputFractionalBits?: number, timeout?: number}} options
+   * @param {{returnOutput: boolean, release?: boolean}} flags
+   */
+  async submit(program, inputs, { receiver, jobId, outputFractionalBits, timeout }, { returnOutput, release = false }) {
     const job = {
       job_id: jobId ? validateName(jobId, 'job id', MpcError) : `job-${crypto.randomBytes(8).toString('hex')}`,
       program,
       inputs: this.jobInputs(inputs),
       receiver: validateName(receiver ?? this.identity, 'receiver', MpcError),
     };
+    if (outputFractionalBits !== undefined) {
+      const limit = maxFractionalBits(this.ring);
+      if (!Number.isInteger(outputFractionalBits) || outputFractionalBits < 0 || outputFractionalBits > limit) {
+        throw new MpcError(`outputFractionalBits must be within 0..${limit} in ${this.ring.name}`, {
+          code: 'INVALID_ARGUMENT',
+        });
+      }
+      job.output_fractional_bits = outputFractionalBits;
+    }
     const options = this.callOptions(timeout);
-    const request = { job, return_output: false };
+    const request = { job, return_output: returnOutput, release };
     const responses = await this.fanOut((server) => unary(server.stub, 'RunJob', request, options));
     const stats = {};
     responses.forEach((r, i) => {
@@ -268,13 +359,23 @@ class MpcClient {
       };
     });
     const output = responses[0].output;
-    return {
+    /** @type {JobResult} */
+    const result = {
       jobId: job.job_id,
       receiver: job.receiver,
       shape: output.shape.map(Number),
       fractionalBits: output.fractional_bits,
+      ring: ringFromProto(output.ring, `${this.servers[0].name}: the output`),
+      magnitudeBits: output.magnitude_bits,
+      truncationFailureLog2:
+        output._truncation_failure_log2 === 'truncation_failure_log2' ? output.truncation_failure_log2 : null,
       stats,
     };
+    // The servers return shares inline only to the receiver, and only up to 65536 elements;
+    // otherwise output_share is absent (no error): fetch instead.
+    if (!returnOutput || !responses.every((r) => r.output_share)) return { result, parts: null };
+    const parts = responses.map((r, i) => inlinePart(this.servers[i].name, r.output, r.output_share));
+    return { result, parts };
   }
 
   /**
@@ -301,35 +402,109 @@ class MpcClient {
    * Fetch a job output's shares from the three servers, check them and reconstruct.
    * Only the job's receiver may do this (PERMISSION_DENIED otherwise).
    * @param {string | {jobId: string}} job a job id or the result of `run`
-   * @param {{digest?: boolean, timeout?: number}} [options] digest: receive each server's second
-   *   component as a SHA-256 digest only (half the traffic, the same check)
-   * @returns {Promise<{shape: number[], fractionalBits: number, values: Float64Array}>}
-   * @throws {OutputIntegrityError} two servers' copies of a component (or of the shape) differ
+   * @param {{digest?: boolean, release?: boolean, timeout?: number}} [options] digest: receive each
+   *   server's second component as a SHA-256 digest only (half the traffic, the same check);
+   *   release: the servers delete the output once sent
+   * @returns {Promise<{shape: number[], fractionalBits: number, ring: import('./ring').Ring,
+   *   magnitudeBits: number, values: Float64Array}>} values decoded in the ring and at the scale
+   *   the output's OutputInfo states
+   * @throws {OutputIntegrityError} two servers' copies of a component (or of the shape, ring or scale) differ
    */
-  async fetch(job, { digest = false, timeout } = {}) {
+  async fetch(job, { digest = false, release = false, timeout } = {}) {
     const jobId = typeof job === 'string' ? job : job.jobId;
     const options = this.callOptions(timeout);
-    const parts = await this.fanOut((server) => fetchPart(server, jobId, digest, options));
-    for (let i = 0; i < 3; i++) {
-      const [a, b] = [parts[i], parts[(i + 1) % 3]];
-      if (a.shape.join() !== b.shape.join() || a.fractionalBits !== b.fractionalBits) {
-        throw new OutputIntegrityError([a.server, b.server], 'output shapes or scales');
-      }
-    }
-    const names = parts.map((p) => p.server);
-    const secret = digest ? reconstructByDigest(parts) : reconstructChecked(parts, names);
-    const { shape, fractionalBits } = parts[0];
-    return { shape, fractionalBits, values: decode(secret, fractionalBits) };
+    const parts = await this.fanOut((server) => fetchPart(server, jobId, digest, release, options));
+    return reveal(parts, digest);
   }
 
   /**
-   * Ask each server about itself and its peer links.
+   * Ask each server about itself and its peer links. Every server must
+   * compute in the ring of the cluster file (FAILED_PRECONDITION otherwise).
    * @param {{timeout?: number}} [options]
    */
   async serverInfo({ timeout } = {}) {
     const options = this.callOptions(timeout);
-    return this.fanOut((server) => unary(server.stub, 'GetServerInfo', {}, options));
+    const infos = await this.fanOut((server) => unary(server.stub, 'GetServerInfo', {}, options));
+    const wrong = infos
+      .map((info, i) => [this.servers[i].name, info.ring])
+      .filter(([, ring]) => ring !== this.ring.protoName);
+    if (wrong.length) {
+      const said = wrong.map(([name, ring]) => `${name} computes in ${ring}`).join(', ');
+      throw new ConfigError(`the cluster file names ${this.ring.protoName}, but ${said}`);
+    }
+    return infos;
   }
+}
+
+/**
+ * @typedef {object} JobResult
+ * @property {string} jobId
+ * @property {string} receiver
+ * @property {number[]} shape
+ * @property {number} fractionalBits the output's scale: decode with it
+ * @property {import('./ring').Ring} ring the output's ring: decode in it
+ * @property {number} magnitudeBits the servers' bound: |encoded output| <= 2^magnitudeBits
+ * @property {number | null} truncationFailureLog2 log2 of the truncation failure bound, null if none
+ * @property {object} stats per server
+ */
+
+/**
+ * @typedef {object} OutputPart one server's share of an output, as it arrived
+ * @property {string} server
+ * @property {number[]} shape
+ * @property {number} fractionalBits
+ * @property {import('./ring').Ring} ring
+ * @property {number} magnitudeBits
+ * @property {BigUint64Array} first
+ * @property {BigUint64Array} second empty in digest mode
+ * @property {Buffer | null} secondDigest
+ * @property {Buffer | undefined} firstDigest
+ */
+
+/**
+ * The checked reveal: the three headers agree (shape, scale, ring), both
+ * copies of every component agree, then decode in the stated ring and scale.
+ * @param {OutputPart[]} parts in party order
+ * @param {boolean} digest whether the second components came as digests
+ */
+function reveal(parts, digest) {
+  for (let i = 0; i < 3; i++) {
+    const [a, b] = [parts[i], parts[(i + 1) % 3]];
+    if (a.shape.join() !== b.shape.join() || a.fractionalBits !== b.fractionalBits || a.ring !== b.ring) {
+      throw new OutputIntegrityError([a.server, b.server], 'output shapes, rings or scales');
+    }
+  }
+  const { shape, fractionalBits, ring, magnitudeBits } = parts[0];
+  const names = parts.map((p) => p.server);
+  const secret = digest ? reconstructByDigest(ring, parts) : reconstructChecked(ring, parts, names);
+  return { shape, fractionalBits, ring, magnitudeBits, values: decode(ring, secret, fractionalBits) };
+}
+
+/**
+ * A server's whole share returned inside its RunJob answer (`output_share`, both components).
+ * @param {string} server
+ * @param {object} info the OutputInfo
+ * @param {{first: Buffer, second: Buffer}} chunk
+ * @returns {OutputPart}
+ */
+function inlinePart(server, info, chunk) {
+  const shape = info.shape.map(Number);
+  const ring = ringFromProto(info.ring, `${server}: the output`);
+  const count = elementCount(shape);
+  if (count > INLINE_OUTPUT_ELEMENTS) {
+    throw new MpcError(`${server}: an inline output of ${count} elements`, { code: 'INVALID_ARGUMENT' });
+  }
+  return {
+    server,
+    shape,
+    fractionalBits: info.fractional_bits,
+    ring,
+    magnitudeBits: info.magnitude_bits,
+    first: ring.fromWire(chunk.first, count),
+    second: ring.fromWire(chunk.second, count),
+    secondDigest: null,
+    firstDigest: undefined,
+  };
 }
 
 /**
@@ -386,14 +561,16 @@ function sendStream(stub, requests, options) {
  * @param {boolean} digest
  * @param {object} options call options (deadline)
  */
-async function fetchPart(server, jobId, digest, options) {
-  const call = server.stub.FetchOutput({ job_id: jobId, second_as_digest: digest }, options);
+async function fetchPart(server, jobId, digest, release, options) {
+  const call = server.stub.FetchOutput({ job_id: jobId, second_as_digest: digest, release }, options);
   const malformed = (what) => {
     call.cancel();
     return new MpcError(`malformed output stream: ${what}`, { code: 'INVALID_ARGUMENT' });
   };
   let shape = null;
   let fractionalBits = 0;
+  let magnitudeBits = 0;
+  let ring;
   let first;
   let second;
   let filled = 0;
@@ -404,31 +581,41 @@ async function fetchPart(server, jobId, digest, options) {
       if (message.item !== 'header') throw malformed('the first message is not the header');
       shape = message.header.shape.map(Number);
       fractionalBits = message.header.fractional_bits;
-      first = new BigUint64Array(elementCount(shape));
-      second = new BigUint64Array(digest ? 0 : first.length);
+      magnitudeBits = message.header.magnitude_bits;
+      try {
+        ring = ringFromProto(message.header.ring, 'the output');
+      } catch (error) {
+        throw malformed(error.message);
+      }
+      first = ring.alloc(elementCount(shape));
+      second = ring.alloc(digest ? 0 : elementCount(shape));
     } else if (message.item === 'second_digest' && digest && secondDigest === null) {
       secondDigest = message.second_digest;
     } else if (message.item === 'chunk' && secondDigest === null) {
       const chunk = message.chunk;
-      const size = chunk.first.length / WORD_BYTES;
-      if (Number(chunk.offset) !== filled || filled + size > first.length || size === 0) {
+      const size = chunk.first.length / ring.elementBytes;
+      const total = ring.size(first);
+      if (Number(chunk.offset) !== filled || !Number.isInteger(size) || filled + size > total || size === 0) {
         throw malformed(`chunk at element ${chunk.offset}, expected ${filled}`);
       }
-      first.set(fromWire(chunk.first, size), filled);
+      // chunk.first/second are Buffers at arbitrary offsets: fromWire copies, never views in place
+      ring.copyInto(first, ring.fromWire(chunk.first, size), filled);
       if (digest) hasher.update(chunk.first);
-      else second.set(fromWire(chunk.second, size), filled);
+      else ring.copyInto(second, ring.fromWire(chunk.second, size), filled);
       filled += size;
     } else {
       throw malformed(`unexpected ${message.item}`);
     }
   }
-  if (shape === null || filled !== first.length || (digest && secondDigest === null)) {
-    throw malformed(`sent ${filled} of ${first ? first.length : '?'} output elements`);
+  if (shape === null || filled !== ring.size(first) || (digest && secondDigest === null)) {
+    throw malformed(`sent ${filled} of ${first ? ring.size(first) : '?'} output elements`);
   }
   return {
     server: server.name,
     shape,
     fractionalBits,
+    ring,
+    magnitudeBits,
     first,
     second,
     secondDigest,
@@ -436,4 +623,15 @@ async function fetchPart(server, jobId, digest, options) {
   };
 }
 
-module.exports = { MpcClient, PROTO_DIR, loadClientService, uploadRequests, seededRequests, flatten };
+module.exports = {
+  MpcClient,
+  PROTO_DIR,
+  MESSAGE_BYTES,
+  INLINE_OUTPUT_ELEMENTS,
+  loadClientService,
+  chunkElements,
+  uploadRequests,
+  seededRequests,
+  flatten,
+  reveal,
+};

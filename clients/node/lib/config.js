@@ -1,24 +1,39 @@
 'use strict';
 /**
- * The cluster file and the client's certificate, read with the semantics of
+ * The cluster file and the certificates, read with the semantics of
  * `mpc_core/cluster.py` and `mpc_core/certificates.py`.
  *
  * The cluster file (TOML) names the CA (relative paths resolve against the
- * cluster file's directory), `fractional_bits` (default 16, 1..30) and exactly
- * three `[[servers]]` tables with `identity` and `address` ("host:port"), in
- * party order. Identities live in certificate URI SubjectAltNames:
+ * cluster file's directory), the `ring` (128, the default, for Z_2^128 or 64
+ * for Z_2^64), `fractional_bits` (the scale of new datasets; default 32 in
+ * Z_2^128 and 16 in Z_2^64, allowed 1..bits/2-2) and exactly three
+ * `[[servers]]` tables with `identity` and `address` ("host:port"), in party
+ * order. Identities live in certificate URI SubjectAltNames:
  * `urn:mpc:client:<name>` for clients, `urn:mpc:server:<name>` for servers.
  * @module config
  */
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
+const tls = require('node:tls');
 const TOML = require('smol-toml');
 const { ConfigError } = require('./errors');
+const { defaultFractionalBits } = require('./fixed_point');
+const { ringForBits } = require('./ring');
 
-/** Identities, dataset names and job ids: 1-128 chars of [A-Za-z0-9._-], starting alphanumeric. */
+/** Identities, dataset names and job ids: 1-128 chars of [A-Za-z0-9._-], starting with a letter or digit. */
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const MAX_FRACTIONAL_BITS = 30;
+/** The ring of a cluster whose file names none. */
+const DEFAULT_RING_BITS = 128;
+
+/**
+ * The largest cluster scale of `ring`: products carry 2f bits, f <= k/2 - 2
+ * leaves them an integer part of at least 3 bits.
+ * @param {import('./ring').Ring} ring
+ */
+function maxClusterFractionalBits(ring) {
+  return ring.bits / 2 - 2;
+}
 
 /**
  * @typedef {object} ServerEndpoint
@@ -31,7 +46,8 @@ const MAX_FRACTIONAL_BITS = 30;
  * @typedef {object} ClusterConfig
  * @property {ServerEndpoint[]} servers in party order
  * @property {string} caPath the CA certificate file
- * @property {number} fractionalBits f
+ * @property {import('./ring').Ring} ring the ring the cluster computes in
+ * @property {number} fractionalBits f, the scale of new datasets
  */
 
 /**
@@ -78,7 +94,7 @@ function parseCluster(text, baseDir) {
   } catch (error) {
     throw new ConfigError(`cluster file is not valid TOML: ${error.message.split('\n')[0]}`);
   }
-  const unknown = Object.keys(data).filter((k) => !['ca', 'fractional_bits', 'servers'].includes(k));
+  const unknown = Object.keys(data).filter((k) => !['ca', 'ring', 'fractional_bits', 'servers'].includes(k));
   if (unknown.length) throw new ConfigError(`cluster file: unknown keys ${JSON.stringify(unknown.sort())}`);
   if (!Array.isArray(data.servers) || data.servers.length !== 3) {
     throw new ConfigError('cluster file must list exactly 3 [[servers]]');
@@ -104,11 +120,17 @@ function parseCluster(text, baseDir) {
   if (typeof data.ca !== 'string' || !data.ca) {
     throw new ConfigError("cluster file: 'ca' must name the CA certificate file");
   }
-  const bits = data.fractional_bits ?? 16;
-  if (!Number.isInteger(bits) || bits < 1 || bits > MAX_FRACTIONAL_BITS) {
-    throw new ConfigError(`cluster file: fractional_bits must be 1..${MAX_FRACTIONAL_BITS}`);
+  const ringBits = data.ring ?? DEFAULT_RING_BITS;
+  if (ringBits !== 64 && ringBits !== 128) {
+    throw new ConfigError(`cluster file: ring must be 128 (Z_2^128) or 64 (Z_2^64), got ${JSON.stringify(ringBits)}`);
   }
-  return { servers, caPath: path.resolve(baseDir, data.ca), fractionalBits: bits };
+  const ring = ringForBits(ringBits);
+  const bits = data.fractional_bits ?? defaultFractionalBits(ring);
+  const limit = maxClusterFractionalBits(ring);
+  if (!Number.isInteger(bits) || bits < 1 || bits > limit) {
+    throw new ConfigError(`cluster file: fractional_bits must be 1..${limit} in ${ring.name}`);
+  }
+  return { servers, caPath: path.resolve(baseDir, data.ca), ring, fractionalBits: bits };
 }
 
 /**
@@ -136,12 +158,13 @@ function readCluster(file) {
 
 /**
  * The `urn:mpc:<role>:<name>` identities in a certificate's URI SANs.
- * @param {crypto.X509Certificate} cert
+ * @param {string | undefined} subjectAltName as Node writes it: `X509Certificate.subjectAltName`
+ *   or `PeerCertificate.subjectaltname`, e.g. "URI:urn:mpc:server:server-0, DNS:server-0"
  * @returns {{role: string, name: string}[]}
  */
-function identities(cert) {
+function identities(subjectAltName) {
   const found = [];
-  for (const entry of (cert.subjectAltName ?? '').split(/,\s*/)) {
+  for (const entry of (subjectAltName ?? '').split(/,\s*/)) {
     const match = /^URI:"?urn:mpc:(server|client):([^"]*)"?$/.exec(entry);
     if (match && NAME_PATTERN.test(match[2])) found.push({ role: match[1], name: match[2] });
   }
@@ -166,7 +189,7 @@ function checkClientCertificate(certPem, keyPem, caPem) {
   } catch {
     throw new ConfigError('client certificate or CA certificate is not a PEM certificate');
   }
-  const found = identities(cert);
+  const found = identities(cert.subjectAltName);
   if (found.length !== 1) {
     throw new ConfigError(`client certificate must carry exactly one urn:mpc:<role>:<name> URI, found ${found.length}`);
   }
@@ -189,4 +212,43 @@ function checkClientCertificate(certPem, keyPem, caPem) {
   return { identity: name, certPem, keyPem, caPem };
 }
 
-module.exports = { NAME_PATTERN, validateName, parseCluster, readCluster, readFile, checkClientCertificate };
+/**
+ * The TLS `checkServerIdentity` for the server `identity`: the usual host-name
+ * check against `identity` (the DNS SAN that `grpc.ssl_target_name_override`
+ * asks for), and then that the certificate's one mpc identity is exactly
+ * `urn:mpc:server:<identity>`. The DNS check alone does not pin the server:
+ * server certificates also carry `localhost`, `127.0.0.1`, the host of the
+ * server's address and any extra `--host` names as SANs, so a name that two
+ * certificates share would let one server stand in for another. The URI SAN
+ * is the identity the cluster's roles are built on; it is unique per server.
+ * @param {string} identity e.g. "server-0"
+ * @returns {(host: string, cert: import('node:tls').PeerCertificate) => Error | undefined}
+ */
+function serverIdentityCheck(identity) {
+  return (host, cert) => {
+    const hostError = tls.checkServerIdentity(identity, cert);
+    if (hostError) return hostError;
+    const found = identities(cert.subjectaltname);
+    const expected = `urn:mpc:server:${identity}`;
+    if (found.length !== 1 || found[0].role !== 'server' || found[0].name !== identity) {
+      const carried = found.map(({ role, name }) => `urn:mpc:${role}:${name}`).join(', ') || 'no mpc identity';
+      const error = new Error(`the server certificate carries ${carried}, not ${expected}`);
+      error.code = 'ERR_MPC_SERVER_IDENTITY';
+      return error;
+    }
+    return undefined;
+  };
+}
+
+module.exports = {
+  NAME_PATTERN,
+  DEFAULT_RING_BITS,
+  maxClusterFractionalBits,
+  validateName,
+  parseCluster,
+  readCluster,
+  readFile,
+  identities,
+  checkClientCertificate,
+  serverIdentityCheck,
+};

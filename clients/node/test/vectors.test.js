@@ -1,80 +1,142 @@
 'use strict';
 // The Node client against tests/vectors/cross_language.json, the file that
-// tests/vectors/test_cross_language_vectors.py checks against mpc_core.
+// tests/vectors/test_cross_language_vectors.py checks against mpc_core and exact
+// arithmetic, in both rings (Z_2^64 at f = 16, Z_2^128 at f = 32).
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const { test } = require('node:test');
-const { EncodingError, decode, encode, fromWire, prgWords, reconstructChecked, shareForParty, splitSeeded, toWire } =
-  require('../lib');
+const {
+  EncodingError,
+  decode,
+  encode,
+  encodeBounded,
+  prgElements,
+  reconstructChecked,
+  ringForBits,
+  shareForParty,
+  splitSeeded,
+} = require('../lib');
 
 const VECTORS = JSON.parse(
   fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'tests', 'vectors', 'cross_language.json'), 'utf8'),
 );
-const FIXED = VECTORS.fixed_point;
-const words = (decimals) => BigUint64Array.from(decimals.map(BigInt));
 
-test('fixed-point encoding matches numpy.rint, one value at a time and all at once', () => {
-  assert.ok(FIXED.encode.length > 20);
-  for (const { value, encoded_u64: expected } of FIXED.encode) {
-    assert.equal(encode([value], FIXED.fractional_bits)[0], BigInt(expected), `enc(${value})`);
-  }
-  const all = encode(FIXED.encode.map((c) => c.value), FIXED.fractional_bits);
-  assert.deepEqual(Array.from(all, String), FIXED.encode.map((c) => c.encoded_u64));
+test('the file has both rings', () => {
+  assert.deepEqual(VECTORS.rings.map((r) => [r.ring, r.ring_bits, r.element_bytes]), [
+    ['RING_Z2_64', 64, 8],
+    ['RING_Z2_128', 128, 16],
+  ]);
 });
 
-test('NaN, infinities and out-of-range values are refused, naming the index', () => {
-  for (const text of FIXED.refuse) {
-    const value = Number(text);
-    assert.throws(() => encode([0, 1.5, value], FIXED.fractional_bits), (error) => {
-      assert.ok(error instanceof EncodingError);
-      assert.equal(error.code, 'INVALID_ARGUMENT');
-      assert.match(error.message, /at index 2/);
-      return true;
-    }, text);
-  }
-  assert.throws(() => encode([2 ** 47], 16), /\|v\| must be below 1\.40737e\+14/);
-  assert.throws(() => encode(['1'], 16), /real numbers; found a string at index 0/);
-});
+for (const section of VECTORS.rings) {
+  const ring = ringForBits(section.ring_bits);
+  const FIXED = section.fixed_point;
+  const f = FIXED.fractional_bits;
+  const elements = (decimals) => ring.fromInts(decimals.map(BigInt));
+  const decimals = (vector) => ring.toInts(vector).map(String);
+  const name = ring.name;
 
-test('decoding is int64(u) / 2^f', () => {
-  for (const { encoded_u64: word, fractional_bits: bits, value } of FIXED.decode) {
-    assert.equal(decode(words([word]), bits)[0], value, `dec(${word}, ${bits})`);
-  }
-});
+  test(`${name}: fixed-point encoding matches numpy.rint, one value at a time and all at once`, () => {
+    assert.equal(section.ring, ring.protoName);
+    assert.ok(FIXED.encode.length > 30);
+    for (const { value, encoded, magnitude_bits: magnitude } of FIXED.encode) {
+      const result = encodeBounded(ring, [value], f);
+      assert.equal(ring.get(result.elements, 0), BigInt(encoded), `enc(${value})`);
+      assert.equal(result.magnitudeBits, magnitude, `magnitude bits of ${value}`);
+    }
+    const all = encode(ring, FIXED.encode.map((c) => c.value), f);
+    assert.deepEqual(decimals(all), FIXED.encode.map((c) => c.encoded));
+  });
 
-test('checked reconstruction sums the components modulo 2^64', () => {
-  for (const { components, secret_u64: secret, value_f16: value } of VECTORS.reconstruct) {
-    const parts = components.map((c) => words([c]));
-    const shares = [0, 1, 2].map((party) => shareForParty(parts, party));
-    const result = reconstructChecked(shares);
-    assert.equal(result[0], BigInt(secret));
-    assert.equal(decode(result, 16)[0], value);
-  }
-});
+  test(`${name}: the magnitude bits of encoded vectors`, () => {
+    for (const { values, encoded, magnitude_bits: magnitude } of FIXED.magnitude_bits) {
+      const result = encodeBounded(ring, values, f);
+      assert.deepEqual(decimals(result.elements), encoded);
+      assert.equal(result.magnitudeBits, magnitude, JSON.stringify(values));
+    }
+  });
 
-test('the PRG is AES-128-CTR under the seed, zero IV, little-endian u64 words', () => {
-  for (const { seed_hex: seed, words: expected } of VECTORS.prg) {
-    assert.deepEqual(Array.from(prgWords(Buffer.from(seed, 'hex'), expected.length), String), expected);
-    // a longer expansion starts with the same words
-    assert.deepEqual(Array.from(prgWords(Buffer.from(seed, 'hex'), 1000).slice(0, expected.length), String), expected);
-  }
-});
+  test(`${name}: NaN, infinities and out-of-range values are refused, naming the index`, () => {
+    for (const text of FIXED.refuse) {
+      const value = Number(text);
+      assert.throws(() => encode(ring, [0, 1.5, value], f), (error) => {
+        assert.ok(error instanceof EncodingError);
+        assert.equal(error.code, 'INVALID_ARGUMENT');
+        assert.match(error.message, /at index 2/);
+        return true;
+      }, text);
+    }
+    assert.throws(() => encode(ring, ['1'], f), /real numbers; found a string at index 0/);
+  });
 
-test('a seeded split with given seeds reproduces x_2', () => {
-  for (const c of VECTORS.seeded_split) {
-    const seeds = [Buffer.from(c.seed_0_hex, 'hex'), Buffer.from(c.seed_1_hex, 'hex')];
-    const { x2 } = splitSeeded(words(c.secret_u64), seeds);
-    assert.deepEqual(Array.from(x2, String), c.x_2);
-  }
-});
+  test(`${name}: decoding is signed(u) / 2^f, correctly rounded`, () => {
+    for (const { encoded, fractional_bits: bits, value } of FIXED.decode) {
+      assert.equal(decode(ring, elements([encoded]), bits)[0], value, `dec(${encoded}, ${bits})`);
+    }
+  });
 
-test('ring vectors travel as little-endian u64 bytes; digests are SHA-256 of those bytes', () => {
-  for (const c of VECTORS.wire) {
-    const bytes = toWire(words(c.words));
-    assert.equal(bytes.toString('hex'), c.hex);
-    assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), c.sha256_hex);
-    assert.deepEqual(Array.from(fromWire(Buffer.from(c.hex, 'hex')), String), c.words);
-  }
-});
+  test(`${name}: checked reconstruction sums the components modulo 2^k`, () => {
+    for (const { components, secret, fractional_bits: bits, value } of section.reconstruct) {
+      const parts = components.map((c) => elements([c]));
+      const shares = [0, 1, 2].map((party) => shareForParty(parts, party));
+      const result = reconstructChecked(ring, shares);
+      assert.equal(ring.get(result, 0), BigInt(secret));
+      assert.equal(decode(ring, result, bits)[0], value);
+    }
+  });
+
+  test(`${name}: the PRG is AES-128-CTR under the seed, zero IV, little-endian elements`, () => {
+    for (const { seed_hex: seed, elements: expected } of section.prg) {
+      assert.deepEqual(decimals(prgElements(ring, Buffer.from(seed, 'hex'), expected.length)), expected);
+      // a longer expansion starts with the same elements
+      assert.deepEqual(decimals(prgElements(ring, Buffer.from(seed, 'hex'), 1000)).slice(0, expected.length), expected);
+    }
+  });
+
+  test(`${name}: a seeded split with given seeds reproduces x_2, each server's part and the reconstruction`, () => {
+    for (const c of section.seeded_split) {
+      const { elements: secret, magnitudeBits } = encodeBounded(ring, c.values, c.fractional_bits);
+      assert.deepEqual(decimals(secret), c.secret);
+      assert.equal(magnitudeBits, c.magnitude_bits);
+      const seeds = [Buffer.from(c.seed_0_hex, 'hex'), Buffer.from(c.seed_1_hex, 'hex')];
+      const split = splitSeeded(ring, secret, seeds);
+      assert.deepEqual(decimals(split.x2), c.x_2);
+      const n = c.secret.length;
+      assert.deepEqual(decimals(prgElements(ring, seeds[0], n)), c.x_0);
+      assert.deepEqual(decimals(prgElements(ring, seeds[1], n)), c.x_1);
+      // What each server receives, and the pair it expands from it.
+      const pairs = c.servers.map((server, party) => {
+        assert.equal(server.party, party);
+        const take = (seedHex, data) => {
+          if (seedHex) {
+            assert.deepEqual(data, [], 'a seeded component travels empty');
+            return prgElements(ring, Buffer.from(seedHex, 'hex'), n);
+          }
+          return elements(data);
+        };
+        return { first: take(server.first_seed_hex, server.first), second: take(server.second_seed_hex, server.second) };
+      });
+      assert.equal(c.servers[0].first_seed_hex, c.seed_0_hex);
+      assert.equal(c.servers[0].second_seed_hex, c.seed_1_hex);
+      assert.equal(c.servers[1].first_seed_hex, c.seed_1_hex);
+      assert.equal(c.servers[2].second_seed_hex, c.seed_0_hex);
+      const back = reconstructChecked(ring, pairs);
+      assert.deepEqual(decimals(back), c.reconstructed);
+      assert.deepEqual(Array.from(decode(ring, back, c.fractional_bits)), c.decoded);
+    }
+  });
+
+  test(`${name}: ring vectors travel as little-endian ${ring.elementBytes}-byte elements; digests are SHA-256 of those bytes`, () => {
+    for (const c of section.wire) {
+      const bytes = ring.toWire(elements(c.elements));
+      assert.equal(bytes.toString('hex'), c.hex);
+      assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), c.sha256_hex);
+      assert.deepEqual(decimals(ring.fromWire(Buffer.from(c.hex, 'hex'))), c.elements);
+      // the same bytes at an odd offset (as grpc-js may hand them over) decode the same
+      const shifted = Buffer.concat([Buffer.alloc(5), Buffer.from(c.hex, 'hex')]).subarray(5);
+      assert.deepEqual(decimals(ring.fromWire(shifted)), c.elements);
+    }
+  });
+}

@@ -111,6 +111,7 @@ def finish_plan(
     shape: tuple[int, ...],
     natural_bits: int,
     bound: int,
+    *,
     output_bits: int | None,
     what: str,
     details: Mapping[str, Any] | None = None,

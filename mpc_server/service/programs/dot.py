@@ -36,7 +36,8 @@ class Dot:
         same_shape(x, y)
         bound = x.share.size * magnitude(x) * magnitude(y)
         natural = x.fractional_bits + y.fractional_bits
-        return finish_plan(ring, (), natural, bound, output_bits, f"the dot product of {x.ref} and {y.ref}")
+        what = f"the dot product of {x.ref} and {y.ref}"
+        return finish_plan(ring, (), natural, bound, output_bits=output_bits, what=what)
 
     async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
         """A dot product with one reshare (ABY3 §5)."""

@@ -38,7 +38,8 @@ class ElementwiseMultiply:
         same_shape(x, y)
         bound = magnitude(x) * magnitude(y)
         natural = x.fractional_bits + y.fractional_bits
-        return finish_plan(ring, x.shape, natural, bound, output_bits, f"the products of {x.ref} and {y.ref}")
+        what = f"the products of {x.ref} and {y.ref}"
+        return finish_plan(ring, x.shape, natural, bound, output_bits=output_bits, what=what)
 
     async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
         """One multiplication (Araki et al. / ABY3 §3)."""

@@ -93,7 +93,10 @@ class LinearRegressionPredict:
         )
         bound += sum(magnitude(c) << (natural - c.fractional_bits) for c in intercepts)
         what = "the predictions of linear_regression.predict from " + ", ".join(str(b.ref) for b in blocks)
-        return finish_plan(ring, (shapes[0][0],), natural, bound, output_bits, what, {"lifts": lifts})
+        rows = (shapes[0][0],)
+        return finish_plan(
+            ring, rows, natural, bound, output_bits=output_bits, what=what, details={"lifts": lifts}
+        )
 
     async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
         """ABY3 §5 matrix-vector product, fused across blocks, one reshare.
