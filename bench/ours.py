@@ -69,8 +69,13 @@ class OursRunner:
         """Keep certificates, logs and data in ``directory``."""
         self.directory = directory
         self.progress = progress
-        self.cluster = LocalCluster(directory / "cluster", clients=(OWNER, BANK_1, BANK_2))
         self.client: MpcClient | None = None
+        self.cluster = self._cluster(128)
+
+    def _cluster(self, ring: int) -> LocalCluster:
+        return LocalCluster(
+            self.directory / f"cluster-{ring}", clients=(OWNER, BANK_1, BANK_2), ring_bits=ring
+        )
 
     @property
     def _client(self) -> MpcClient:
@@ -82,6 +87,7 @@ class OursRunner:
         """Start a cluster, measure one workload, stop the cluster."""
         runners = {"multiply": self._products, "dot": self._products, "linreg": self._linreg}
         runner = runners.get(workload.kind, self._upload)
+        self.cluster = self._cluster(workload.ring)
         self.cluster.start()
         try:
             with self.cluster.client(OWNER, timeout=300) as client:
@@ -113,6 +119,7 @@ class OursRunner:
             n=workload.n,
             d=workload.d,
             median_s=median,
+            ring=workload.ring,
             min_s=low,
             max_s=high,
             reps=workload.reps,

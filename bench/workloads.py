@@ -15,18 +15,21 @@ class Workload:
     two banks, ``w`` and ``c`` from the model owner, end to end including the
     owners' uploads. ``dot``: one dot product of two length-``n`` vectors.
     ``upload``: one owner secret-sharing and uploading ``n`` values (ours only).
+    ``ring``: the ring our cluster computes in (the peers have their own).
     """
 
     kind: str
     n: int
     d: int = 1
     reps: int = 5
+    ring: int = 128
 
     @property
     def label(self) -> str:
-        """Short name, e.g. ``linreg n=1e5 d=10``."""
+        """Short name, e.g. ``linreg n=1e5 d=10``; ``[Z_2^64]`` when not the default ring."""
         size = f"{self.n:.0e}".replace("+0", "").replace("+", "") if self.n >= 1000 else str(self.n)
-        return f"{self.kind} n={size}" + (f" d={self.d}" if self.kind == "linreg" else "")
+        label = f"{self.kind} n={size}" + (f" d={self.d}" if self.kind == "linreg" else "")
+        return label + (" [Z_2^64]" if self.ring == 64 else "")
 
     @property
     def products(self) -> int:
@@ -39,8 +42,10 @@ FULL = (
     Workload("multiply", 10_000, reps=10),
     Workload("multiply", 100_000, reps=7),
     Workload("multiply", 1_000_000, reps=5),
+    Workload("multiply", 1_000_000, reps=5, ring=64),
     Workload("linreg", 100_000, 2, reps=5),
     Workload("linreg", 100_000, 10, reps=5),
+    Workload("linreg", 100_000, 10, reps=5, ring=64),
     Workload("linreg", 1_000_000, 10, reps=3),
     Workload("dot", 1_000_000, reps=5),
     Workload("upload", 1_000_000, reps=3),
@@ -65,6 +70,8 @@ class Row:
     n: int
     d: int
     median_s: float | None
+    ring: int | None = None
+    """The ring of our cluster (None for a peer, which has its own)."""
     min_s: float | None = None
     max_s: float | None = None
     reps: int = 0

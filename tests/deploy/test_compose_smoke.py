@@ -53,7 +53,7 @@ _PODMAN_EXIT_RACE = "/cgroup: no such process"
 
 _NOT_SOURCES = shutil.ignore_patterns(
     ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
-    "node_modules", "certs", "*.key", "*.whl",
+    "node_modules", "certs", "*.key", "*.whl", "*.so",
 )  # fmt: skip
 
 
@@ -147,6 +147,7 @@ def _build_context(directory: Path) -> Path:
     machine = platform.machine()
     target = ["--only-binary=:all:", "--implementation", "cp", "--python-version", IMAGE_PYTHON]
     target += ["--platform", f"manylinux_2_36_{machine}", "--platform", f"manylinux2014_{machine}"]
+    target += ["--platform", f"linux_{machine}"]  # the project's own wheel (compiled ring kernel)
     project = [str(wheel) for wheel in wheels.glob("mpc_service-*.whl")]
     downloaded = _run([*pip, "download", "-q", "-d", str(wheels), *target, *project], timeout=600)
     assert downloaded.returncode == 0, f"pip download of the dependencies failed:\n{downloaded.stderr}"

@@ -83,3 +83,19 @@ def test_no_module_is_too_long() -> None:
         if (count := len(path.read_text().splitlines())) > 400
     ]
     assert not long, long
+
+
+def test_every_package_is_installed() -> None:
+    """pyproject.toml lists packages by hand: a subpackage missing there breaks ``pip install .``."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    renamed = {directory: package for package, directory in config.get("package-dir", {}).items()}
+    found = set()
+    for init in ROOT.glob("*/**/__init__.py"):
+        parts = init.parent.relative_to(ROOT).parts
+        if parts[0] in {"tests", "clients", "scripts", "deploy", "build"} or parts[0].startswith("."):
+            continue
+        found.add(".".join((renamed.get(parts[0], parts[0]), *parts[1:])))
+    assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"
