@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import kernels, report
 from .ours import OursRunner
 from .peers.envs import PeerUnavailableError
 from .peers.runner import run_crypten, run_mpyc
@@ -85,6 +85,9 @@ def main(quick: bool, as_json: bool, systems: Sequence[str]) -> int:
     """Run and print: a table (default) or one JSON document."""
     started = time.perf_counter()
     rows = run(quick, systems, lambda text: print(text, file=sys.stderr, flush=True))
+    print("kernel choice: timing the local product terms ...", file=sys.stderr, flush=True)
+    size = 100_000 if quick else 1_000_000
+    choice = kernels.measure(size, size, 10)
     elapsed = time.perf_counter() - started
     if as_json:
         print(
@@ -93,6 +96,9 @@ def main(quick: bool, as_json: bool, systems: Sequence[str]) -> int:
                     "machine": machine(),
                     "seconds": elapsed,
                     "rows": [r.to_json() for r in rows],
+                    "kernels": [
+                        {"operation": op, "implementation": how, "seconds": s} for op, how, s in choice
+                    ],
                     "targets": report.targets(rows),
                 },
                 indent=1,
@@ -107,6 +113,8 @@ def main(quick: bool, as_json: bool, systems: Sequence[str]) -> int:
     print(report.table(rows))
     print("\nGrowth with n (ours, multiply):\n")
     print(report.linearity(rows))
+    print("\nKernel choice (one server's local work, best of 5):\n")
+    print(kernels.table(choice))
     print("\nTargets:")
     for line in report.targets(rows):
         print(f"  {line}")

@@ -4,16 +4,17 @@ Server ``i`` holds ``(y_i, y_{i+1})`` of the output ``y``. Component ``j``
 thus comes from two servers: as server ``j``'s first and as server
 ``j - 1``'s second. Before reconstructing, the client checks that the two
 copies agree; either both copies arrive in full (small outputs, returned
-with ``RunJob``), or the second copy arrives as its SHA-256 digest, which is
-compared with the digest of the first copy (``FetchOutput`` with
-``second_as_digest``: the same check at half the traffic). A mismatch raises
+with ``RunJob``), or the second copy arrives as a one-time keyed tag
+(``FetchOutput`` with ``second_mac_key``, ``mpc_core.tags``): server ``i``
+alone gets key ``k_i`` and tags its second component; the client tags server
+``i + 1``'s first component under ``k_i`` as it streams in and compares. The
+same check at half the traffic. A mismatch raises
 :class:`OutputIntegrityError` naming the two servers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from mpc_client._transport import ServerConnection
 from mpc_client.types import ServerInfo
-from mpc_core import protowire
+from mpc_core import protowire, tags
 from mpc_core.errors import OutputIntegrityError, ShareFormatError
 from mpc_core.fixed_point import FixedPoint
 from mpc_core.ring import Ring, RingArray, element_count, ring_for_bits
@@ -75,17 +76,28 @@ def part_from_share(server: str, info: pb.OutputInfo, chunk: types_pb2.ShareChun
 
 
 def fetch_part(
-    connection: ServerConnection, job_id: str, timeout: float, *, release: bool = False
+    connection: ServerConnection,
+    job_id: str,
+    timeout: float,
+    keys: tuple[bytes, bytes],
+    *,
+    release: bool = False,
 ) -> OutputPart:
-    """Stream one server's output: header, first component in chunks, digest."""
-    request = pb.FetchOutputRequest(job_id=job_id, second_as_digest=True, release=release)
+    """Stream one server's output: header, first component in chunks, the second's tag.
+
+    ``keys`` is ``(k_i, k_{i-1})`` for server ``i``: it tags its second
+    component under ``k_i``; the client tags the first it sends under
+    ``k_{i-1}``, for comparison with server ``i - 1``'s tag.
+    """
+    own_key, check_key = keys
+    request = pb.FetchOutputRequest(job_id=job_id, second_mac_key=own_key, release=release)
     stream = connection.fetch_raw(request, timeout=timeout)
     header = _output_header(connection.name, next(stream, b""))
     shape = tuple(int(d) for d in header.shape)
     count = element_count(shape)
     ring = ring_from_proto(connection.name, header.ring)
     first = ring.empty(count)
-    hasher = hashlib.sha256()
+    tagger = tags.Tagger(check_key)
     filled, second_digest = 0, b""
     for response in stream:
         number, item = _decode(connection.name, response)
@@ -97,8 +109,8 @@ def fetch_part(
         size = len(item.first) // ring.element_bytes
         if item.offset != filled or filled + size > count or second_digest:
             raise ShareFormatError(f"{connection.name}: malformed output chunk at element {item.offset}")
-        first[filled : filled + size] = ring.wire_view(item.first, size)
-        hasher.update(item.first)
+        ring.assign(first, filled, ring.wire_view(item.first, size))
+        tagger.update(item.first)
         filled += size
     if filled != count or not second_digest:
         raise ShareFormatError(f"{connection.name}: sent {filled} of {count} output elements")
@@ -109,7 +121,7 @@ def fetch_part(
         ring,
         first,
         second_digest=second_digest,
-        first_digest=hasher.digest(),
+        first_digest=tagger.tag(),
     )
 
 
@@ -136,26 +148,26 @@ def reconstruct_output(parts: Sequence[OutputPart]) -> npt.NDArray[np.float64]:
     for part, other in zip(parts, [*parts[1:], parts[0]], strict=True):
         if (part.shape, part.fractional_bits, part.ring) != (other.shape, other.fractional_bits, other.ring):
             raise OutputIntegrityError((part.server, other.server), "output shapes, rings or scales")
+    ring = parts[0].ring
     if all(part.second is not None for part in parts):
         shares = [ReplicatedShare(part.first, part.second) for part in parts if part.second is not None]
-        secret = reconstruct_checked(shares, names)
+        values = FixedPoint(parts[0].fractional_bits, ring).decode(reconstruct_checked(shares, names))
     else:
-        secret = _reconstruct_by_digest(parts)
-    values = FixedPoint(parts[0].fractional_bits, parts[0].ring).decode(secret)
+        _check_by_digest(parts)
+        values = ring.sum_to_float(parts[0].first, parts[1].first, parts[2].first)
+        values *= 2.0 ** -parts[0].fractional_bits  # exact: a power of two
     return values.reshape(parts[0].shape)
 
 
-def _reconstruct_by_digest(parts: Sequence[OutputPart]) -> RingArray:
+def _check_by_digest(parts: Sequence[OutputPart]) -> None:
     ring = parts[0].ring
     for holder, part in enumerate(parts):
         other = parts[(holder + 1) % 3]
         first_digest = other.first_digest or hashlib.sha256(ring.wire_bytes(other.first)).digest()
-        if not part.second_digest or not hmac.compare_digest(part.second_digest, first_digest):
+        if not part.second_digest or not tags.same_tag(part.second_digest, first_digest):
             raise OutputIntegrityError(
                 (part.server, other.server), f"copies of share component {(holder + 1) % 3}"
             )
-    total: RingArray = ring.add(parts[0].first, parts[1].first)
-    return ring.add(total, parts[2].first, out=total)
 
 
 def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from mpc_client import _fetch, _upload
 from mpc_client._transport import ClientCredentials, ServerConnection, connect_all, fan_out
 from mpc_client.types import DatasetRef, Grant, JobResult, ServerInfo, ServerJobStats
+from mpc_core import tags
 from mpc_core.certificates import check_certificate
 from mpc_core.cluster import ClusterConfig, parse_cluster
 from mpc_core.errors import ConfigError, EncodingError, InvalidArgumentError, ProtocolTimeoutError
@@ -326,9 +327,14 @@ class MpcClient:
         """
         job_id = job.job_id if isinstance(job, JobResult) else job
         deadline = self._deadline(timeout)
-        parts = fan_out(
-            self._connections, lambda c: _fetch.fetch_part(c, job_id, deadline, release=release), self._pool
-        )
+        keys = [secrets.token_bytes(tags.MAC_KEY_BYTES) for _ in self._connections]  # one per server, once
+
+        def fetch_one(connection: ServerConnection) -> _fetch.OutputPart:
+            party = connection.endpoint.party
+            own, check = keys[party], keys[(party - 1) % len(keys)]
+            return _fetch.fetch_part(connection, job_id, deadline, (own, check), release=release)
+
+        parts = fan_out(self._connections, fetch_one, self._pool)
         return _fetch.reconstruct_output(parts)
 
     def server_info(self, *, timeout: float | None = None) -> list[ServerInfo]:

@@ -23,10 +23,8 @@ A vector is its elements' encodings back to back. The transport between
 servers moves plain 64-bit words (:data:`Words`); a Z_2^128 vector of n
 elements is 2n words there.
 
-Two numpy pitfalls are handled here once (reference/protocols.md §1): ``>>``
-on ``uint64`` is logical (:meth:`Ring.ashr` shifts the signed value), and a
-negative Python int mixed into a ``uint64`` array raises (public constants
-go through :meth:`Ring.element_bytes_of`). This module does no I/O.
+Public constants are Python ints of any sign, reduced here; :meth:`Ring.ashr`
+shifts the signed value (numpy's ``>>`` is logical). This module does no I/O.
 """
 
 from __future__ import annotations
@@ -171,6 +169,23 @@ class Ring:
         out = np.empty(array.shape, dtype=np.float64)
         self._fn("to_double")(out, array)
         return out
+
+    def sum_to_float(self, a: RingArray, b: RingArray, c: RingArray) -> npt.NDArray[np.float64]:
+        """``a + b + c`` in the ring, as correctly rounded float64 (one pass: reconstruct and decode)."""
+        parts = [self._contiguous(v) for v in (a, b, c)]
+        if len({p.shape for p in parts}) != 1:
+            raise InvalidArgumentError("the three components differ in shape")
+        out = np.empty(parts[0].shape, dtype=np.float64)
+        self._fn("sum3_to_double")(out, *parts)
+        return out
+
+    def assign(self, target: RingArray, start: int, values: RingArray) -> None:
+        """``target[start : start + len(values)] = values`` as a word copy (10x numpy's for U128)."""
+        words, width = self.words(target), self.words_per_element
+        if not np.shares_memory(words, target):
+            raise InvalidArgumentError("assign needs a contiguous target")
+        source = self.words(values)
+        words[start * width : start * width + source.size] = source
 
     # ------------------------------------------------------------------ elementwise arithmetic
 

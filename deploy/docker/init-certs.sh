@@ -9,7 +9,8 @@
 #   clients (volume `clients`): cluster.toml (compose network addresses), cluster-host.toml
 #       (the published ports, for clients outside the compose network), ca.pem and the client
 #       certificates and keys. The CA key (ca.key) never leaves the `pki` volume.
-# Environment: MPC_CLIENTS (default "model-owner bank-1 bank-2"), MPC_PUBLIC_HOST (host name
+# Environment: MPC_RING (128, the default, or 64), MPC_FRACTIONAL_BITS (default: the ring's),
+# MPC_CLIENTS (default "model-owner bank-1 bank-2"), MPC_PUBLIC_HOST (host name
 # or IP that outside clients reach the published ports at, default 127.0.0.1) and
 # MPC_PORT_0..MPC_PORT_2 (the published ports, default 7100..7102).
 set -eu
@@ -21,7 +22,8 @@ public_host=${MPC_PUBLIC_HOST:-127.0.0.1}
 
 cluster_file() {  # cluster_file ADDRESS0 ADDRESS1 ADDRESS2
   printf '# MPC cluster file written by mpc-init-certs: the three servers in party order.\n'
-  printf 'ca = "ca.pem"\nfractional_bits = 16\n'
+  printf 'ca = "ca.pem"\nring = %s\n' "${MPC_RING:-128}"
+  if [ -n "${MPC_FRACTIONAL_BITS:-}" ]; then printf 'fractional_bits = %s\n' "$MPC_FRACTIONAL_BITS"; fi
   party=0
   for address in "$@"; do
     printf '\n[[servers]]\nidentity = "server-%s"\naddress = "%s"\n' "$party" "$address"

@@ -418,6 +418,7 @@ class FetchOutputRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     SECOND_AS_DIGEST_FIELD_NUMBER: _builtins.int
     RELEASE_FIELD_NUMBER: _builtins.int
+    SECOND_MAC_KEY_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job's id (1-128 characters of [A-Za-z0-9._-] starting with a letter
     or digit); only the job's receiver may fetch its output.
@@ -432,16 +433,29 @@ class FetchOutputRequest(_message.Message):
     """Delete the output from this server once it has been streamed completely
     (for a receiver that fetches once); otherwise it is kept until it expires.
     """
+    second_mac_key: _builtins.bytes
+    """Send the second share component only as a keyed tag, in the last message
+    (`second_digest`), instead of in full: the 16-byte GMAC of its wire bytes
+    under this 16-byte key (AES-128-GCM encryption of the empty plaintext
+    with a 96-bit all-zero nonce and the component's bytes as associated
+    data; the tag is GCM's 16-byte authentication tag). Takes precedence over
+    second_as_digest. The client draws a fresh key per server and call from a
+    CSPRNG, sends server i only its own key k_i, and compares server i's tag
+    with its own GMAC under k_i of server i+1's first component: server i+1
+    never sees k_i, so it cannot alter its copy unnoticed. Never reuse a key
+    or send one key to two servers. 15x cheaper than SHA-256 on both sides.
+    """
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         second_as_digest: _builtins.bool = ...,
         release: _builtins.bool = ...,
+        second_mac_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "release", b"release", "second_as_digest", b"second_as_digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "release", b"release", "second_as_digest", b"second_as_digest", "second_mac_key", b"second_mac_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from mpc_core import tags
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.identity import Principal, validate_name
 from mpc_proto.v1 import client_service_pb2 as pb
@@ -146,10 +147,13 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
 
         Responses are encoded ``FetchOutputResponse`` bytes (``api.convert``).
         """
-        output = self._outputs.fetch(
-            self._authenticate(context).name, validate_name(request.job_id, "job id")
-        )
-        digest = await convert.digest_of(output.share.second) if request.second_as_digest else None
+        requester = self._authenticate(context).name
+        job_id = validate_name(request.job_id, "job id")
+        if len(request.second_mac_key) not in (0, tags.MAC_KEY_BYTES):
+            raise InvalidArgumentError(f"second_mac_key must be {tags.MAC_KEY_BYTES} bytes")
+        output = self._outputs.fetch(requester, job_id)
+        checked = request.second_mac_key or request.second_as_digest
+        digest = await convert.digest_of(output.share.second, request.second_mac_key) if checked else None
         header = pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))
         last = [pb.FetchOutputResponse(second_digest=digest).SerializeToString()] if digest else []
         chunks = convert.output_responses(output.share, with_second=digest is None)

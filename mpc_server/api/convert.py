@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from google.protobuf.message import DecodeError
 
-from mpc_core import protowire
+from mpc_core import protowire, tags
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.identity import shown
 from mpc_core.ring import RingArray, ring_of
@@ -133,9 +133,17 @@ def output_responses(share: ReplicatedShare, *, with_second: bool) -> Iterator[b
     return protowire.encode_chunk_items(ring.wire_bytes(share.first), second, ring.element_bytes)
 
 
-async def digest_of(component: RingArray) -> bytes:
-    """SHA-256 of a component's wire bytes (hashed off the event loop if large)."""
+async def digest_of(component: RingArray, mac_key: bytes = b"") -> bytes:
+    """SHA-256 of a component's wire bytes, or its GMAC tag under ``mac_key`` (``mpc_core.tags``).
+
+    Large components are hashed off the event loop.
+    """
     data = ring_of(component).wire_bytes(component)  # no copy on little-endian hosts
-    if len(data) < DIGEST_INLINE_BYTES:
-        return hashlib.sha256(data).digest()
-    return await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+    if mac_key and len(mac_key) != tags.MAC_KEY_BYTES:
+        raise InvalidArgumentError(f"second_mac_key must be {tags.MAC_KEY_BYTES} bytes, got {len(mac_key)}")
+
+    def compute() -> bytes:
+        return tags.tag(mac_key, data) if mac_key else hashlib.sha256(data).digest()
+
+    limit = DIGEST_INLINE_BYTES * (64 if mac_key else 1)  # GMAC is ~15x faster than SHA-256
+    return compute() if len(data) < limit else await asyncio.to_thread(compute)

@@ -6,8 +6,10 @@ copies; computing on them is not equivalent to any input and can leak (e.g.
 ``delta * (w - w_0)``, reference/protocols.md §3). After an upload, and
 before it becomes visible, the servers compare digests of their copies:
 
-1. Party i computes ``H(x_i)`` and ``H(x_{i+1})`` of its two components.
-2. It sends both digests to both peers (one round, 64 bytes each way).
+1. Party i computes ``H(x_i)`` and ``H(x_{i+1})`` of its two components (the
+   upload service uses one-time keyed tags whose key for component j only
+   the two holders of x_j know; any digest works here).
+2. It sends both digests to both peers (one round, two digests each way).
 3. It compares every component's two copies it now knows: ``x_i`` (its own
    first vs party i-1's second), ``x_{i+1}`` (its own second vs party i+1's
    first) and ``x_{i+2}`` (party i+1's second vs party i-1's first).
@@ -26,14 +28,12 @@ from mpc_core.errors import InconsistentSharesError, ProtocolError
 from mpc_core.ring import Words
 from mpc_server.protocol.context import PartyContext
 
-DIGEST_BYTES = 32
 
-
-def _split(words: Words, sender: str) -> tuple[bytes, bytes]:
+def _split(words: Words, size: int, sender: str) -> tuple[bytes, bytes]:
     data = words.astype("<u8").tobytes()
-    if len(data) != 2 * DIGEST_BYTES:
+    if len(data) != 2 * size:
         raise ProtocolError(f"malformed consistency message from {sender}")
-    return data[:DIGEST_BYTES], data[DIGEST_BYTES:]
+    return data[:size], data[size:]
 
 
 async def check_replicas(ctx: PartyContext, what: str, first_digest: bytes, second_digest: bytes) -> None:
@@ -42,13 +42,16 @@ async def check_replicas(ctx: PartyContext, what: str, first_digest: bytes, seco
     Raises:
         InconsistentSharesError: naming the component and its two holders.
     """
+    size = len(first_digest)
+    if size % 8 or size != len(second_digest):
+        raise ProtocolError("consistency digests must be two of equal length, a multiple of 8 bytes")
     tag = ctx.allocate_tag()
     words: Words = np.frombuffer(first_digest + second_digest, dtype="<u8").astype(np.uint64)
     ctx.stats.rounds += 1
     await ctx.send(ctx.prev, tag, words)
     await ctx.send(ctx.next, tag, words)
-    next_first, next_second = _split(await ctx.recv(ctx.next, tag), ctx.channel.peer_name(ctx.next))
-    prev_first, prev_second = _split(await ctx.recv(ctx.prev, tag), ctx.channel.peer_name(ctx.prev))
+    next_first, next_second = _split(await ctx.recv(ctx.next, tag), size, ctx.channel.peer_name(ctx.next))
+    prev_first, prev_second = _split(await ctx.recv(ctx.prev, tag), size, ctx.channel.peer_name(ctx.prev))
     me, nxt, prv = ctx.party, ctx.next, ctx.prev
     copies = (
         (me, first_digest, prev_second, (prv, me)),

@@ -3,21 +3,34 @@
 An upload is a header followed by chunks of shares in order. Everything the
 header promises is checked before anything is allocated (a declared size
 above the limit is :class:`ResourceLimitError`), every chunk is checked
-against the header (:class:`ShareFormatError`), and chunks are written
-straight into the dataset's file under ``tmp/``. When the last element has
-arrived the three servers compare digests of their copies
-(``protocol.consistency``); only then is the file published, atomically. An
-interrupted, malformed or inconsistent upload leaves nothing behind.
+against the header (:class:`ShareFormatError`). When the last element has
+arrived, the three servers check the upload in two rounds:
+
+1. they confirm they hold the same header (name, shape, ring, scale, bound,
+   grants, upload id: a digest of it) and set up fresh pairwise keys
+   (``protocol.setup``), so that a client cannot give the servers different
+   grants or bounds for one dataset;
+2. they compare one-time keyed tags (GMAC, ``mpc_core.tags``) of their copies
+   of every component (``protocol.consistency``). The tag key of component j
+   comes from the key ``k_j`` that only its two holders know, so the
+   uploader cannot find inconsistent copies with equal tags.
+
+Only then is the file (written and fsynced meanwhile) published,
+atomically. An interrupted, malformed or inconsistent upload leaves nothing
+behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from mpc_core import tags
 from mpc_core.errors import (
+    FailedPreconditionError,
     InconsistentSharesError,
     InvalidArgumentError,
     MpcError,
@@ -26,11 +39,13 @@ from mpc_core.errors import (
 )
 from mpc_core.fixed_point import max_fractional_bits
 from mpc_core.identity import NAME_PATTERN, shown, validate_name
-from mpc_core.prg import KEY_BYTES, prg_fill
+from mpc_core.prg import KEY_BYTES, prf_words, prg_fill
 from mpc_core.ring import Ring, RingArray, element_count, ring_of
+from mpc_core.version import PROTOCOL_VERSION
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.consistency import check_replicas
 from mpc_server.protocol.context import PartyContext
+from mpc_server.protocol.setup import agree_and_setup_keys
 from mpc_server.service.model import DatasetRef, Grant, StoredDataset
 from mpc_server.service.store import FileDatasetStore, PendingDataset
 
@@ -75,11 +90,15 @@ class UploadHeader:
     """The owner's bound: every encoded element e has |e| <= 2^magnitude_bits."""
 
 
-def _digest(component: RingArray) -> bytes:
-    """SHA-256 of ``b"data"`` and a component's little-endian bytes."""
-    hasher = hashlib.sha256(b"data")
-    hasher.update(ring_of(component).wire_bytes(component))
-    return hasher.digest()
+def _tag(key: bytes, seed: bytes, component: RingArray) -> bytes:
+    """The tag of one component: of ``b"seed" || seed`` if it came as a seed, else of its bytes."""
+    tagger = tags.Tagger(key)
+    if seed:
+        tagger.update(b"seed" + seed)
+    else:
+        tagger.update(b"data")
+        tagger.update(ring_of(component).wire_bytes(component))
+    return tagger.tag()
 
 
 class UploadSession:
@@ -136,25 +155,42 @@ class UploadSession:
                 f"does not fit {self.count} elements of {self._ring.name}"
             )
         for data, target in sent:
-            target[offset : offset + size] = self._ring.wire_view(data, size)
+            self._ring.assign(target, offset, self._ring.wire_view(data, size))
         self.received += size
 
-    def digests(self) -> tuple[bytes, bytes]:
-        """The digests the servers compare for both components (blocking).
-
-        A component received as a seed is identified by its seed (its holders
-        compare ``SHA-256(b"seed" || seed)``; hashing the expansion would add
-        nothing), one received in full by ``SHA-256(b"data" || bytes)``. Both
-        holders of a component must therefore receive it the same way.
-        """
+    def require_complete(self) -> None:
+        """Refuse an upload whose chunks ended before the header's element count."""
         if self.received != self.count:
             raise ShareFormatError(
                 f"upload of {self.ref} ended after {self.received} of {self.count} elements"
             )
+
+    def description_digest(self) -> bytes:
+        """SHA-256 of what all three servers must have been told alike (not the seeds)."""
+        header = self.header
+        described = {
+            "protocol_version": PROTOCOL_VERSION,
+            "dataset": str(self.ref),
+            "shape": list(header.shape),
+            "ring_bits": header.ring_bits,
+            "fractional_bits": header.fractional_bits,
+            "magnitude_bits": header.magnitude_bits,
+            "grants": sorted([g.receiver, g.program] for g in header.grants),
+            "upload_id": header.upload_id.hex(),
+            "overwrite": header.overwrite,
+        }
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).digest()
+
+    def tags(self, keys: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+        """The tags the servers compare for both components, under one-time keys (blocking).
+
+        A component received as a seed is tagged by its seed (tagging the
+        expansion would add nothing), one received in full by its bytes; both
+        holders of a component must therefore receive it the same way.
+        """
         seeds = (self.header.first_seed, self.header.second_seed)
         first, second = (
-            hashlib.sha256(b"seed" + seed).digest() if seed else _digest(part)
-            for seed, part in zip(seeds, self._parts, strict=True)
+            _tag(key, seed, part) for key, seed, part in zip(keys, seeds, self._parts, strict=True)
         )
         return first, second
 
@@ -258,13 +294,13 @@ class UploadService:
         """
         job_id = _session_id(session.ref.owner, session.header) or "upload/invalid"
         try:
-            first, second = await asyncio.to_thread(session.digests)
+            session.require_complete()
         except BaseException:
             session.discard()
             raise
         writing = asyncio.ensure_future(asyncio.to_thread(self._store.write, session.pending))
         try:
-            await self._check(job_id, session, first, second, timeout)
+            await self._check(job_id, session, timeout)
         except BaseException:
             temp = await asyncio.shield(writing)
             self._store.discard(session.pending, temp)
@@ -273,15 +309,24 @@ class UploadService:
         overwrite = session.header.overwrite
         return await asyncio.to_thread(self._store.publish, session.pending, temp, overwrite)
 
-    async def _check(
-        self, job_id: str, session: UploadSession, first: bytes, second: bytes, timeout: float
-    ) -> None:
+    async def _check(self, job_id: str, session: UploadSession, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        ctx = PartyContext(self._channel, job_id, deadline)
+        ctx = PartyContext(self._channel, job_id, deadline, ring=self._ring)
+        what = f"dataset {session.ref}"
         try:
-            await check_replicas(ctx, f"dataset {session.ref}", first, second)
+            try:
+                keys = await agree_and_setup_keys(ctx, session.description_digest())
+            except FailedPreconditionError:
+                raise InconsistentSharesError(
+                    f"the uploader sent the servers different headers of {what} (shape, ring, scale, "
+                    "bound, grants or upload id); the upload was rejected"
+                ) from None
+            label = ctx.allocate_tag().to_bytes(b"upload-tags")
+            tag_keys = (prf_words(keys.own, label, 2).tobytes(), prf_words(keys.next, label, 2).tobytes())
+            first, second = await asyncio.to_thread(session.tags, tag_keys)
+            await check_replicas(ctx, what, first, second)
         except InconsistentSharesError:
-            raise  # every server reaches this verdict from the same digests
+            raise  # every server reaches this verdict from the same digests and tags
         except MpcError as exc:
             await self._channel.abort(job_id, str(exc))
             raise

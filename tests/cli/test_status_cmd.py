@@ -13,6 +13,7 @@ import pytest
 from mpc_cli.local_cluster import LocalCluster, free_ports
 from mpc_cli.main import main
 from mpc_core.cluster import render_cluster
+from mpc_core.version import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +84,8 @@ def test_status_json_of_a_ready_cluster(cluster: LocalCluster, capsys: pytest.Ca
         assert server["identity"] == server["reported_identity"] == f"server-{index}"
         assert server["address"] == cluster.addresses[index]
         assert server["reachable"] and server["ready"] and server["health"] == "SERVING"
-        assert server["readiness"] == "READY" and server["protocol_version"] == 1
+        assert server["readiness"] == "READY" and server["protocol_version"] == PROTOCOL_VERSION
+        assert server["ring"] == "Z_2^128" and server["fractional_bits"] == 32
         assert server["software_version"] and not server["errors"]
         assert server["peers"] == {f"server-{p}": True for p in range(3) if p != index}
 
