@@ -228,6 +228,7 @@ def _report(args: argparse.Namespace, data: ShowcaseData, predictions: FloatArra
                     "error_bound": float(bound.max()),
                     "within_bound": bool(np.all(errors <= bound)),
                     "fractional_bits": bits,
+                    "ring_bits": job.ring_bits,
                 }
             )
         )
@@ -246,6 +247,6 @@ def _report(args: argparse.Namespace, data: ShowcaseData, predictions: FloatArra
     verdict = "within" if np.all(errors <= bound) else "OUTSIDE"
     print(
         f"\nmax |error| = {errors.max():.3g} (relative {relative:.2g}), {verdict} the fixed-point "
-        f"rounding bound of {bound.max():.3g} for {bits} fractional bits"
+        f"rounding bound of {bound.max():.3g} for {bits} fractional bits in Z_2^{job.ring_bits}"
     )
     print("Only the model owner saw the predictions; no server saw an input, a weight or a result.")
