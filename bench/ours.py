@@ -1,10 +1,12 @@
 """Our side of the benchmark: a real three-server cluster over mutual TLS.
 
 Bytes between servers and between clients and servers come from the
-servers' own transport counters (``GetServerInfo``), peak memory from each
-server process's VmHWM, reset before each workload. Uploads in ``linreg``
-come from three owner processes (``mpc_bench.owner``) started before the
-clock runs.
+servers' own transport counters (their Prometheus metrics,
+``mpc_peer_bytes_sent_total`` and ``mpc_client_bytes_total``), peak memory
+from each server process's VmHWM, reset before each workload. Uploads in
+``linreg`` come from three owner processes (``mpc_bench.owner``) started
+before the clock runs; each grants the model owner exactly the benchmark's
+prediction job (a pinned grant).
 """
 
 from __future__ import annotations
@@ -21,21 +23,27 @@ import numpy as np
 
 from mpc_cli.demo_data import normal, uniform
 from mpc_cli.local_cluster import LocalCluster
-from mpc_client import Grant, MpcClient, ServerInfo
+from mpc_client import Grant, MpcClient
 
 from .measure import peak_rss_mb, reset_peak_rss, summary
 from .workloads import Row, Workload
 
 OWNER, BANK_1, BANK_2 = "model-owner", "bank-1", "bank-2"
-GRANTS = [Grant(OWNER, "elementwise.multiply"), Grant(OWNER, "dot")]
+GRANTS = [Grant(OWNER, "elementwise.multiply"), Grant(OWNER, "dot")]  # the owner's own data only
+LINREG_JOB: dict[str, Any] = {
+    "features": [f"{BANK_1}/X", f"{BANK_2}/X"],
+    "weights": f"{OWNER}/w",
+    "intercept": f"{OWNER}/c",
+}
+"""The input mapping of the ``linreg`` job; each owner's grant pins exactly it."""
 
 
 class _Owner:
     """An owner process speaking the line protocol of ``mpc_bench.owner``."""
 
-    def __init__(self, cluster: LocalCluster, identity: str, data: Path) -> None:
+    def __init__(self, cluster: LocalCluster, identity: str, data: Path, job: dict[str, Any]) -> None:
         command = [sys.executable, "-m", "mpc_bench.owner", "--cluster", str(cluster.cluster_file)]
-        command += ["--identity", identity, "--data", str(data)]
+        command += ["--identity", identity, "--data", str(data), "--job", json.dumps(job)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.expect("ready")
 
@@ -73,9 +81,8 @@ class OursRunner:
         self.cluster = self._cluster(128)
 
     def _cluster(self, ring: int) -> LocalCluster:
-        return LocalCluster(
-            self.directory / f"cluster-{ring}", clients=(OWNER, BANK_1, BANK_2), ring_bits=ring
-        )
+        clients = (OWNER, BANK_1, BANK_2)
+        return LocalCluster(self.directory / f"cluster-{ring}", clients=clients, ring_bits=ring, metrics=True)
 
     @property
     def _client(self) -> MpcClient:
@@ -103,16 +110,16 @@ class OursRunner:
         pids = [p.pid for p in self.cluster.processes if p is not None]
         for pid in pids:
             reset_peak_rss(pid)
-        before = self._client.server_info()
+        before = self._traffic_now()
         times, errors = [], []
         for _ in range(workload.reps):
             started = time.perf_counter()
             error = once()
             times.append(time.perf_counter() - started)
             errors.append(error)
-        after = self._client.server_info()
+        after = self._traffic_now()
         median, low, high = summary(times)
-        peer, client = _traffic(before, after)
+        peer, client = (b - a for a, b in zip(before, after, strict=True))
         return Row(
             system="ours",
             workload=workload.kind,
@@ -128,6 +135,15 @@ class OursRunner:
             bytes_client_server=client // workload.reps,
             peak_rss_mb=[round(peak_rss_mb(pid), 1) for pid in pids],
         )
+
+    def _traffic_now(self) -> tuple[int, int]:
+        """Bytes the servers sent to their peers, and client-API bytes, so far (from their metrics)."""
+        peer = client = 0.0
+        for index in range(3):
+            metrics = self.cluster.scrape(index)
+            peer += sum(v for k, v in metrics.items() if k.startswith("mpc_peer_bytes_sent_total"))
+            client += sum(v for k, v in metrics.items() if k.startswith("mpc_client_bytes_total"))
+        return int(peer), int(client)
 
     def _products(self, workload: Workload) -> Row:
         x, y = 20 * uniform(workload.n) - 10, 20 * uniform(workload.n) - 10
@@ -159,11 +175,7 @@ class OursRunner:
 
     def _linreg(self, workload: Workload) -> Row:
         owners = self._start_owners(workload)
-        inputs = {
-            "features": [f"{BANK_1}/X", f"{BANK_2}/X"],
-            "weights": f"{OWNER}/w",
-            "intercept": f"{OWNER}/c",
-        }
+        inputs = LINREG_JOB
         try:
 
             def once() -> float:
@@ -196,13 +208,7 @@ class OursRunner:
             data / "owner.npz", w=weights, c=np.array(intercept), reference=features @ weights + intercept
         )
         files = {BANK_1: "bank-1.npz", BANK_2: "bank-2.npz", OWNER: "owner.npz"}
-        return {identity: _Owner(self.cluster, identity, data / name) for identity, name in files.items()}
-
-
-def _traffic(before: list[ServerInfo], after: list[ServerInfo]) -> tuple[int, int]:
-    peer = sum(a.peer_bytes_sent - b.peer_bytes_sent for a, b in zip(after, before, strict=True))
-    client = sum(
-        (a.client_bytes_received + a.client_bytes_sent) - (b.client_bytes_received + b.client_bytes_sent)
-        for a, b in zip(after, before, strict=True)
-    )
-    return peer, client
+        return {
+            identity: _Owner(self.cluster, identity, data / name, LINREG_JOB)
+            for identity, name in files.items()
+        }

@@ -1,10 +1,14 @@
 """A data owner in its own process, driven line by line from the benchmark.
 
-``python -m mpc_bench.owner --cluster F --identity NAME --data FILE.npz``
+``python -m mpc_bench.owner --cluster F --identity NAME --data FILE.npz --job JSON``
 loads its arrays (untimed), connects, then obeys JSON commands on stdin:
 
-* ``{"cmd": "upload"}``: upload every array in the file (overwrite), answer
-  ``{"ok": true}``;
+* ``{"cmd": "upload"}``: upload every array in the file (overwrite), each
+  with one pinned grant (``Grant.pinned``) allowing the receiver exactly the
+  prediction job whose input mapping ``--job`` gives, e.g.
+  ``{"features": ["bank-1/X", "bank-2/X"], "weights": "model-owner/w",
+  "intercept": "model-owner/c"}``; answer ``{"ok": true}``. The inputs are
+  pinned by name, not version: every owner re-uploads in every repetition;
 * ``{"cmd": "run", ...}``: (model owner) run ``linear_regression.predict``
   and reconstruct, answer ``{"ok": true}`` at once and then
   ``{"max_abs_error": e}`` against the ``reference`` array of the file;
@@ -37,11 +41,14 @@ def main() -> int:
     parser.add_argument("--identity", required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--receiver", default="model-owner")
+    parser.add_argument(
+        "--job", type=json.loads, required=True, help="the job's input mapping (JSON), pinned in the grant"
+    )
     args = parser.parse_args()
     data = dict(np.load(args.data))
     reference = data.pop("reference", None)
     certs = args.cluster.parent / "certs"
-    grant = [Grant(args.receiver, PROGRAM)]
+    grant = [Grant.pinned(args.receiver, PROGRAM, args.job)]
     with MpcClient.connect(
         args.cluster, certs / f"{args.identity}.pem", certs / f"{args.identity}.key"
     ) as client:

@@ -1,12 +1,15 @@
 """``mpc demo``: the model owner and two banks, end to end on a local cluster.
 
 With no arguments and no configuration it creates throwaway certificates,
-starts three server processes on free loopback ports, uploads bank 1's
-column ``x`` (income), bank 2's column ``z`` (debt) and the model owner's
-``a``, ``b``, ``c`` as secret shares, runs ``linear_regression.predict``
-and lets only the model owner reconstruct ``y = a*x + b*z + c``. It prints
-the predictions beside the plaintext result, and stops the servers (also
-on Ctrl-C or SIGTERM).
+starts three server processes on free loopback ports, uploads the model
+owner's ``a``, ``b``, ``c``, then bank 1's column ``x`` (income) and bank 2's
+column ``z`` (debt) as secret shares, runs ``linear_regression.predict`` and
+lets only the model owner reconstruct ``y = a*x + b*z + c``. Every dataset
+carries a pinned grant for exactly this one job (the banks' grants pin the
+model's version too). It prints the predictions beside the plaintext result,
+shows two refusals (a bank fetching the predictions; the model owner running
+a job the banks did not allow), and stops the servers (also on Ctrl-C or
+SIGTERM).
 
 With ``--cluster FILE`` it starts nothing and runs the same scenario against
 an existing cluster (e.g. the docker-compose one), connecting as three
@@ -34,7 +37,7 @@ import numpy as np
 
 from mpc_cli.demo_data import FloatArray, ShowcaseData, showcase_data
 from mpc_cli.local_cluster import LocalCluster
-from mpc_client import Grant, JobResult, MpcClient
+from mpc_client import Grant, JobResult, MpcClient, MpcError
 from mpc_core.errors import ConfigError
 from mpc_server.config import load_cluster
 
@@ -168,24 +171,27 @@ def _on_existing_cluster(args: argparse.Namespace) -> Iterator[Connect]:
 
 
 def _showcase(args: argparse.Namespace, connect: Connect, data: ShowcaseData) -> tuple[FloatArray, JobResult]:
-    grant = [Grant(OWNER, PROGRAM)]
+    job_inputs: dict[str, str | list[str]] = {
+        "features": [f"{BANK_1}/income", f"{BANK_2}/debt"],
+        "weights": "weights",
+        "intercept": "intercept",
+    }
     with connect(BANK_1) as bank_1, connect(BANK_2) as bank_2, connect(OWNER) as owner:
+        _say(args, f"{OWNER} shares and uploads its model, weights (a, b) and intercept c, for this one job")
+        model_grant = [Grant.pinned(OWNER, PROGRAM, job_inputs)]  # its model: in this one job only
+        weights = owner.upload("weights", [data.a, data.b], grants=model_grant, overwrite=True)
+        intercept = owner.upload("intercept", data.c, grants=model_grant, overwrite=True)
+        # The banks consent to exactly this job, with exactly this version of the model.
+        pinned = {**job_inputs, "weights": weights.pinned, "intercept": intercept.pinned}
+        bank_grant = [Grant.pinned(OWNER, PROGRAM, pinned)]
+        version = f"{weights}@{weights.version[:12]}..."
+        _say(args, f"each bank grants {OWNER} this one prediction with this version of the model ({version})")
         _say(args, f"{BANK_1} shares and uploads x = annual income of {args.records} customers")
-        bank_1.upload("income", data.x, grants=grant, overwrite=True)
+        bank_1.upload("income", data.x, grants=bank_grant, overwrite=True)
         _say(args, f"{BANK_2} shares and uploads z = outstanding debt of the same customers")
-        bank_2.upload("debt", data.z, grants=grant, overwrite=True)
-        _say(args, f"{OWNER} shares and uploads its model: weights (a, b) and intercept c")
-        owner.upload("weights", [data.a, data.b], grants=grant, overwrite=True)
-        owner.upload("intercept", data.c, grants=grant, overwrite=True)
+        bank_2.upload("debt", data.z, grants=bank_grant, overwrite=True)
         started = time.perf_counter()
-        job = owner.run(
-            PROGRAM,
-            {
-                "features": [f"{BANK_1}/income", f"{BANK_2}/debt"],
-                "weights": "weights",
-                "intercept": "intercept",
-            },
-        )
+        job = owner.run(PROGRAM, job_inputs)
         predictions = owner.fetch(job)
         elapsed = time.perf_counter() - started
         stats = job.stats["server-0"]
@@ -194,18 +200,29 @@ def _showcase(args: argparse.Namespace, connect: Connect, data: ShowcaseData) ->
             f"{OWNER} ran {PROGRAM} and reconstructed the result in {elapsed * 1000:.1f} ms "
             f"({stats.rounds} rounds, {stats.bytes_sent_to_peers} bytes from each server to its peers)",
         )
-        _check_refusal(args, bank_1, job)
+        _check_refusals(args, bank_1, owner, job)
     return predictions, job
 
 
-def _check_refusal(args: argparse.Namespace, bank: MpcClient, job: JobResult) -> None:
-    """Show that a bank cannot fetch the model owner's output."""
+def _check_refusals(args: argparse.Namespace, bank: MpcClient, owner: MpcClient, job: JobResult) -> None:
+    """Show that a bank cannot fetch the predictions, nor the model owner run a job nobody allowed."""
     try:
         bank.fetch(job)
-    except Exception as exc:  # noqa: BLE001 - any refusal is what we want to show
+    except MpcError as exc:
         _say(args, f"{BANK_1} tried to fetch the predictions too and was refused: {type(exc).__name__}")
     else:
         raise ConfigError("a bank could fetch the model owner's output: access control is broken")
+    alone = {"features": [f"{BANK_1}/income"], "weights": "weights", "intercept": "intercept"}
+    try:
+        owner.run(PROGRAM, alone)
+    except MpcError as exc:
+        _say(
+            args,
+            f"{OWNER} tried a job the banks did not consent to ({BANK_1}'s income alone) "
+            f"and was refused: {type(exc).__name__}",
+        )
+    else:
+        raise ConfigError("the model owner could run a job the banks did not allow: consent is broken")
 
 
 def _report(args: argparse.Namespace, data: ShowcaseData, predictions: FloatArray, job: JobResult) -> None:

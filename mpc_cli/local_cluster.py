@@ -17,9 +17,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from mpc_cli.certs import CertificateAuthority
 from mpc_client import MpcClient
@@ -93,6 +96,21 @@ class LocalCluster:
             ca.ensure(Principal(Role.SERVER, identity), [self.host, "localhost"])
         for identity in self.clients:
             ca.ensure(Principal(Role.CLIENT, identity))
+
+    def scrape(self, index: int) -> dict[str, float]:
+        """Server ``index``'s Prometheus metrics (the cluster needs ``metrics=True``).
+
+        Keys are ``name`` or ``name{label=value,...}``; values are the samples.
+        """
+        url = f"http://{self.host}:{self.metrics_ports[index]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        values: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return values
 
     def log_path(self, index: int) -> Path:
         """Where server ``index`` writes its log."""

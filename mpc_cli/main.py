@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mpc_cli import bench_cmd, certs_cmd, demo_cmd, probe_cmd, server_cmd, status_cmd
+from mpc_cli import bench_cmd, certs_cmd, data_cmds, demo_cmd, probe_cmd, server_cmd, status_cmd
 from mpc_core.errors import MpcError
 from mpc_core.version import SOFTWARE_VERSION
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log verbosity (default INFO)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (server_cmd, certs_cmd, demo_cmd, bench_cmd, status_cmd, probe_cmd):
+    for module in (server_cmd, certs_cmd, demo_cmd, bench_cmd, status_cmd, probe_cmd, data_cmds):
         module.register(commands)
     return parser
 

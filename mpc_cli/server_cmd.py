@@ -10,6 +10,7 @@ from typing import Any
 from mpc_server.app import serve
 from mpc_server.config import server_config
 from mpc_server.observability import configure_logging
+from mpc_server.service.output_store import OutputRetention
 
 
 def register(commands: Any) -> None:
@@ -42,8 +43,30 @@ def register(commands: Any) -> None:
         type=Path,
         help="where shares and outputs are stored (default: data/<identity> beside the cluster file)",
     )
+    defaults = OutputRetention()
     parser.add_argument(
-        "--metrics-address", help="serve Prometheus metrics on host:port, e.g. 0.0.0.0:9100 (default: off)"
+        "--client-output-bytes",
+        type=int,
+        default=defaults.max_bytes_per_client,
+        help="quota of output bytes kept until fetched for the jobs one client submits "
+        "(default %(default)s); a job over it is refused with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--client-outputs",
+        type=int,
+        default=defaults.max_outputs_per_client,
+        help="quota of outputs kept until fetched for the jobs one client submits (default %(default)s)",
+    )
+    parser.add_argument(
+        "--output-bytes",
+        type=int,
+        default=defaults.max_bytes,
+        help="all kept outputs together, in bytes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        help="serve Prometheus metrics on [host]:port; :9100 binds loopback only, 0.0.0.0:9100 every "
+        "interface (default: off). The metrics name programs and counts, never clients or data",
     )
     parser.add_argument(
         "--log-format", choices=["json", "text"], default="json", help="log lines as JSON (default) or text"
@@ -62,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         max_job_seconds=args.max_job_seconds,
         metrics_address=args.metrics_address,
         data_dir=args.data_dir,
+        outputs=OutputRetention(
+            max_bytes=args.output_bytes,
+            max_bytes_per_client=args.client_output_bytes,
+            max_outputs_per_client=args.client_outputs,
+        ),
     )
     configure_logging(args.log_level, args.log_format, config.identity, config.endpoint.party)
     asyncio.run(serve(config))

@@ -4,22 +4,38 @@ Typical use by a data owner and a model owner, each in its own process::
 
     from mpc_client import Grant, MpcClient
 
+    PREDICT = "linear_regression.predict"
+    JOB = {"features": ["bank-1/income", "bank-2/debt"], "weights": "model-owner/weights"}
+    with MpcClient.connect("cluster.toml", "model-owner.pem", "model-owner.key") as owner:
+        weights = owner.upload("weights", [0.25, -0.8], grants=[Grant.pinned("model-owner", PREDICT, JOB)])
+        # ... tells the banks weights.pinned: "model-owner/weights@<version>"
+
     with MpcClient.connect("cluster.toml", "bank-1.pem", "bank-1.key") as bank:
-        bank.upload("income", incomes,
-                    grants=[Grant("model-owner", "linear_regression.predict")])
+        pinned = dict(JOB, weights=weights.pinned)  # replacing the model voids the grant
+        bank.upload("income", incomes, grants=[Grant.pinned("model-owner", PREDICT, pinned)])
 
     with MpcClient.connect("cluster.toml", "model-owner.pem", "model-owner.key") as owner:
-        owner.upload("weights", [0.25, -0.8], grants=[Grant("model-owner", "linear_regression.predict")])
-        job = owner.run("linear_regression.predict",
-                        {"features": ["bank-1/income", "bank-2/debt"], "weights": "weights"})
-        predictions = owner.fetch(job)
+        predictions = owner.fetch(owner.run(PREDICT, JOB))
 
 The SDK imports only the pure core and the generated protocol code, never
 the server.
 """
 
 from mpc_client.client import MpcClient
-from mpc_client.types import DatasetRef, Grant, JobResult, ServerInfo, ServerJobStats
+from mpc_client.types import (
+    SELF,
+    AuditInput,
+    DatasetInfo,
+    DatasetRef,
+    Grant,
+    GrantScope,
+    GrantState,
+    JobRecord,
+    JobResult,
+    Listing,
+    ServerInfo,
+    ServerJobStats,
+)
 from mpc_core.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -39,15 +55,22 @@ from mpc_core.errors import (
 )
 
 __all__ = [
+    "SELF",
     "AlreadyExistsError",
+    "AuditInput",
     "ConfigError",
+    "DatasetInfo",
     "DatasetRef",
     "EncodingError",
     "FailedPreconditionError",
     "Grant",
+    "GrantScope",
+    "GrantState",
     "InvalidArgumentError",
     "JobAbortedError",
+    "JobRecord",
     "JobResult",
+    "Listing",
     "MpcClient",
     "MpcError",
     "NotFoundError",

@@ -78,6 +78,7 @@ def part_from_share(server: str, info: pb.OutputInfo, chunk: types_pb2.ShareChun
 def fetch_part(
     connection: ServerConnection,
     job_id: str,
+    submitter: str,
     timeout: float,
     keys: tuple[bytes, bytes],
     *,
@@ -90,7 +91,9 @@ def fetch_part(
     ``k_{i-1}``, for comparison with server ``i - 1``'s tag.
     """
     own_key, check_key = keys
-    request = pb.FetchOutputRequest(job_id=job_id, second_mac_key=own_key, release=release)
+    request = pb.FetchOutputRequest(
+        job_id=job_id, submitter=submitter, second_mac_key=own_key, release=release
+    )
     stream = connection.fetch_raw(request, timeout=timeout)
     header = _output_header(connection.name, next(stream, b""))
     shape = tuple(int(d) for d in header.shape)
@@ -185,9 +188,6 @@ def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:
         ring_bits=RING_BITS.get(reply.ring, 0),
         ready=reply.readiness == pb.READINESS_STATE_READY,
         peers={peer.identity: peer.connected for peer in reply.peers},
-        peer_bytes_sent=transport.peer_bytes_sent,
-        peer_bytes_received=transport.peer_bytes_received,
         client_bytes_received=transport.client_bytes_received,
         client_bytes_sent=transport.client_bytes_sent,
-        peak_rss_bytes=transport.peak_rss_bytes,
     )

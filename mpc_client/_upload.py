@@ -10,8 +10,13 @@ cross the network instead of six, and the client draws far less randomness.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
+
+from mpc_client._transport import ServerConnection
+from mpc_core.errors import EncodingError, ProtocolError
+from mpc_core.fixed_point import FixedPoint, magnitude_bits_of
 from mpc_core.protowire import encode_chunk_items
 from mpc_core.ring import Ring, RingArray, ring_of
 from mpc_core.sharing import ReplicatedShare, SeededSplit
@@ -53,3 +58,33 @@ def seeded_requests(header: pb.UploadHeader, split: SeededSplit, party: PartyId)
         own.second_seed = split.seed_0
         yield _header(own)
         yield from _chunks(split.ring, split.x_2, None)
+
+
+def check_stored(
+    connections: Sequence[ServerConnection],
+    replies: Sequence[pb.UploadDatasetResponse],
+    upload_id: bytes,
+    count: int,
+) -> None:
+    """Every server must report the version and element count that was sent."""
+    wrong = [
+        c.name
+        for c, reply in zip(connections, replies, strict=True)
+        if reply.upload_id != upload_id or reply.element_count != count
+    ]
+    if wrong:
+        raise ProtocolError(
+            f"{', '.join(wrong)} reported storing another version or size of the dataset than was uploaded"
+        )
+
+
+def declared_magnitude(fixed_point: FixedPoint, bound: float, largest: float) -> int:
+    """The magnitude bits of a bound the owner declares, which must cover every value."""
+    if not np.isfinite(bound) or bound <= 0:
+        raise EncodingError(f"bound must be a positive finite number, got {bound!r}")
+    if largest > bound:
+        raise EncodingError(f"a value ({largest:g}) exceeds the declared bound {bound:g}")
+    scaled = float(np.ceil(bound * fixed_point.scale))
+    if scaled >= 2.0 ** (fixed_point.ring.bits - 1):
+        raise EncodingError(f"bound {bound:g} is outside the fixed-point range of {fixed_point.ring.name}")
+    return magnitude_bits_of(int(scaled))

@@ -21,13 +21,18 @@ import numpy as np
 import numpy.typing as npt
 
 from mpc_client import _fetch, _upload
+from mpc_client._catalog import CatalogCalls, grant_to_proto
 from mpc_client._transport import ClientCredentials, ServerConnection, connect_all, fan_out
 from mpc_client.types import DatasetRef, Grant, JobResult, ServerInfo, ServerJobStats
 from mpc_core import tags
 from mpc_core.certificates import check_certificate
 from mpc_core.cluster import ClusterConfig, parse_cluster
-from mpc_core.errors import ConfigError, EncodingError, InvalidArgumentError, ProtocolTimeoutError
-from mpc_core.fixed_point import FixedPoint, magnitude_bits_of
+from mpc_core.errors import (
+    ConfigError,
+    InvalidArgumentError,
+    ProtocolTimeoutError,
+)
+from mpc_core.fixed_point import FixedPoint
 from mpc_core.identity import Role, validate_name
 from mpc_core.sharing import share, split_seeded
 from mpc_proto.v1 import client_service_pb2 as pb
@@ -37,6 +42,7 @@ DEFAULT_TIMEOUT = 60.0
 
 InputSpec = DatasetRef | str | Sequence[DatasetRef | str]
 GrantSpec = Grant | tuple[str, str]
+"""A :class:`Grant`, or ``(receiver, program)`` for the safe default grant."""
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -46,7 +52,7 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-class MpcClient:
+class MpcClient(CatalogCalls):
     """A connection to the three servers of a cluster under one identity."""
 
     def __init__(
@@ -123,10 +129,14 @@ class MpcClient:
     ) -> DatasetRef:
         """Secret-share ``values`` and upload one share pair to each server.
 
-        ``grants`` lists who may receive outputs of which programs computed
-        from this dataset, e.g. ``[Grant("model-owner",
-        "linear_regression.predict")]``. Values are checked (finite, within
-        the fixed-point range, non-empty) before anything is sent. With
+        ``grants`` says who may receive outputs of which programs from jobs
+        that use this dataset, and how (:class:`Grant`): ``Grant(receiver,
+        program)`` allows only jobs whose other inputs are this owner's own
+        datasets; ``Grant.pinned(...)`` one exact job with pinned inputs, for
+        example the model owner's weights of one version. Values are checked
+        (finite, within the fixed-point range, non-empty) before anything is
+        sent. Returns the dataset's reference with its new version, which
+        other owners pin in their grants. With
         ``compress`` (the default) two of the three share components travel
         as 16-byte PRG seeds (see ``protos/mpc/v1/client_service.proto``).
 
@@ -148,12 +158,12 @@ class MpcClient:
         fixed_point = self.fixed_point if fractional_bits is None else FixedPoint(fractional_bits, self.ring)
         encoded, magnitude = fixed_point.encode_bounded(array)
         if bound is not None:
-            magnitude = _declared_magnitude(fixed_point, bound, float(np.abs(array).max()))
+            magnitude = _upload.declared_magnitude(fixed_point, bound, float(np.abs(array).max()))
         header = pb.UploadHeader(
             name=name,
             shape=list(array.shape),
             fractional_bits=fixed_point.fractional_bits,
-            grants=[types_pb2.Grant(receiver=g.receiver, program=g.program) for g in grant_list],
+            grants=[grant_to_proto(g, self.identity, name) for g in grant_list],
             upload_id=secrets.token_bytes(16),
             overwrite=overwrite,
             ring=_fetch.RING_ENUM[self.ring.bits],
@@ -173,8 +183,9 @@ class MpcClient:
             response: pb.UploadDatasetResponse = connection.upload_raw(requests, timeout=deadline)
             return response
 
-        fan_out(self._connections, send, self._pool)
-        return DatasetRef(self.identity, name)
+        replies = fan_out(self._connections, send, self._pool)
+        _upload.check_stored(self._connections, replies, header.upload_id, int(array.size))
+        return DatasetRef(self.identity, name, header.upload_id.hex())
 
     def delete(self, name: str, *, timeout: float | None = None) -> None:
         """Delete one of this client's datasets from all three servers.
@@ -284,6 +295,7 @@ class MpcClient:
         result = JobResult(
             job_id=spec.job_id,
             receiver=spec.receiver,
+            submitter=self.identity,
             shape=tuple(first.shape),
             fractional_bits=first.fractional_bits,
             stats={c.name: _job_stats(r.stats) for c, r in zip(self._connections, responses, strict=True)},
@@ -313,7 +325,12 @@ class MpcClient:
         return items
 
     def fetch(
-        self, job: str | JobResult, *, release: bool = False, timeout: float | None = None
+        self,
+        job: str | JobResult,
+        *,
+        submitter: str | None = None,
+        release: bool = False,
+        timeout: float | None = None,
     ) -> npt.NDArray[np.float64]:
         """Fetch a job output's shares, check them and reconstruct the values.
 
@@ -323,16 +340,19 @@ class MpcClient:
         Raises:
             OutputIntegrityError: two servers' copies of a share component
                 (or of the output's shape) differ; names both servers.
-            PermissionDeniedError: this client is not the job's receiver.
+            NotFoundError: no such output for this client: never computed,
+                released, expired, or this client is not its receiver (one
+                answer for all, so nobody learns of others' jobs).
         """
         job_id = job.job_id if isinstance(job, JobResult) else job
+        by = submitter or (job.submitter if isinstance(job, JobResult) and job.submitter else self.identity)
         deadline = self._deadline(timeout)
         keys = [secrets.token_bytes(tags.MAC_KEY_BYTES) for _ in self._connections]  # one per server, once
 
         def fetch_one(connection: ServerConnection) -> _fetch.OutputPart:
             party = connection.endpoint.party
             own, check = keys[party], keys[(party - 1) % len(keys)]
-            return _fetch.fetch_part(connection, job_id, deadline, (own, check), release=release)
+            return _fetch.fetch_part(connection, job_id, by, deadline, (own, check), release=release)
 
         parts = fan_out(self._connections, fetch_one, self._pool)
         return _fetch.reconstruct_output(parts)
@@ -357,18 +377,6 @@ class MpcClient:
         raise ProtocolTimeoutError(
             f"cluster not ready within {timeout:.0f} s" + (f": {last}" if last else "")
         )
-
-
-def _declared_magnitude(fixed_point: FixedPoint, bound: float, largest: float) -> int:
-    """The magnitude bits of a bound the owner declares, which must cover every value."""
-    if not np.isfinite(bound) or bound <= 0:
-        raise EncodingError(f"bound must be a positive finite number, got {bound!r}")
-    if largest > bound:
-        raise EncodingError(f"a value ({largest:g}) exceeds the declared bound {bound:g}")
-    scaled = float(np.ceil(bound * fixed_point.scale))
-    if scaled >= 2.0 ** (fixed_point.ring.bits - 1):
-        raise EncodingError(f"bound {bound:g} is outside the fixed-point range of {fixed_point.ring.name}")
-    return magnitude_bits_of(int(scaled))
 
 
 def _job_stats(stats: pb.JobStats) -> ServerJobStats:

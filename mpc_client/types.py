@@ -2,49 +2,141 @@
 
 from __future__ import annotations
 
+import enum
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.identity import validate_name
 
+UPLOAD_ID_BYTES = 16
+
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """A dataset on the cluster: its owner's identity and its name."""
+    """A dataset on the cluster: its owner's identity, its name and perhaps a version.
+
+    ``version`` is the hex upload id of one upload of the dataset (``upload``
+    returns it). ``owner/name@version`` in a pinned grant allows exactly that
+    version: re-uploading the dataset voids the grant.
+    """
 
     owner: str
     name: str
+    version: str = ""
 
     def __post_init__(self) -> None:
-        """Validate both parts."""
+        """Validate the parts."""
         validate_name(self.owner, "dataset owner")
         validate_name(self.name, "dataset name")
+        if self.version:
+            try:
+                raw = bytes.fromhex(self.version)
+            except ValueError:
+                raw = b""
+            if len(raw) != UPLOAD_ID_BYTES:
+                raise InvalidArgumentError(f"a dataset version is {UPLOAD_ID_BYTES} bytes in hex")
 
     @classmethod
     def parse(cls, text: str, default_owner: str) -> DatasetRef:
-        """Parse ``owner/name``, or a bare ``name`` owned by ``default_owner``."""
+        """Parse ``owner/name`` or ``owner/name@version``, or a bare ``name`` owned by ``default_owner``."""
+        text, _, version = text.partition("@")
         owner, slash, name = text.partition("/")
         if not slash:
-            return cls(default_owner, text)
+            return cls(default_owner, text, version)
         if "/" in name:
             raise InvalidArgumentError(f"dataset reference {text!r} must be 'owner/name'")
-        return cls(owner, name)
+        return cls(owner, name, version)
+
+    @property
+    def pinned(self) -> str:
+        """``owner/name@version`` (``owner/name`` without a version)."""
+        return f"{self}@{self.version}" if self.version else str(self)
 
     def __str__(self) -> str:
         """``owner/name``."""
         return f"{self.owner}/{self.name}"
 
 
+SELF = "self"
+"""In a pinned grant's inputs: the dataset the grant belongs to."""
+
+
+class GrantScope(enum.Enum):
+    """What the other inputs of a job under a grant may be (see :class:`Grant`)."""
+
+    OWN_DATA = "own-data"
+    PINNED = "pinned"
+    ANY_INPUTS = "any-inputs"
+
+
 @dataclass(frozen=True)
 class Grant:
-    """Consent given at upload: ``receiver`` may get outputs of ``program``."""
+    """Consent: ``receiver`` may get outputs of ``program`` from jobs that use the dataset so.
+
+    ``Grant(receiver, program)`` is the safe default: the job's other inputs
+    must all be the same owner's datasets, so nobody else's data (a
+    receiver's weights, say) can be combined with it. :meth:`pinned` allows
+    one exact job, the inputs pinned by name and version; :meth:`read_access`
+    allows any inputs: what it says, read access. ``role`` restricts the role
+    the dataset plays; ``submitters`` who may submit such jobs (default: the
+    receiver only); ``max_uses`` and ``expires_at`` (Unix time) limit it.
+    """
 
     receiver: str
     program: str
+    role: str = ""
+    scope: GrantScope = GrantScope.OWN_DATA
+    inputs: tuple[tuple[str, str], ...] = ()
+    """For a pinned grant: (role, ``owner/name[@version]`` or ``"self"``) of every input, in order."""
+    submitters: tuple[str, ...] = ()
+    max_uses: int = 0
+    expires_at: float = 0.0
+    grant_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    """Names the grant on all three servers (for revocation and in the audit trail)."""
 
     def __post_init__(self) -> None:
-        """Validate the receiver's name."""
+        """Validate names and the scope's inputs."""
         validate_name(self.receiver, "grant receiver")
+        for submitter in self.submitters:
+            validate_name(submitter, "grant submitter")
+        if (self.scope is GrantScope.PINNED) != bool(self.inputs):
+            raise InvalidArgumentError("a pinned grant lists the job's inputs, and only a pinned grant does")
+        if self.max_uses < 0 or self.expires_at < 0:
+            raise InvalidArgumentError("max_uses and expires_at cannot be negative")
+
+    @classmethod
+    def pinned(
+        cls,
+        receiver: str,
+        program: str,
+        inputs: Mapping[str, str | DatasetRef | Sequence[str | DatasetRef]],
+        **options: Any,
+    ) -> Grant:
+        """Allow exactly one job: its inputs by role, in order, as the job will name them.
+
+        ``inputs`` is the job's input mapping (as for ``run``); the dataset
+        the grant is given on must be among them (by name, or as ``"self"``),
+        so one grant can serve every dataset of the job. Other owners'
+        datasets are best given with their version (``owner/name@version``,
+        what their upload returned): replacing such a dataset then voids the
+        grant. ``role`` defaults to the role the dataset plays in the job.
+        Options as for the constructor.
+        """
+        pairs: list[tuple[str, str]] = []
+        for role, spec in inputs.items():
+            refs = [spec] if isinstance(spec, (str, DatasetRef)) else list(spec)
+            pairs += [(role, ref.pinned if isinstance(ref, DatasetRef) else ref) for ref in refs]
+        if not pairs:
+            raise InvalidArgumentError("a pinned grant lists the job's inputs")
+        return cls(receiver, program, scope=GrantScope.PINNED, inputs=tuple(pairs), **options)
+
+    @classmethod
+    def read_access(cls, receiver: str, program: str, **options: Any) -> Grant:
+        """Allow ``program`` with **any** other inputs: the receiver can compute anything from the data."""
+        return cls(receiver, program, scope=GrantScope.ANY_INPUTS, **options)
 
 
 @dataclass(frozen=True)
@@ -66,6 +158,8 @@ class JobResult:
     shape: tuple[int, ...]
     fractional_bits: int
     stats: dict[str, ServerJobStats] = field(default_factory=dict)
+    submitter: str = ""
+    """Who submitted the job (job ids are scoped by submitter); empty: the caller."""
     ring_bits: int = 128
     magnitude_bits: int = 0
     """The servers' bound on the output: every encoded element e has |e| <= 2^magnitude_bits."""
@@ -84,11 +178,65 @@ class ServerInfo:
     fractional_bits: int
     ready: bool
     peers: dict[str, bool]
-    peer_bytes_sent: int = 0
-    """Bytes of serialized messages this server sent to its peers, since start."""
-    peer_bytes_received: int = 0
     client_bytes_received: int = 0
+    """Bytes of serialized messages this server received from the caller, since it started."""
     client_bytes_sent: int = 0
-    peak_rss_bytes: int = 0
+    """Bytes this server sent to the caller, since it started."""
     ring_bits: int = 0
     """The ring the cluster computes in (64 or 128)."""
+
+
+@dataclass(frozen=True)
+class GrantState:
+    """A grant as a server holds it, with the jobs it ran under it."""
+
+    grant: Grant
+    uses: int
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One of the caller's datasets, as the three servers agree it is."""
+
+    ref: DatasetRef
+    """With ``version``: the upload id of the version stored."""
+    shape: tuple[int, ...]
+    created_at: float
+    ring_bits: int
+    fractional_bits: int
+    magnitude_bits: int | None
+    grants: tuple[GrantState, ...]
+
+
+@dataclass(frozen=True)
+class AuditInput:
+    """One input of an audited job: role, dataset (with the version read), the grant that allowed it."""
+
+    role: str
+    dataset: DatasetRef
+    grant_id: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What the servers recorded for one job."""
+
+    job_id: str
+    submitter: str
+    receiver: str
+    program: str
+    inputs: tuple[AuditInput, ...]
+    started_at: float
+    finished_at: float
+    status: str
+    """``OK``, ``RUNNING``, or the gRPC status name of the job's error."""
+    error: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the three servers returned, where they agree, and where they do not."""
+
+    items: tuple[Any, ...]
+    disagreements: tuple[str, ...] = ()
+    """One line per item the servers do not agree on, naming the servers (empty: all agree)."""

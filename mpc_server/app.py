@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import resource
 import signal
 
 import grpc
@@ -31,7 +30,11 @@ from mpc_server.api.client_servicer import ClientServicer
 from mpc_server.config import ServerConfig
 from mpc_server.observability import ServerMetrics, TransportReadings
 from mpc_server.protocol.mailbox import Mailbox
-from mpc_server.service.jobs import JobService
+from mpc_server.service.audit import AuditLog
+from mpc_server.service.catalog import Catalog
+from mpc_server.service.grant_book import GrantBook
+from mpc_server.service.job_plan import JobPlanner
+from mpc_server.service.jobs import JobService, JobServices
 from mpc_server.service.output_store import FileOutputStore
 from mpc_server.service.outputs import OutputService
 from mpc_server.service.programs import default_programs
@@ -78,20 +81,23 @@ class MpcServer:
         self.channel = GrpcPeerChannel(self.endpoint.party, names, self.links, self.mailbox, self.inbound)
         programs = default_programs()
         datasets = FileDatasetStore(config.data_dir)
+        grants = GrantBook(config.data_dir)
+        self.audit = AuditLog(config.data_dir)
         self.output_store = FileOutputStore(config.data_dir, config.outputs)
         self.metrics = ServerMetrics(self._readings())
+        planner = JobPlanner(datasets, grants, programs, config.cluster.ring)
         self.jobs = JobService(
             self.channel,
-            datasets,
-            self.output_store,
-            programs,
+            JobServices(planner, datasets, grants, self.output_store, self.audit),
             config.jobs,
-            ring=config.cluster.ring,
             observer=self.metrics,
             unready_peer=self.unready_peer,
         )
         self.outputs = OutputService(self.output_store, on_activity=self.jobs.activity)
-        self.uploads = UploadService(datasets, self.channel, programs, config.cluster.ring, config.uploads)
+        self.uploads = UploadService(
+            datasets, self.channel, programs, config.cluster.ring, config.uploads, grants=grants
+        )
+        self.catalog = Catalog(datasets, grants, self.audit, programs, config.uploads.max_grants)
         self.health = health_aio.HealthServicer()
         self.peer_servicer = PeerServicer(
             self.endpoint,
@@ -149,7 +155,12 @@ class MpcServer:
         }
         server = grpc.aio.server(interceptors=[RoleInterceptor(policy)], options=tls.SERVER_OPTIONS)
         self.client_servicer = ClientServicer(
-            self.uploads, self.jobs, self.outputs, self.server_info, authenticate
+            self.uploads,
+            self.jobs,
+            self.outputs,
+            self.catalog,
+            server_info=self.server_info,
+            authenticate=authenticate,
         )
         add_servicer(
             server,
@@ -199,13 +210,6 @@ class MpcServer:
                 client_pb.PeerStatus(identity=link.peer.identity, connected=link.connected)
                 for link in self.links.values()
             ],
-            transport=client_pb.TransportStats(
-                peer_bytes_sent=sum(link.bytes_sent for link in self.links.values()),
-                peer_bytes_received=sum(self.inbound.bytes_received.values()),
-                client_bytes_received=self.client_servicer.traffic.received,
-                client_bytes_sent=self.client_servicer.traffic.sent,
-                peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            ),
         )
 
     async def start(self) -> int:
@@ -278,6 +282,8 @@ class MpcServer:
             await link.close()
         await self.peer_servicer.close_streams(_STREAM_GRACE_SECONDS)
         await self.server.stop(_STREAM_GRACE_SECONDS)
+        await self.audit.sync()
+        self.audit.close()
         self.metrics.stop()
 
 

@@ -54,6 +54,7 @@ def server_config(
     max_job_seconds: float | None = None,
     metrics_address: str | None = None,
     data_dir: Path | None = None,
+    outputs: OutputRetention | None = None,
 ) -> ServerConfig:
     """Build a :class:`ServerConfig`.
 
@@ -66,6 +67,9 @@ def server_config(
     jobs = JobLimits() if max_job_seconds is None else JobLimits(max_seconds=max_job_seconds)
     if jobs.max_seconds <= 0:
         raise ConfigError("the maximum job duration must be positive")
+    outputs = outputs or OutputRetention()
+    if min(outputs.max_bytes, outputs.max_bytes_per_client, outputs.max_outputs_per_client) <= 0:
+        raise ConfigError("output quotas must be positive")
     return ServerConfig(
         cluster=cluster,
         identity=identity,
@@ -74,5 +78,6 @@ def server_config(
         listen=listen or endpoint.address,
         data_dir=data_dir or cluster_file.resolve().parent / "data" / identity,
         jobs=jobs,
+        outputs=outputs,
         metrics_address=metrics_address,
     )

@@ -158,9 +158,9 @@ class ServerMetrics:
         self._durations.labels(program=program).observe(seconds)
 
     def serve(self, address: str) -> int:
-        """Serve ``/metrics`` over HTTP on ``host:port``; returns the port."""
+        """Serve ``/metrics`` over HTTP on ``host:port`` (``:port`` or ``port``: loopback only)."""
         host, _, port = address.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)  # noqa: S104
+        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
         self._stop = server.shutdown
         bound: int = server.server_address[1]
         return bound

@@ -177,7 +177,10 @@ class UploadDatasetResponse(_message.Message):
 
     DATASET_FIELD_NUMBER: _builtins.int
     ELEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
     element_count: _builtins.int
+    upload_id: _builtins.bytes
+    """The version stored (the upload's upload_id): what others pin in grants."""
     @_builtins.property
     def dataset(self) -> _types_pb2.DatasetRef: ...
     def __init__(
@@ -185,10 +188,11 @@ class UploadDatasetResponse(_message.Message):
         *,
         dataset: _types_pb2.DatasetRef | None = ...,
         element_count: _builtins.int = ...,
+        upload_id: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "element_count", b"element_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "element_count", b"element_count", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,6 +420,7 @@ class FetchOutputRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
+    SUBMITTER_FIELD_NUMBER: _builtins.int
     SECOND_AS_DIGEST_FIELD_NUMBER: _builtins.int
     RELEASE_FIELD_NUMBER: _builtins.int
     SECOND_MAC_KEY_FIELD_NUMBER: _builtins.int
@@ -423,6 +428,8 @@ class FetchOutputRequest(_message.Message):
     """The job's id (1-128 characters of [A-Za-z0-9._-] starting with a letter
     or digit); only the job's receiver may fetch its output.
     """
+    submitter: _builtins.str
+    """Who submitted the job; empty: the caller. Job ids are scoped by submitter."""
     second_as_digest: _builtins.bool
     """Send the second share component only as its SHA-256 digest (over its
     little-endian bytes), in the last message, instead of in full. The
@@ -449,13 +456,14 @@ class FetchOutputRequest(_message.Message):
         self,
         *,
         job_id: _builtins.str = ...,
+        submitter: _builtins.str = ...,
         second_as_digest: _builtins.bool = ...,
         release: _builtins.bool = ...,
         second_mac_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "release", b"release", "second_as_digest", b"second_as_digest", "second_mac_key", b"second_mac_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "release", b"release", "second_as_digest", b"second_as_digest", "second_mac_key", b"second_mac_key", "submitter", b"submitter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -528,6 +536,353 @@ class DeleteDatasetResponse(_message.Message):
 Global___DeleteDatasetResponse: _TypeAlias = DeleteDatasetResponse  # noqa: Y015
 
 @_typing.final
+class ListDatasetsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasetsRequest: _TypeAlias = ListDatasetsRequest  # noqa: Y015
+
+@_typing.final
+class GrantState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    USES_FIELD_NUMBER: _builtins.int
+    uses: _builtins.int
+    """Jobs this server has run under the grant."""
+    @_builtins.property
+    def grant(self) -> _types_pb2.Grant: ...
+    def __init__(
+        self,
+        *,
+        grant: _types_pb2.Grant | None = ...,
+        uses: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantState: _TypeAlias = GrantState  # noqa: Y015
+
+@_typing.final
+class DatasetInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SHAPE_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    RING_FIELD_NUMBER: _builtins.int
+    FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
+    MAGNITUDE_BITS_FIELD_NUMBER: _builtins.int
+    GRANTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    upload_id: _builtins.bytes
+    """The version: the upload_id of the upload stored."""
+    created_at: _builtins.float
+    """Unix time (seconds) the upload was stored."""
+    ring: _types_pb2.Ring.ValueType
+    fractional_bits: _builtins.int
+    magnitude_bits: _builtins.int
+    """The public bound; absent for a dataset stored before bounds existed."""
+    @_builtins.property
+    def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___GrantState]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        shape: _abc.Iterable[_builtins.int] | None = ...,
+        upload_id: _builtins.bytes = ...,
+        created_at: _builtins.float = ...,
+        ring: _types_pb2.Ring.ValueType = ...,
+        fractional_bits: _builtins.int = ...,
+        magnitude_bits: _builtins.int | None = ...,
+        grants: _abc.Iterable[Global___GrantState] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits", "magnitude_bits", b"magnitude_bits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits", "created_at", b"created_at", "fractional_bits", b"fractional_bits", "grants", b"grants", "magnitude_bits", b"magnitude_bits", "name", b"name", "ring", b"ring", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__magnitude_bits: _TypeAlias = _typing.Literal["magnitude_bits"]  # noqa: Y015
+    _WhichOneofArgType__magnitude_bits: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__magnitude_bits) -> _WhichOneofReturnType__magnitude_bits | None: ...
+
+Global___DatasetInfo: _TypeAlias = DatasetInfo  # noqa: Y015
+
+@_typing.final
+class ListDatasetsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetInfo]: ...
+    def __init__(
+        self,
+        *,
+        datasets: _abc.Iterable[Global___DatasetInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasetsResponse: _TypeAlias = ListDatasetsResponse  # noqa: Y015
+
+@_typing.final
+class AddGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GRANT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """One of the caller's datasets."""
+    @_builtins.property
+    def grant(self) -> _types_pb2.Grant: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        grant: _types_pb2.Grant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddGrantRequest: _TypeAlias = AddGrantRequest  # noqa: Y015
+
+@_typing.final
+class AddGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddGrantResponse: _TypeAlias = AddGrantResponse  # noqa: Y015
+
+@_typing.final
+class RevokeGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    grant_id: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        grant_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeGrantRequest: _TypeAlias = RevokeGrantRequest  # noqa: Y015
+
+@_typing.final
+class RevokeGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeGrantResponse: _TypeAlias = RevokeGrantResponse  # noqa: Y015
+
+@_typing.final
+class AuditInput(_message.Message):
+    """One input of an audited job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    upload_id: _builtins.bytes
+    """The version the job read."""
+    grant_id: _builtins.bytes
+    """The grant that allowed it."""
+    @_builtins.property
+    def dataset(self) -> _types_pb2.DatasetRef: ...
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        dataset: _types_pb2.DatasetRef | None = ...,
+        upload_id: _builtins.bytes = ...,
+        grant_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "grant_id", b"grant_id", "role", b"role", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditInput: _TypeAlias = AuditInput  # noqa: Y015
+
+@_typing.final
+class JobRecord(_message.Message):
+    """What one server did for one job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    SUBMITTER_FIELD_NUMBER: _builtins.int
+    RECEIVER_FIELD_NUMBER: _builtins.int
+    PROGRAM_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    submitter: _builtins.str
+    receiver: _builtins.str
+    program: _builtins.str
+    started_at: _builtins.float
+    finished_at: _builtins.float
+    """0 while the job runs."""
+    status: _builtins.str
+    """"OK", "RUNNING", or the gRPC status name of the job's error."""
+    error: _builtins.str
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditInput]: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        submitter: _builtins.str = ...,
+        receiver: _builtins.str = ...,
+        program: _builtins.str = ...,
+        inputs: _abc.Iterable[Global___AuditInput] | None = ...,
+        started_at: _builtins.float = ...,
+        finished_at: _builtins.float = ...,
+        status: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "inputs", b"inputs", "job_id", b"job_id", "program", b"program", "receiver", b"receiver", "started_at", b"started_at", "status", b"status", "submitter", b"submitter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobRecord: _TypeAlias = JobRecord  # noqa: Y015
+
+@_typing.final
+class ListJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """At most this many (the newest); 0: up to 10000."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobsRequest: _TypeAlias = ListJobsRequest  # noqa: Y015
+
+@_typing.final
+class ListJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobRecord]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___JobRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
+
+@_typing.final
+class GetAuditTrailRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """One of the caller's datasets; empty: all of them."""
+    limit: _builtins.int
+    """At most this many (the newest); 0: up to 10000."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAuditTrailRequest: _TypeAlias = GetAuditTrailRequest  # noqa: Y015
+
+@_typing.final
+class GetAuditTrailResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobRecord]: ...
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___JobRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAuditTrailResponse: _TypeAlias = GetAuditTrailResponse  # noqa: Y015
+
+@_typing.final
 class GetServerInfoRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -567,35 +922,28 @@ Global___PeerStatus: _TypeAlias = PeerStatus  # noqa: Y015
 
 @_typing.final
 class TransportStats(_message.Message):
-    """Traffic counted by the server's own transport since it started, in bytes
-    of serialized messages (before TLS).
+    """The caller's own traffic with this server since the server started, in
+    bytes of serialized messages (before TLS). Other clients' traffic and the
+    servers' own (peer traffic, memory) are for operators: the metrics endpoint.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PEER_BYTES_SENT_FIELD_NUMBER: _builtins.int
-    PEER_BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
     CLIENT_BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
     CLIENT_BYTES_SENT_FIELD_NUMBER: _builtins.int
-    PEAK_RSS_BYTES_FIELD_NUMBER: _builtins.int
-    peer_bytes_sent: _builtins.int
-    peer_bytes_received: _builtins.int
     client_bytes_received: _builtins.int
+    """Bytes this server received from the caller."""
     client_bytes_sent: _builtins.int
-    peak_rss_bytes: _builtins.int
-    """Peak resident set size of the server process."""
+    """Bytes this server sent to the caller."""
     def __init__(
         self,
         *,
-        peer_bytes_sent: _builtins.int = ...,
-        peer_bytes_received: _builtins.int = ...,
         client_bytes_received: _builtins.int = ...,
         client_bytes_sent: _builtins.int = ...,
-        peak_rss_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_bytes_received", b"client_bytes_received", "client_bytes_sent", b"client_bytes_sent", "peak_rss_bytes", b"peak_rss_bytes", "peer_bytes_received", b"peer_bytes_received", "peer_bytes_sent", b"peer_bytes_sent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_bytes_received", b"client_bytes_received", "client_bytes_sent", b"client_bytes_sent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -59,6 +59,31 @@ class ClientServiceStub:
                 request_serializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetResponse.FromString,
                 _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/mpc.v1.ClientService/ListDatasets',
+                request_serializer=mpc_dot_v1_dot_client__service__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_client__service__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
+        self.AddGrant = channel.unary_unary(
+                '/mpc.v1.ClientService/AddGrant',
+                request_serializer=mpc_dot_v1_dot_client__service__pb2.AddGrantRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_client__service__pb2.AddGrantResponse.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/mpc.v1.ClientService/RevokeGrant',
+                request_serializer=mpc_dot_v1_dot_client__service__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_client__service__pb2.RevokeGrantResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/mpc.v1.ClientService/ListJobs',
+                request_serializer=mpc_dot_v1_dot_client__service__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_client__service__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.GetAuditTrail = channel.unary_unary(
+                '/mpc.v1.ClientService/GetAuditTrail',
+                request_serializer=mpc_dot_v1_dot_client__service__pb2.GetAuditTrailRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_client__service__pb2.GetAuditTrailResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -102,6 +127,41 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDatasets(self, request, context):
+        """Lists the caller's own datasets: shape, version, ring, scale, bound, grants.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddGrant(self, request, context):
+        """Adds a grant to one of the caller's datasets without re-uploading it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Revokes a grant of one of the caller's datasets: no later job may use it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Lists the jobs the caller submitted or receives, newest last.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditTrail(self, request, context):
+        """The audit trail of the caller's datasets: every job that read one, newest last.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +189,31 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.DeleteDataset,
                     request_deserializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_client__service__pb2.DeleteDatasetResponse.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=mpc_dot_v1_dot_client__service__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_client__service__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'AddGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddGrant,
+                    request_deserializer=mpc_dot_v1_dot_client__service__pb2.AddGrantRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_client__service__pb2.AddGrantResponse.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=mpc_dot_v1_dot_client__service__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_client__service__pb2.RevokeGrantResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=mpc_dot_v1_dot_client__service__pb2.ListJobsRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_client__service__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetAuditTrail': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditTrail,
+                    request_deserializer=mpc_dot_v1_dot_client__service__pb2.GetAuditTrailRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_client__service__pb2.GetAuditTrailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +351,141 @@ class ClientService:
             '/mpc.v1.ClientService/DeleteDataset',
             mpc_dot_v1_dot_client__service__pb2.DeleteDatasetRequest.SerializeToString,
             mpc_dot_v1_dot_client__service__pb2.DeleteDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.ClientService/ListDatasets',
+            mpc_dot_v1_dot_client__service__pb2.ListDatasetsRequest.SerializeToString,
+            mpc_dot_v1_dot_client__service__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.ClientService/AddGrant',
+            mpc_dot_v1_dot_client__service__pb2.AddGrantRequest.SerializeToString,
+            mpc_dot_v1_dot_client__service__pb2.AddGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.ClientService/RevokeGrant',
+            mpc_dot_v1_dot_client__service__pb2.RevokeGrantRequest.SerializeToString,
+            mpc_dot_v1_dot_client__service__pb2.RevokeGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.ClientService/ListJobs',
+            mpc_dot_v1_dot_client__service__pb2.ListJobsRequest.SerializeToString,
+            mpc_dot_v1_dot_client__service__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditTrail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.ClientService/GetAuditTrail',
+            mpc_dot_v1_dot_client__service__pb2.GetAuditTrailRequest.SerializeToString,
+            mpc_dot_v1_dot_client__service__pb2.GetAuditTrailResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,16 @@ class ClientServiceStub:
     """Deletes one of the caller's own datasets from this server (its file is
     removed); jobs naming it afterwards get NOT_FOUND.
     """
+    ListDatasets: _grpc.UnaryUnaryMultiCallable[_client_service_pb2.ListDatasetsRequest, _client_service_pb2.ListDatasetsResponse]
+    """Lists the caller's own datasets: shape, version, ring, scale, bound, grants."""
+    AddGrant: _grpc.UnaryUnaryMultiCallable[_client_service_pb2.AddGrantRequest, _client_service_pb2.AddGrantResponse]
+    """Adds a grant to one of the caller's datasets without re-uploading it."""
+    RevokeGrant: _grpc.UnaryUnaryMultiCallable[_client_service_pb2.RevokeGrantRequest, _client_service_pb2.RevokeGrantResponse]
+    """Revokes a grant of one of the caller's datasets: no later job may use it."""
+    ListJobs: _grpc.UnaryUnaryMultiCallable[_client_service_pb2.ListJobsRequest, _client_service_pb2.ListJobsResponse]
+    """Lists the jobs the caller submitted or receives, newest last."""
+    GetAuditTrail: _grpc.UnaryUnaryMultiCallable[_client_service_pb2.GetAuditTrailRequest, _client_service_pb2.GetAuditTrailResponse]
+    """The audit trail of the caller's datasets: every job that read one, newest last."""
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -71,6 +81,16 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """Deletes one of the caller's own datasets from this server (its file is
     removed); jobs naming it afterwards get NOT_FOUND.
     """
+    ListDatasets: _aio.UnaryUnaryMultiCallable[_client_service_pb2.ListDatasetsRequest, _client_service_pb2.ListDatasetsResponse]  # type: ignore[assignment]
+    """Lists the caller's own datasets: shape, version, ring, scale, bound, grants."""
+    AddGrant: _aio.UnaryUnaryMultiCallable[_client_service_pb2.AddGrantRequest, _client_service_pb2.AddGrantResponse]  # type: ignore[assignment]
+    """Adds a grant to one of the caller's datasets without re-uploading it."""
+    RevokeGrant: _aio.UnaryUnaryMultiCallable[_client_service_pb2.RevokeGrantRequest, _client_service_pb2.RevokeGrantResponse]  # type: ignore[assignment]
+    """Revokes a grant of one of the caller's datasets: no later job may use it."""
+    ListJobs: _aio.UnaryUnaryMultiCallable[_client_service_pb2.ListJobsRequest, _client_service_pb2.ListJobsResponse]  # type: ignore[assignment]
+    """Lists the jobs the caller submitted or receives, newest last."""
+    GetAuditTrail: _aio.UnaryUnaryMultiCallable[_client_service_pb2.GetAuditTrailRequest, _client_service_pb2.GetAuditTrailResponse]  # type: ignore[assignment]
+    """The audit trail of the caller's datasets: every job that read one, newest last."""
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -118,5 +138,45 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes one of the caller's own datasets from this server (its file is
         removed); jobs naming it afterwards get NOT_FOUND.
         """
+
+    @_abc_1.abstractmethod
+    def ListDatasets(
+        self,
+        request: _client_service_pb2.ListDatasetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_service_pb2.ListDatasetsResponse, _abc.Awaitable[_client_service_pb2.ListDatasetsResponse]]:
+        """Lists the caller's own datasets: shape, version, ring, scale, bound, grants."""
+
+    @_abc_1.abstractmethod
+    def AddGrant(
+        self,
+        request: _client_service_pb2.AddGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_service_pb2.AddGrantResponse, _abc.Awaitable[_client_service_pb2.AddGrantResponse]]:
+        """Adds a grant to one of the caller's datasets without re-uploading it."""
+
+    @_abc_1.abstractmethod
+    def RevokeGrant(
+        self,
+        request: _client_service_pb2.RevokeGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_service_pb2.RevokeGrantResponse, _abc.Awaitable[_client_service_pb2.RevokeGrantResponse]]:
+        """Revokes a grant of one of the caller's datasets: no later job may use it."""
+
+    @_abc_1.abstractmethod
+    def ListJobs(
+        self,
+        request: _client_service_pb2.ListJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_service_pb2.ListJobsResponse, _abc.Awaitable[_client_service_pb2.ListJobsResponse]]:
+        """Lists the jobs the caller submitted or receives, newest last."""
+
+    @_abc_1.abstractmethod
+    def GetAuditTrail(
+        self,
+        request: _client_service_pb2.GetAuditTrailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_service_pb2.GetAuditTrailResponse, _abc.Awaitable[_client_service_pb2.GetAuditTrailResponse]]:
+        """The audit trail of the caller's datasets: every job that read one, newest last."""
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,8 +11,10 @@ is the same as its low 64-bit word followed by its high 64-bit word, each
 little-endian). Offsets and counts in messages are in elements.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -47,6 +49,44 @@ RING_Z2_128: Ring.ValueType  # 2
 """Z_2^128: 16 bytes per element. The default ring of a cluster."""
 Global___Ring: _TypeAlias = Ring  # noqa: Y015
 
+class _GrantScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GrantScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GrantScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GRANT_SCOPE_UNSPECIFIED: _GrantScope.ValueType  # 0
+    """Read as GRANT_SCOPE_OWN_DATA, the safe default."""
+    GRANT_SCOPE_OWN_DATA: _GrantScope.ValueType  # 1
+    """Every other input must be a dataset of the same owner: nobody else's data
+    (for example a receiver's crafted weights) can be combined with this one.
+    """
+    GRANT_SCOPE_PINNED: _GrantScope.ValueType  # 2
+    """The job's complete inputs are those of `Grant.inputs`, in that order."""
+    GRANT_SCOPE_ANY_INPUTS: _GrantScope.ValueType  # 3
+    """Read access: any inputs. The receiver can compute from this dataset
+    anything the program can; use it only for receivers you would show the
+    data to.
+    """
+
+class GrantScope(_GrantScope, metaclass=_GrantScopeEnumTypeWrapper):
+    """What the other inputs of a job under a grant may be."""
+
+GRANT_SCOPE_UNSPECIFIED: GrantScope.ValueType  # 0
+"""Read as GRANT_SCOPE_OWN_DATA, the safe default."""
+GRANT_SCOPE_OWN_DATA: GrantScope.ValueType  # 1
+"""Every other input must be a dataset of the same owner: nobody else's data
+(for example a receiver's crafted weights) can be combined with this one.
+"""
+GRANT_SCOPE_PINNED: GrantScope.ValueType  # 2
+"""The job's complete inputs are those of `Grant.inputs`, in that order."""
+GRANT_SCOPE_ANY_INPUTS: GrantScope.ValueType  # 3
+"""Read access: any inputs. The receiver can compute from this dataset
+anything the program can; use it only for receivers you would show the
+data to.
+"""
+Global___GrantScope: _TypeAlias = GrantScope  # noqa: Y015
+
 @_typing.final
 class DatasetRef(_message.Message):
     """A dataset is named by its owner (the identity in the owner's client
@@ -76,33 +116,96 @@ class DatasetRef(_message.Message):
 Global___DatasetRef: _TypeAlias = DatasetRef  # noqa: Y015
 
 @_typing.final
+class PinnedInput(_message.Message):
+    """One input of a pinned job: the role, the dataset and the version it must have."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    upload_id: _builtins.bytes
+    """The upload_id the dataset must currently have (replacing the dataset
+    voids the grant); empty: any version. The granting dataset itself is
+    always listed without a version.
+    """
+    @_builtins.property
+    def dataset(self) -> Global___DatasetRef: ...
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        dataset: Global___DatasetRef | None = ...,
+        upload_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "role", b"role", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PinnedInput: _TypeAlias = PinnedInput  # noqa: Y015
+
+@_typing.final
 class Grant(_message.Message):
-    """Consent given by a dataset's owner at upload: `receiver` may obtain outputs
-    of `program` computed from the dataset. Every server checks, for every input
-    of a job, that it grants the job's receiver the job's program, the
-    receiver's own datasets included: an owner that receives outputs computed
-    from its own datasets grants itself.
+    """Consent given by a dataset's owner (at upload, or later with AddGrant):
+    `receiver` may obtain outputs of `program` from jobs that use the dataset as
+    the grant describes. Each server checks every input's grants on its own.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIVER_FIELD_NUMBER: _builtins.int
     PROGRAM_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    SUBMITTERS_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
     receiver: _builtins.str
-    """A client identity: 1-128 characters of [A-Za-z0-9._-] starting with a
-    letter or digit.
-    """
     program: _builtins.str
-    """A program the servers offer, e.g. "linear_regression.predict"."""
+    role: _builtins.str
+    """The role the dataset must play; empty: any role."""
+    scope: Global___GrantScope.ValueType
+    max_uses: _builtins.int
+    """At most this many jobs (0: no limit). Counted by each server when the
+    three servers have agreed to run a job.
+    """
+    expires_at: _builtins.float
+    """Unix time (seconds) from which the grant allows no job; 0: no expiry."""
+    grant_id: _builtins.bytes
+    """16 random bytes chosen by the owner, the same on all three servers: names
+    the grant (revocation, listings, the audit trail).
+    """
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PinnedInput]:
+        """With GRANT_SCOPE_PINNED: the job's complete inputs, in order, including
+        the granting dataset itself (without a version). Empty otherwise.
+        """
+
+    @_builtins.property
+    def submitters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who may submit jobs under the grant; empty: the receiver only."""
+
     def __init__(
         self,
         *,
         receiver: _builtins.str = ...,
         program: _builtins.str = ...,
+        role: _builtins.str = ...,
+        scope: Global___GrantScope.ValueType = ...,
+        inputs: _abc.Iterable[Global___PinnedInput] | None = ...,
+        submitters: _abc.Iterable[_builtins.str] | None = ...,
+        max_uses: _builtins.int = ...,
+        expires_at: _builtins.float = ...,
+        grant_id: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["program", b"program", "receiver", b"receiver"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "grant_id", b"grant_id", "inputs", b"inputs", "max_uses", b"max_uses", "program", b"program", "receiver", b"receiver", "role", b"role", "scope", b"scope", "submitters", b"submitters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

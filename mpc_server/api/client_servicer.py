@@ -7,8 +7,9 @@ become status codes in ``transport.status``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
@@ -20,6 +21,8 @@ from mpc_core.identity import Principal, validate_name
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
 from mpc_server.api import convert
+from mpc_server.service.audit import JobRecord
+from mpc_server.service.catalog import Catalog
 from mpc_server.service.jobs import JobService
 from mpc_server.service.model import DatasetRef
 from mpc_server.service.outputs import OutputService
@@ -35,12 +38,22 @@ INLINE_OUTPUT_ELEMENTS = 1 << 16
 
 @dataclass
 class ClientTraffic:
-    """Bytes of serialized client-API messages, counted by this server."""
+    """Bytes of serialized client-API messages, counted by this server, in all and per client."""
 
     received: int = 0
     sent: int = 0
     uploads: int = 0
     failed_uploads: int = 0
+    by_client: dict[str, list[int]] = field(default_factory=dict)
+    """Per identity: [bytes received from it, bytes sent to it]."""
+
+    def count(self, identity: str, received: int = 0, sent: int = 0) -> None:
+        """Add one client's message bytes."""
+        self.received += received
+        self.sent += sent
+        mine = self.by_client.setdefault(identity, [0, 0])
+        mine[0] += received
+        mine[1] += sent
 
 
 def _timeout(context: _Context) -> float:
@@ -63,6 +76,8 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         uploads: UploadService,
         jobs: JobService,
         outputs: OutputService,
+        catalog: Catalog,
+        *,
         server_info: Callable[[], pb.GetServerInfoResponse],
         authenticate: Callable[[_Context], Principal],
     ) -> None:
@@ -70,6 +85,7 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         self._uploads = uploads
         self._jobs = jobs
         self._outputs = outputs
+        self._catalog = catalog
         self._server_info = server_info
         self._authenticate = authenticate
         self.traffic = ClientTraffic()
@@ -98,17 +114,19 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             raise InvalidArgumentError("an upload must start with a header")
-        self.traffic.received += len(first)
+        self.traffic.count(owner, received=len(first))
         header = convert.upload_header_from_bytes(first)
-        dataset = await self._uploads.receive(owner, header, self._chunks(request_iterator), timeout)
-        count = dataset.share.size
+        chunks = self._chunks(owner, request_iterator)
+        dataset = await self._uploads.receive(owner, header, chunks, timeout)
         return pb.UploadDatasetResponse(
-            dataset=convert.dataset_ref_to_proto(dataset.ref), element_count=count
+            dataset=convert.dataset_ref_to_proto(dataset.ref),
+            element_count=dataset.share.size,
+            upload_id=dataset.upload_id,
         )
 
-    async def _chunks(self, requests: AsyncIterator[bytes]) -> AsyncIterator[ShareChunk]:
+    async def _chunks(self, owner: str, requests: AsyncIterator[bytes]) -> AsyncIterator[ShareChunk]:
         async for request in requests:
-            self.traffic.received += len(request)
+            self.traffic.count(owner, received=len(request))
             yield convert.upload_chunk_from_bytes(request)
 
     @unary_errors
@@ -126,17 +144,17 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         submitter = self._authenticate(context).name
         spec = convert.job_spec_from_proto(request.job)
         timeout = _timeout(context)
-        self.traffic.received += request.ByteSize()
+        self.traffic.count(submitter, received=request.ByteSize())
         inline = request.return_output and submitter == spec.receiver
         result = await self._jobs.run(submitter, spec, timeout, fetched_now=inline)
         response = convert.run_job_response(result)
         if inline:
-            output = self._outputs.fetch(submitter, spec.job_id)
+            output = self._outputs.fetch(submitter, submitter, spec.job_id)
             if output.share.size <= INLINE_OUTPUT_ELEMENTS:
                 response.output_share.CopyFrom(convert.whole_share_chunk(output.share))
                 if request.release:
-                    self._jobs.drop_output_soon(spec.job_id)
-        self.traffic.sent += response.ByteSize()
+                    self._jobs.drop_output_soon(submitter, spec.job_id)
+        self.traffic.count(submitter, sent=response.ByteSize())
         return response
 
     @streaming_errors
@@ -149,24 +167,87 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         """
         requester = self._authenticate(context).name
         job_id = validate_name(request.job_id, "job id")
+        submitter = validate_name(request.submitter, "submitter") if request.submitter else requester
         if len(request.second_mac_key) not in (0, tags.MAC_KEY_BYTES):
             raise InvalidArgumentError(f"second_mac_key must be {tags.MAC_KEY_BYTES} bytes")
-        output = self._outputs.fetch(requester, job_id)
+        output = self._outputs.fetch(requester, submitter, job_id)
         checked = request.second_mac_key or request.second_as_digest
         digest = await convert.digest_of(output.share.second, request.second_mac_key) if checked else None
         header = pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))
         last = [pb.FetchOutputResponse(second_digest=digest).SerializeToString()] if digest else []
         chunks = convert.output_responses(output.share, with_second=digest is None)
         for response in chain([header.SerializeToString()], chunks, last):
-            self.traffic.sent += len(response)
+            self.traffic.count(requester, sent=len(response))
             self._outputs.activity()
             yield response
         if request.release:
-            self._outputs.release(output.receiver, request.job_id)
+            self._outputs.release(requester, submitter, job_id)
 
     @unary_errors
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: _Context
     ) -> pb.GetServerInfoResponse:
-        """Describe this server and its peer links."""
-        return self._server_info()
+        """Describe this server and its peer links, with the caller's own traffic only."""
+        caller = self._authenticate(context).name
+        info = self._server_info()
+        received, sent = self.traffic.by_client.get(caller, (0, 0))
+        info.transport.CopyFrom(pb.TransportStats(client_bytes_received=received, client_bytes_sent=sent))
+        return info
+
+    @unary_errors
+    async def ListDatasets(
+        self, request: pb.ListDatasetsRequest, context: _Context
+    ) -> pb.ListDatasetsResponse:
+        """The caller's datasets with their grants."""
+        owner = self._authenticate(context).name
+        listing = self._catalog.datasets(owner)
+        return pb.ListDatasetsResponse(datasets=[convert.dataset_info(s, g) for s, g in listing])
+
+    @unary_errors
+    async def AddGrant(self, request: pb.AddGrantRequest, context: _Context) -> pb.AddGrantResponse:
+        """Add a grant to one of the caller's datasets."""
+        owner = self._authenticate(context).name
+        name = validate_name(request.name, "dataset name")
+        await self._catalog.add_grant(owner, name, convert.grant_from_proto(request.grant))
+        return pb.AddGrantResponse()
+
+    @unary_errors
+    async def RevokeGrant(self, request: pb.RevokeGrantRequest, context: _Context) -> pb.RevokeGrantResponse:
+        """Revoke a grant of one of the caller's datasets."""
+        owner = self._authenticate(context).name
+        await self._catalog.revoke_grant(owner, validate_name(request.name, "dataset name"), request.grant_id)
+        return pb.RevokeGrantResponse()
+
+    @unary_errors
+    async def ListJobs(self, request: pb.ListJobsRequest, context: _Context) -> pb.ListJobsResponse:
+        """The jobs the caller submitted or receives."""
+        caller = self._authenticate(context).name
+        running = self._jobs.running_records(caller)
+        records = await asyncio.to_thread(self._catalog.jobs, caller, running, request.limit)
+        return pb.ListJobsResponse(jobs=_newest_within(records, MAX_LISTING_BYTES))
+
+    @unary_errors
+    async def GetAuditTrail(
+        self, request: pb.GetAuditTrailRequest, context: _Context
+    ) -> pb.GetAuditTrailResponse:
+        """Every job that read the caller's datasets."""
+        owner = self._authenticate(context).name
+        name = validate_name(request.name, "dataset name") if request.name else ""
+        records = await asyncio.to_thread(self._catalog.audit_trail, owner, name, request.limit)
+        return pb.GetAuditTrailResponse(records=_newest_within(records, MAX_LISTING_BYTES))
+
+
+MAX_LISTING_BYTES = 3 << 20
+"""Records in one ListJobs or GetAuditTrail answer, at most (gRPC's message limit is 4 MiB)."""
+
+
+def _newest_within(records: Sequence[JobRecord], budget: int) -> list[pb.JobRecord]:
+    """The newest records whose wire form fits ``budget`` bytes, oldest first."""
+    kept: list[pb.JobRecord] = []
+    for record in reversed(records):
+        message = convert.job_record_to_proto(record)
+        budget -= message.ByteSize() + 8
+        if budget < 0:
+            break
+        kept.append(message)
+    return kept[::-1]

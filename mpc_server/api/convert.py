@@ -20,13 +20,113 @@ from mpc_core.ring import RingArray, ring_of
 from mpc_core.sharing import ReplicatedShare
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
-from mpc_server.service.model import DatasetRef, Grant, JobInput, JobResult, JobSpec, OutputInfo
+from mpc_server.service.audit import AuditInput, JobRecord
+from mpc_server.service.grants import Grant, GrantScope, PinnedInput
+from mpc_server.service.model import DatasetRef, DatasetSummary, JobInput, JobResult, JobSpec, OutputInfo
 from mpc_server.service.uploads import ShareChunk, UploadHeader
 
 DIGEST_INLINE_BYTES = 1 << 16
 RING_BITS = {types_pb2.RING_Z2_64: 64, types_pb2.RING_Z2_128: 128}
 """The ``mpc.v1.Ring`` values and the ring sizes they name (RING_UNSPECIFIED is absent)."""
 RING_ENUM = {bits: value for value, bits in RING_BITS.items()}
+
+
+SCOPES = {
+    types_pb2.GRANT_SCOPE_UNSPECIFIED: GrantScope.OWN_DATA,
+    types_pb2.GRANT_SCOPE_OWN_DATA: GrantScope.OWN_DATA,
+    types_pb2.GRANT_SCOPE_PINNED: GrantScope.PINNED,
+    types_pb2.GRANT_SCOPE_ANY_INPUTS: GrantScope.ANY_INPUTS,
+}
+SCOPE_ENUM = {
+    GrantScope.OWN_DATA: types_pb2.GRANT_SCOPE_OWN_DATA,
+    GrantScope.PINNED: types_pb2.GRANT_SCOPE_PINNED,
+    GrantScope.ANY_INPUTS: types_pb2.GRANT_SCOPE_ANY_INPUTS,
+}
+
+
+def grant_from_proto(message: types_pb2.Grant) -> Grant:
+    """Decode and validate a grant."""
+    scope = SCOPES.get(message.scope)
+    if scope is None:
+        raise InvalidArgumentError(f"unknown grant scope {message.scope}")
+    if not message.grant_id:
+        raise InvalidArgumentError("a grant needs a grant_id (16 random bytes)")
+    inputs = []
+    for pin in message.inputs:
+        if not pin.HasField("dataset"):
+            raise InvalidArgumentError(f"a pinned input {shown(pin.role)} names no dataset")
+        inputs.append(PinnedInput(pin.role, dataset_ref_from_proto(pin.dataset), pin.upload_id))
+    if any(len(pin.upload_id) not in (0, 16) for pin in inputs):
+        raise InvalidArgumentError("pinned versions are 16-byte upload ids")
+    return Grant(
+        grant_id=message.grant_id,
+        receiver=message.receiver,
+        program=message.program,
+        role=message.role,
+        scope=scope,
+        inputs=tuple(inputs),
+        submitters=tuple(message.submitters),
+        max_uses=message.max_uses,
+        expires_at=message.expires_at,
+    )
+
+
+def grant_to_proto(grant: Grant) -> types_pb2.Grant:
+    """Encode a grant."""
+    return types_pb2.Grant(
+        receiver=grant.receiver,
+        program=grant.program,
+        role=grant.role,
+        scope=SCOPE_ENUM[grant.scope],
+        inputs=[
+            types_pb2.PinnedInput(role=p.role, dataset=dataset_ref_to_proto(p.dataset), upload_id=p.upload_id)
+            for p in grant.inputs
+        ],
+        submitters=list(grant.submitters),
+        max_uses=grant.max_uses,
+        expires_at=grant.expires_at,
+        grant_id=grant.grant_id,
+    )
+
+
+def dataset_info(summary: DatasetSummary, grants: list[tuple[Grant, int]]) -> pb.DatasetInfo:
+    """One dataset of a listing, with its current grants and their uses."""
+    info = pb.DatasetInfo(
+        name=summary.ref.name,
+        shape=list(summary.shape),
+        upload_id=summary.upload_id,
+        created_at=summary.created_at,
+        ring=RING_ENUM[summary.ring_bits],
+        fractional_bits=summary.fractional_bits,
+        grants=[pb.GrantState(grant=grant_to_proto(g), uses=uses) for g, uses in grants],
+    )
+    if summary.magnitude_bits is not None:
+        info.magnitude_bits = summary.magnitude_bits
+    return info
+
+
+def job_record_to_proto(record: JobRecord) -> pb.JobRecord:
+    """One audited job."""
+    return pb.JobRecord(
+        job_id=record.job_id,
+        submitter=record.submitter,
+        receiver=record.receiver,
+        program=record.program,
+        inputs=[_audit_input(i) for i in record.inputs],
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        status=record.status,
+        error=record.error,
+    )
+
+
+def _audit_input(item: AuditInput) -> pb.AuditInput:
+    return pb.AuditInput(
+        role=item.role,
+        dataset=dataset_ref_to_proto(item.dataset),
+        upload_id=item.upload_id,
+        grant_id=item.grant_id,
+    )
 
 
 def ring_bits_from_proto(value: int) -> int:
@@ -71,7 +171,7 @@ def upload_header_from_proto(message: pb.UploadHeader) -> UploadHeader:
         name=message.name,
         shape=tuple(message.shape),
         fractional_bits=message.fractional_bits if message.HasField("fractional_bits") else None,
-        grants=tuple(Grant(g.receiver, g.program) for g in message.grants),
+        grants=tuple(grant_from_proto(g) for g in message.grants),
         upload_id=message.upload_id,
         overwrite=message.overwrite,
         first_seed=message.first_seed,

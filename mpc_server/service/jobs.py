@@ -1,55 +1,57 @@
-"""Running jobs: authorise locally, agree with the peers, compute, keep the output.
+"""Running jobs: plan locally, agree with the peers, compute, keep the output, audit.
 
-Each server decides on its own whether a job may run (DESIGN.md, "Access is
-by consent"): every input must exist here and grant the job's receiver the
-job's program. The three servers then confirm they hold the same job
-description (a SHA-256 over the spec and the exact dataset versions) in the
-first protocol round, compute, and keep the output share for the receiver.
+Each server decides on its own whether a job may run (``service.job_plan``:
+inputs visible to the submitter, grants that allow exactly this job, rings,
+bounds, the receiver's output quota). The three servers then confirm they
+hold the same job description (a digest over the spec, the dataset versions
+and the grants that allow it) in the first protocol round; only then does a
+server spend grant uses, read the inputs' shares and compute. Every job that
+got that far is recorded in the audit trail of every owner whose data it
+read, with its outcome.
 
-A job id names one job forever. Re-submitting the same spec returns the
-recorded result (or waits for the running job), so clients may retry; a
-different spec under a used id is refused with :class:`AlreadyExistsError`.
-When anything fails here, the peers are told at once (``Channel.abort``) so
-they stop waiting instead of running into their deadline.
+Job ids are scoped by submitter: ``(submitter, job id)`` names one job
+forever. Re-submitting the same spec returns the recorded result (or waits
+for the running job), so clients may retry; a different spec under a used id
+is refused with :class:`AlreadyExistsError`. When anything fails here, the
+peers are told at once (``Channel.abort``) so they stop waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from mpc_core.errors import (
     AlreadyExistsError,
-    InvalidArgumentError,
+    FailedPreconditionError,
     MpcError,
     NotFoundError,
-    PermissionDeniedError,
     ServerUnavailableError,
 )
-from mpc_core.identity import shown
-from mpc_core.ring import Ring
-from mpc_core.version import PROTOCOL_VERSION
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.context import PartyContext
 from mpc_server.protocol.setup import agree_and_setup_keys
+from mpc_server.service.audit import AuditInput, AuditLog, JobRecord
+from mpc_server.service.grant_book import GrantBook, Reservation
+from mpc_server.service.job_plan import JobPlan, JobPlanner
 from mpc_server.service.model import (
+    DatasetRef,
+    DatasetSummary,
     JobResult,
     JobSpec,
     JobStats,
-    OutputInfo,
     StoredDataset,
     StoredOutput,
+    output_key,
 )
 from mpc_server.service.output_store import DeferredWriter
-from mpc_server.service.programs import BoundInputs, Program, ProgramPlan, rescale
+from mpc_server.service.programs import BoundInputs, rescale
 from mpc_server.service.store import DatasetStore, OutputStore
 
 _log = logging.getLogger(__name__)
@@ -99,55 +101,21 @@ def _session(submitter: str, job_id: str) -> str:
     return f"job/{submitter}/{job_id}"
 
 
-def job_digest(submitter: str, spec: JobSpec, inputs: BoundInputs) -> bytes:
-    """SHA-256 of the canonical description of a job and its dataset versions."""
-    described = {
-        "protocol_version": PROTOCOL_VERSION,
-        "job_id": spec.job_id,
-        "program": spec.program,
-        "receiver": spec.receiver,
-        "submitter": submitter,
-        "output_fractional_bits": spec.output_fractional_bits,
-        "inputs": {
-            role: [
-                {
-                    "dataset": str(d.ref),
-                    "upload_id": d.upload_id.hex(),
-                    "shape": list(d.shape),
-                    "ring_bits": d.ring.bits,
-                    "fractional_bits": d.fractional_bits,
-                    "magnitude_bits": d.magnitude_bits,
-                }
-                for d in datasets
-            ]
-            for role, datasets in sorted(inputs.items())
-        },
-    }
-    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).digest()
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A job that passed the local checks, ready to agree on and run."""
-
-    spec: JobSpec
-    program: Program
-    inputs: BoundInputs
-    program_plan: ProgramPlan
-    digest: bytes
-    session: str
-    """The protocol session (message tags) of the job: ``job/<submitter>/<id>``."""
-
-    @property
-    def info(self) -> OutputInfo:
-        """The output's shape, ring, scale and bound."""
-        return self.program_plan.output
-
-
 @dataclass
 class _JobRecord:
     digest: bytes
     done: asyncio.Future[JobResult]
+
+
+@dataclass(frozen=True)
+class JobServices:
+    """What the job service works with, besides the channel."""
+
+    planner: JobPlanner
+    datasets: DatasetStore
+    grants: GrantBook
+    outputs: OutputStore
+    audit: AuditLog
 
 
 class JobService:
@@ -156,47 +124,53 @@ class JobService:
     def __init__(
         self,
         channel: Channel,
-        datasets: DatasetStore,
-        outputs: OutputStore,
-        programs: Mapping[str, Program],
+        services: JobServices,
         limits: JobLimits = JobLimits(),
         *,
-        ring: Ring,
         observer: JobObserver | None = None,
         unready_peer: Callable[[], str | None] = lambda: None,
     ) -> None:
         """Wire the service to its channel, stores and programs."""
         self._channel = channel
-        self._datasets = datasets
-        self._outputs = outputs
-        self._programs = programs
-        self._ring = ring
+        self._planner = services.planner
+        self._datasets = services.datasets
+        self._grants = services.grants
+        self._outputs = services.outputs
+        self._audit = services.audit
         self.limits = limits
         self._observer = observer or _NoObserver()
         self._unready_peer = unready_peer
-        self._jobs: OrderedDict[str, _JobRecord] = OrderedDict()
+        self._jobs: OrderedDict[tuple[str, str], _JobRecord] = OrderedDict()
+        self._records: dict[tuple[str, str], JobRecord] = {}
+        """Audit records of the jobs computing now (agreed on by the three servers)."""
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._deferred = DeferredWriter(outputs)
+        self._deferred = DeferredWriter(self._outputs)
         self._draining = False
 
     def activity(self) -> None:
         """Clients are busy (e.g. fetching an output): postpone background writes."""
         self._deferred.activity()
 
-    def drop_output_soon(self, job_id: str) -> None:
-        """The receiver has ``job_id``'s output and wants no server copy.
+    def drop_output_soon(self, submitter: str, job_id: str) -> None:
+        """The receiver has the job's output and wants no server copy.
 
         It is dropped with the next background batch, within about a second
         and never written: retries of the job racing the answer still get it.
         """
-        self._deferred.add(job_id, keep=False)
+        key = output_key(submitter, job_id)
+        self._outputs.handed_over(key)
+        self._deferred.add(key, keep=False)
 
     @property
     def running(self) -> int:
-        """Number of jobs computing right now."""
+        """Number of jobs running (agreeing or computing) right now."""
         return self._running
+
+    def running_records(self, identity: str) -> list[JobRecord]:
+        """Records of the running jobs ``identity`` submitted or receives."""
+        return [r for r in self._records.values() if identity in (r.submitter, r.receiver)]
 
     def start_draining(self) -> None:
         """Refuse new jobs from now on (the server is shutting down)."""
@@ -208,6 +182,7 @@ class JobService:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
                 await self._deferred.flush()
+                await self._audit.sync()
         except TimeoutError:
             return False
         return True
@@ -223,7 +198,7 @@ class JobService:
         not at all if released first, instead of before answering.
         """
         token = CURRENT_JOB.set(spec.job_id)
-        label = spec.program if spec.program in self._programs else "unknown"
+        label = spec.program if self._planner.knows(spec.program) else "unknown"  # bounded labels
         started = time.perf_counter()
         try:
             result, computed = await self._run(submitter, spec, timeout, fetched_now)
@@ -244,11 +219,13 @@ class JobService:
         if self._draining:
             raise ServerUnavailableError(self._channel.peer_name(self._channel.party), "shutting down")
         session = _session(submitter, spec.job_id)
-        record = self._jobs.get(spec.job_id)
+        record = self._jobs.get((submitter, spec.job_id))
+        replay = record is not None or self._outputs.has(output_key(submitter, spec.job_id))
         try:
-            plan = self._plan(submitter, spec, session)
-            if record is None:
+            plan = self._planner.plan(submitter, spec, session, replay=replay)
+            if not replay:
                 self._require_peers()
+                self._outputs.check_quota(submitter, plan.output_bytes)
         except MpcError as exc:
             if record is None:  # nothing of this id runs here: stop the peers, forget it
                 await self._channel.abort(session, str(exc))
@@ -268,10 +245,13 @@ class JobService:
         if missing is not None:
             raise ServerUnavailableError(missing, "not connected in both directions")
 
-    async def _start(self, plan: _Plan, timeout: float, fetched_now: bool) -> JobResult:
+    async def _start(self, plan: JobPlan, timeout: float, fetched_now: bool) -> JobResult:
         self._deferred.activity()
         record = _JobRecord(plan.digest, asyncio.get_running_loop().create_future())
-        self._remember(plan.spec.job_id, record)
+        key = (plan.submitter, plan.spec.job_id)
+        self._jobs[key] = record
+        while len(self._jobs) > _JOBS_REMEMBERED:
+            self._jobs.popitem(last=False)
         self._running += 1
         self._idle.clear()
         try:
@@ -290,86 +270,47 @@ class JobService:
         record.done.set_result(result)
         return result
 
-    def _kept_result(self, plan: _Plan) -> JobResult | None:
+    def _kept_result(self, plan: JobPlan) -> JobResult | None:
         """The result of a job that ran before a restart (its output is kept)."""
         try:
-            output = self._outputs.get(plan.spec.job_id)
+            output = self._outputs.get(output_key(plan.submitter, plan.spec.job_id))
         except NotFoundError:
             return None
         if output.job_digest != plan.digest:
             raise AlreadyExistsError(f"job id {plan.spec.job_id} is already used by another job")
         return JobResult(plan.spec.job_id, output.info, JobStats(0, 0, 0, 0.0))
 
-    def _plan(self, submitter: str, spec: JobSpec, session: str) -> _Plan:
-        """Check the job locally: program, inputs, grants, rings, shapes, scales and bounds."""
-        program = self._program(spec.program)
-        inputs = self._bind(program, spec)
-        self._authorise(spec, inputs)
-        self._check_rings(inputs)
-        program_plan = program.plan(self._ring, inputs, spec.output_fractional_bits)
-        return _Plan(spec, program, inputs, program_plan, job_digest(submitter, spec, inputs), session)
-
-    def _check_rings(self, inputs: BoundInputs) -> None:
-        stale = [d for datasets in inputs.values() for d in datasets if d.ring != self._ring]
-        if stale:
-            names = ", ".join(f"{d.ref} ({d.ring.name})" for d in stale)
-            raise InvalidArgumentError(
-                f"this cluster computes in {self._ring.name}, but {names} were shared in another ring; "
-                "upload them again"
-            )
-
-    def _program(self, name: str) -> Program:
-        try:
-            return self._programs[name]
-        except KeyError:
-            known = ", ".join(sorted(self._programs))
-            raise InvalidArgumentError(f"unknown program {shown(name)} (known: {known})") from None
-
-    def _bind(self, program: Program, spec: JobSpec) -> BoundInputs:
-        by_role: dict[str, list[StoredDataset]] = {role.name: [] for role in program.roles}
-        for job_input in spec.inputs:
-            if job_input.role not in by_role:
-                raise InvalidArgumentError(
-                    f"program {program.name} has no input role {shown(job_input.role)} "
-                    f"(roles: {', '.join(by_role)})"
-                )
-            by_role[job_input.role].append(self._datasets.get(job_input.dataset))
-        for role in program.roles:
-            count = len(by_role[role.name])
-            if not role.min_count <= count <= role.max_count:
-                raise InvalidArgumentError(
-                    f"program {program.name} takes {role.min_count}..{role.max_count} "
-                    f"{role.name!r} inputs, got {count}"
-                )
-        return {role: tuple(datasets) for role, datasets in by_role.items()}
-
-    def _authorise(self, spec: JobSpec, inputs: BoundInputs) -> None:
-        for datasets in inputs.values():
-            for dataset in datasets:
-                if not dataset.allows(spec.receiver, spec.program):
-                    raise PermissionDeniedError(
-                        f"dataset {dataset.ref} does not grant {spec.receiver} outputs of {spec.program}"
-                    )
-
-    async def _execute(self, plan: _Plan, timeout: float, fetched_now: bool) -> JobResult:
+    async def _execute(self, plan: JobPlan, timeout: float, fetched_now: bool) -> JobResult:
         spec = plan.spec
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + min(timeout, self.limits.max_seconds)
-        ctx = PartyContext(self._channel, plan.session, deadline, ring=self._ring)
-        _log.info("job %s started: %s for %s", spec.job_id, spec.program, spec.receiver)
+        ctx = PartyContext(self._channel, plan.session, deadline, ring=self._planner.ring)
+        uses = [(d, plan.allowed_by[d.ref]) for d in _distinct(plan)]
+        reservation = self._grants.reserve(uses)
+        audit = self._record(plan)
+        _log.info("job %s started: %s for %s by %s", spec.job_id, spec.program, spec.receiver, plan.submitter)
         try:
-            await agree_and_setup_keys(ctx, plan.digest)
-            share = await plan.program.run(ctx, plan.inputs, plan.program_plan)
+            try:
+                await agree_and_setup_keys(ctx, plan.digest)
+            except BaseException:
+                self._grants.release(reservation)
+                raise
+            await self._spend(reservation)
+            self._records[(plan.submitter, spec.job_id)] = audit
+            inputs = await self._load(plan)
+            share = await plan.program.run(ctx, inputs, plan.program_plan)
             share = await rescale(ctx, share, plan.program_plan)
         except (Exception, asyncio.CancelledError) as exc:
             reason = str(exc) if isinstance(exc, MpcError) else "job cancelled or failed internally"
             _log.warning("job %s failed: %s", spec.job_id, reason)
             await self._channel.abort(plan.session, reason)
+            self._finish(plan, audit, exc)
             raise
         finally:
             self._channel.close_job(plan.session)
-        output = StoredOutput(spec.job_id, spec.receiver, plan.info, share, plan.digest)
+        output = StoredOutput(spec.job_id, spec.receiver, plan.info, share, plan.digest, plan.submitter)
         await self._keep(output, background=fetched_now)
+        self._finish(plan, audit, None)
         stats = JobStats(
             bytes_sent=ctx.stats.bytes_sent,
             bytes_received=ctx.stats.bytes_received,
@@ -379,14 +320,55 @@ class JobService:
         _log.info("job %s finished in %.3f s", spec.job_id, stats.duration_seconds)
         return JobResult(spec.job_id, plan.info, stats)
 
+    async def _spend(self, reservation: Reservation) -> None:
+        """Spend the reserved uses; limited grants' counts are durable before computing."""
+        for ref in self._grants.commit(reservation):
+            state = self._grants.snapshot(ref)
+            await asyncio.to_thread(self._grants.save_durably, ref, state)
+
+    async def _load(self, plan: JobPlan) -> BoundInputs:
+        """The inputs with their shares, read off the event loop, of the versions agreed on."""
+        loaded: dict[str, tuple[StoredDataset, ...]] = {}
+        for role, summaries in plan.inputs.items():
+            datasets = []
+            for summary in summaries:
+                dataset = await asyncio.to_thread(self._datasets.get, summary.ref)
+                if dataset.upload_id != summary.upload_id:
+                    raise FailedPreconditionError(f"dataset {summary.ref} was replaced while the job started")
+                datasets.append(dataset)
+            loaded[role] = tuple(datasets)
+        return loaded
+
+    def _record(self, plan: JobPlan) -> JobRecord:
+        versions = {d.ref: d.upload_id for d in _distinct(plan)}
+        inputs = tuple(
+            AuditInput(i.role, i.dataset, versions[i.dataset], plan.allowed_by[i.dataset].grant_id)
+            for i in plan.spec.inputs
+        )
+        spec = plan.spec
+        return JobRecord(spec.job_id, plan.submitter, spec.receiver, spec.program, inputs, time.time())
+
+    def _finish(self, plan: JobPlan, audit: JobRecord, error: BaseException | None) -> None:
+        """Append the job's outcome to the audit trail, if it got past the agreement."""
+        if self._records.pop((plan.submitter, plan.spec.job_id), None) is None:
+            return
+        status = "OK" if error is None else getattr(error, "grpc_status", "CANCELLED")
+        message = "" if error is None or not isinstance(error, MpcError) else str(error)
+        self._audit.append(replace(audit, finished_at=time.time(), status=status, error=message))
+        self._audit.sync_soon()
+
     async def _keep(self, output: StoredOutput, *, background: bool) -> None:
         if not background:
             await asyncio.to_thread(self._outputs.put, output)
             return
         self._outputs.put(output, durable=False)
-        self._deferred.add(output.job_id)
+        self._deferred.add(output.key)
 
-    def _remember(self, job_id: str, record: _JobRecord) -> None:
-        self._jobs[job_id] = record
-        while len(self._jobs) > _JOBS_REMEMBERED:
-            self._jobs.popitem(last=False)
+
+def _distinct(plan: JobPlan) -> list[DatasetSummary]:
+    """The job's datasets, each once."""
+    seen: dict[DatasetRef, DatasetSummary] = {}
+    for datasets in plan.inputs.values():
+        for dataset in datasets:
+            seen.setdefault(dataset.ref, dataset)
+    return list(seen.values())

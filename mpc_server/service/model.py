@@ -1,12 +1,16 @@
-"""Domain types of the service layer: datasets, grants, jobs, outputs."""
+"""Domain types of the service layer: datasets, jobs, outputs (grants: ``service.grants``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mpc_core.identity import validate_name
-from mpc_core.ring import Ring
+from mpc_core.ring import Ring, ring_for_bits
 from mpc_core.sharing import ReplicatedShare
+
+if TYPE_CHECKING:
+    from mpc_server.service.grants import Grant
 
 
 @dataclass(frozen=True, order=True)
@@ -26,39 +30,45 @@ class DatasetRef:
         return f"{self.owner}/{self.name}"
 
 
-@dataclass(frozen=True, order=True)
-class Grant:
-    """Consent: ``receiver`` may get outputs of ``program`` from a dataset."""
-
-    receiver: str
-    program: str
-
-
 @dataclass(frozen=True, eq=False)
-class StoredDataset:
-    """One server's share of an uploaded array, with its metadata.
+class DatasetSummary:
+    """What a server knows about a stored dataset without reading its shares.
 
     ``magnitude_bits`` is the owner's public bound (every encoded element
     ``e`` has ``|e| <= 2^magnitude_bits``), or None for a dataset stored
     before bounds existed; programs refuse such datasets.
+    ``initial_grants`` are the grants its upload carried (the grant book
+    holds the current ones).
     """
 
     ref: DatasetRef
     shape: tuple[int, ...]
+    ring_bits: int
     fractional_bits: int
-    grants: frozenset[Grant]
+    magnitude_bits: int | None
     upload_id: bytes
-    share: ReplicatedShare
-    magnitude_bits: int | None = None
+    created_at: float
+    initial_grants: tuple[Grant, ...]
 
     @property
     def ring(self) -> Ring:
         """The ring the dataset was shared in."""
-        return self.share.ring
+        return ring_for_bits(self.ring_bits)
 
-    def allows(self, receiver: str, program: str) -> bool:
-        """Whether the owner granted ``receiver`` outputs of ``program``."""
-        return Grant(receiver, program) in self.grants
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+@dataclass(frozen=True, eq=False)
+class StoredDataset(DatasetSummary):
+    """A dataset with this server's share of it, read from storage."""
+
+    share: ReplicatedShare
 
 
 @dataclass(frozen=True)
@@ -130,3 +140,15 @@ class StoredOutput:
     share: ReplicatedShare
     job_digest: bytes = b""
     """The job description's digest, to recognise a replayed job id."""
+    submitter: str = ""
+    """Who submitted the job: job ids are scoped by submitter (empty: the receiver)."""
+
+    @property
+    def key(self) -> str:
+        """The output's name on this server: ``submitter/job_id``."""
+        return output_key(self.submitter or self.receiver, self.job_id)
+
+
+def output_key(submitter: str, job_id: str) -> str:
+    """The name of a job's output: ``submitter/job_id`` (both are names, so ``/`` is unambiguous)."""
+    return f"{submitter}/{job_id}"

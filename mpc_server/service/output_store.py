@@ -1,12 +1,19 @@
-"""Durable job outputs under ``<data>/outputs``, kept within a retention policy.
+"""Durable job outputs under ``<data>/outputs``, kept within a retention policy and quotas.
 
-One share file per output (``share_files``). An output is deleted when its
-receiver releases it, when it is older than the maximum age, or (oldest
-first) when keeping it would exceed the byte cap. The index holds metadata;
-fresh outputs are also kept in memory within a budget (always until their
-file is written, for outputs handed to their receiver inline and written
-right after by :meth:`persist`). All index operations hold one lock, since
-files are written in worker threads.
+One share file per output (``share_files``), named by the job's submitter
+and id (``outputs/<submitter>/<job id>.share``: job ids are scoped by
+submitter). An output is deleted when its receiver releases it or when it
+is older than the maximum age; nothing else evicts it. Storage is accounted
+per client, charged to the client that submitted the job (by default its
+receiver: a third party submitting jobs for a receiver spends its own quota,
+so it cannot fill the receiver's). A job whose output would take its
+submitter over its quota (bytes or count), or the server over its total, is
+refused before it runs (:meth:`FileOutputStore.check_quota`,
+RESOURCE_EXHAUSTED), so no client can push out another's outputs. The
+index holds metadata; fresh outputs are also kept in memory within a
+budget (always until their file is written, for outputs handed to their
+receiver inline and written right after by :meth:`persist`). All index
+operations hold one lock, since files are written in worker threads.
 """
 
 from __future__ import annotations
@@ -21,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpc_core.errors import NotFoundError
+from mpc_core.errors import NotFoundError, ResourceLimitError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
-from mpc_server.service.model import OutputInfo, StoredOutput
+from mpc_server.service.model import OutputInfo, StoredOutput, output_key
 from mpc_server.service.store import SUFFIX, OutputStore, clean_tmp
 
 _log = logging.getLogger(__name__)
@@ -36,6 +43,11 @@ class OutputRetention:
 
     max_age_seconds: float = 3600.0
     max_bytes: int = 2 << 30
+    """All outputs together; a job that would exceed it is refused."""
+    max_bytes_per_client: int = 512 << 20
+    """Kept outputs of the jobs one client submitted, together (its quota in bytes)."""
+    max_outputs_per_client: int = 1000
+    """Number of kept outputs of the jobs one client submitted (its quota in outputs)."""
     memory_bytes: int = 256 << 20
     """Outputs also kept in memory (the rest are read from their files)."""
 
@@ -48,9 +60,16 @@ class _Entry:
     info: OutputInfo
     digest: bytes
     nbytes: int
+    submitter: str
     in_memory: StoredOutput | None = None
     """The output itself: always until its file is written, then while it fits the memory budget."""
     written: bool = True
+    charged: bool = True
+    """Whether it counts against its submitter's quota (not once handed over for good)."""
+
+    @property
+    def key(self) -> str:
+        return output_key(self.submitter, self.job_id)
 
 
 class FileOutputStore:
@@ -73,9 +92,11 @@ class FileOutputStore:
         self._resident: OrderedDict[str, None] = OrderedDict()
         """Entries whose output is in memory, oldest first."""
         self._resident_bytes = 0
+        self._accounts: dict[str, tuple[int, int]] = {}
+        """Bytes and number of outputs kept per submitter."""
         self._lock = threading.RLock()
         loaded = []
-        for path in self._dir.glob(f"*{SUFFIX}"):
+        for path in self._dir.glob(f"*/*{SUFFIX}"):
             try:
                 loaded.append(_entry_from_header(share_files.check(path)))
             except (share_files.StorageError, KeyError, ValueError) as exc:
@@ -89,25 +110,66 @@ class FileOutputStore:
         """Bytes of output shares currently kept."""
         return self._bytes
 
-    def get(self, job_id: str) -> StoredOutput:
-        """The output of ``job_id``."""
+    def check_quota(self, submitter: str, nbytes: int) -> None:
+        """Refuse a job whose output of ``nbytes`` would exceed its submitter's quota or the total.
+
+        Raises:
+            ResourceLimitError: naming the quota.
+        """
+        self.expire()
+        retention = self.retention
+        with self._lock:
+            used, count = self._accounts.get(submitter, (0, 0))
+            total = self._bytes
+        if count + 1 > retention.max_outputs_per_client:
+            raise ResourceLimitError(
+                f"the jobs {submitter} submitted have {count} outputs kept on this server, its quota of "
+                f"{retention.max_outputs_per_client}: fetch them with release first"
+            )
+        if used + nbytes > retention.max_bytes_per_client:
+            raise ResourceLimitError(
+                f"this output would take the outputs kept for {submitter}'s jobs to {used + nbytes} "
+                f"bytes, beyond its quota of {retention.max_bytes_per_client}: "
+                "fetch earlier outputs with release first"
+            )
+        if total + nbytes > retention.max_bytes:
+            raise ResourceLimitError(
+                f"this server keeps at most {retention.max_bytes} bytes of outputs and is full; "
+                "try again when outputs have been fetched or have expired"
+            )
+
+    def has(self, key: str) -> bool:
+        """Whether an output named ``key`` is kept (and not expired)."""
         self.expire()
         with self._lock:
-            entry = self._entries.get(job_id)
+            return key in self._entries
+
+    def get(self, key: str) -> StoredOutput:
+        """The output named ``key`` (``submitter/job_id``)."""
+        self.expire()
+        with self._lock:
+            entry = self._entries.get(key)
         if entry is None:
-            raise NotFoundError(f"no output for job {job_id} (never computed here, released or expired)")
+            raise NotFoundError(
+                f"no output for job {key.partition('/')[2]} (never computed, released or expired)"
+            )
         if entry.in_memory is not None:
             return entry.in_memory
         try:
-            _, first, second = share_files.read(self._path(job_id))
+            _, first, second = share_files.read(self._path(key))
         except FileNotFoundError:
-            raise NotFoundError(f"no output for job {job_id} (released or expired)") from None
+            raise NotFoundError(f"no output for job {entry.job_id} (released or expired)") from None
         return StoredOutput(
-            entry.job_id, entry.receiver, entry.info, ReplicatedShare(first, second), entry.digest
+            entry.job_id,
+            entry.receiver,
+            entry.info,
+            ReplicatedShare(first, second),
+            entry.digest,
+            entry.submitter,
         )
 
     def put(self, output: StoredOutput, *, durable: bool = True) -> None:
-        """Keep ``output``, then evict the oldest outputs beyond the byte cap.
+        """Keep ``output`` (its quota was checked when the job was planned).
 
         The file is written before it is indexed; with ``durable=False`` the
         output is kept in memory until :meth:`persist` writes it.
@@ -120,35 +182,45 @@ class FileOutputStore:
         )
         with self._lock:
             if temp is not None:
-                share_files.publish(temp, self._path(output.job_id))
+                share_files.publish(temp, self._path(output.key))
             entry.in_memory = output  # fresh outputs are usually fetched soon
             entry.written = temp is not None
-            self._unindex(output.job_id)
+            self._unindex(output.key)
             self._index(entry)
             self._trim_memory()
-        self._evict()
 
-    def persist(self, job_id: str) -> None:
+    def persist(self, key: str) -> None:
         """Write a kept output's file unless it was dropped meanwhile (blocking)."""
         with self._lock:
-            entry = self._entries.get(job_id)
+            entry = self._entries.get(key)
         if entry is None or entry.written or entry.in_memory is None:
             return
         share = entry.in_memory.share
         temp = share_files.write_temp(self._tmp, _header(entry), share.first, share.second)
         with self._lock:
-            if self._entries.get(job_id) is entry:
-                share_files.publish(temp, self._path(job_id))
+            if self._entries.get(key) is entry:
+                share_files.publish(temp, self._path(key))
                 entry.written = True
                 self._trim_memory()
                 return
         temp.unlink(missing_ok=True)
 
-    def delete(self, job_id: str) -> None:
-        """Drop the output of ``job_id`` and its file, if kept."""
+    def handed_over(self, key: str) -> None:
+        """The receiver has the output and wants no copy: stop charging it to the submitter.
+
+        It stays (uncharged) until it is dropped, for retries racing the answer.
+        """
         with self._lock:
-            if self._unindex(job_id):
-                share_files.remove(self._path(job_id))
+            entry = self._entries.get(key)
+            if entry is not None and entry.charged:
+                self._charge(entry, -1)
+                entry.charged = False
+
+    def delete(self, key: str) -> None:
+        """Drop the output named ``key`` and its file, if kept."""
+        with self._lock:
+            if self._unindex(key):
+                share_files.remove(self._path(key))
 
     def expire(self) -> int:
         """Drop outputs older than the retention age; returns how many."""
@@ -159,16 +231,8 @@ class FileOutputStore:
                 oldest = next(iter(self._entries.values()), None)
                 if oldest is None or oldest.created >= cutoff:
                     return dropped
-            self.delete(oldest.job_id)
+            self.delete(oldest.key)
             dropped += 1
-
-    def _evict(self) -> None:
-        while True:
-            with self._lock:
-                if self._bytes <= self.retention.max_bytes or len(self._entries) <= 1:
-                    return
-                oldest = next(iter(self._entries))
-            self.delete(oldest)
 
     def _trim_memory(self) -> None:
         """Keep in-memory copies of written outputs within the memory budget."""
@@ -182,29 +246,49 @@ class FileOutputStore:
                 self._resident_bytes -= entry.nbytes
 
     def _index(self, entry: _Entry) -> None:
-        self._entries[entry.job_id] = entry
+        self._entries[entry.key] = entry
         self._bytes += entry.nbytes
+        self._charge(entry, 1)
         if entry.in_memory is not None:
-            self._resident[entry.job_id] = None
+            self._resident[entry.key] = None
             self._resident_bytes += entry.nbytes
 
-    def _unindex(self, job_id: str) -> bool:
-        entry = self._entries.pop(job_id, None)
+    def _unindex(self, key: str) -> bool:
+        entry = self._entries.pop(key, None)
         if entry is None:
             return False
         self._bytes -= entry.nbytes
-        if self._resident.pop(job_id, False) is None:
+        if entry.charged:
+            self._charge(entry, -1)
+        if self._resident.pop(key, False) is None:
             self._resident_bytes -= entry.nbytes
         return True
 
-    def _path(self, job_id: str) -> Path:
-        return self._dir / f"{job_id}{SUFFIX}"
+    def _charge(self, entry: _Entry, sign: int) -> None:
+        used, count = self._accounts.get(entry.submitter, (0, 0))
+        used, count = used + sign * entry.nbytes, count + sign
+        if count:
+            self._accounts[entry.submitter] = (used, count)
+        else:
+            self._accounts.pop(entry.submitter, None)
+
+    def _path(self, key: str) -> Path:
+        submitter, _, job_id = key.partition("/")
+        return self._dir / submitter / f"{job_id}{SUFFIX}"
 
 
 def _entry(output: StoredOutput, created: float) -> _Entry:
     nbytes = int(output.share.first.nbytes + output.share.second.nbytes)
+    submitter = output.submitter or output.receiver
     return _Entry(
-        created, output.job_id, output.receiver, output.info, output.job_digest, nbytes, written=False
+        created,
+        output.job_id,
+        output.receiver,
+        output.info,
+        output.job_digest,
+        nbytes,
+        submitter,
+        written=False,
     )
 
 
@@ -219,12 +303,16 @@ def _entry_from_header(header: dict[str, Any]) -> _Entry:
     )
     nbytes = 2 * (info.ring_bits // 8) * int(header["count"])
     digest = bytes.fromhex(header["digest"])
-    return _Entry(float(header["created"]), header["job_id"], header["receiver"], info, digest, nbytes)
+    submitter = header.get("submitter") or header["receiver"]  # files from before scoping: receiver
+    return _Entry(
+        float(header["created"]), header["job_id"], header["receiver"], info, digest, nbytes, submitter
+    )
 
 
 def _header(entry: _Entry) -> dict[str, object]:
     return {
         "job_id": entry.job_id,
+        "submitter": entry.submitter,
         "receiver": entry.receiver,
         "shape": list(entry.info.shape),
         "fractional_bits": entry.info.fractional_bits,

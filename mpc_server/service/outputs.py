@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mpc_core.errors import PermissionDeniedError
-from mpc_server.service.model import StoredOutput
+from mpc_core.errors import NotFoundError
+from mpc_server.service.model import StoredOutput, output_key
 from mpc_server.service.store import OutputStore
 
 
@@ -22,21 +22,24 @@ class OutputService:
         self._outputs = outputs
         self.activity = on_activity
 
-    def fetch(self, requester: str, job_id: str) -> StoredOutput:
-        """This server's share of ``job_id``'s output, if ``requester`` may have it.
+    def fetch(self, requester: str, submitter: str, job_id: str) -> StoredOutput:
+        """This server's share of the output of ``submitter``'s job ``job_id``, for its receiver.
 
         Raises:
-            NotFoundError: no output for ``job_id`` on this server.
-            PermissionDeniedError: ``requester`` is not the job's receiver.
+            NotFoundError: no such output here, or ``requester`` is not its
+                receiver (the same answer: nobody learns which job ids exist).
         """
-        output = self._outputs.get(job_id)
-        if output.receiver != requester:
-            raise PermissionDeniedError(
-                f"the output of job {job_id} is for its receiver only, not {requester}"
+        try:
+            output = self._outputs.get(output_key(submitter, job_id))
+        except NotFoundError:
+            output = None
+        if output is None or output.receiver != requester:
+            raise NotFoundError(
+                f"no output of job {job_id} for {requester} (never computed, released or expired)"
             )
         return output
 
-    def release(self, requester: str, job_id: str) -> None:
-        """Delete ``job_id``'s output once its receiver has it all."""
-        self.fetch(requester, job_id)
-        self._outputs.delete(job_id)
+    def release(self, requester: str, submitter: str, job_id: str) -> None:
+        """Delete the output once its receiver has it all."""
+        output = self.fetch(requester, submitter, job_id)
+        self._outputs.delete(output.key)

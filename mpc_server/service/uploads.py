@@ -38,7 +38,7 @@ from mpc_core.errors import (
     ShareFormatError,
 )
 from mpc_core.fixed_point import max_fractional_bits
-from mpc_core.identity import NAME_PATTERN, shown, validate_name
+from mpc_core.identity import NAME_PATTERN, validate_name
 from mpc_core.prg import KEY_BYTES, prf_words, prg_fill
 from mpc_core.ring import Ring, RingArray, element_count, ring_of
 from mpc_core.version import PROTOCOL_VERSION
@@ -46,7 +46,9 @@ from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.consistency import check_replicas
 from mpc_server.protocol.context import PartyContext
 from mpc_server.protocol.setup import agree_and_setup_keys
-from mpc_server.service.model import DatasetRef, Grant, StoredDataset
+from mpc_server.service.grant_book import GrantBook
+from mpc_server.service.grants import Grant, check_grants, grant_to_json
+from mpc_server.service.model import DatasetRef, StoredDataset
 from mpc_server.service.store import FileDatasetStore, PendingDataset
 
 UPLOAD_ID_BYTES = 16
@@ -175,7 +177,7 @@ class UploadSession:
             "ring_bits": header.ring_bits,
             "fractional_bits": header.fractional_bits,
             "magnitude_bits": header.magnitude_bits,
-            "grants": sorted([g.receiver, g.program] for g in header.grants),
+            "grants": sorted((grant_to_json(g) for g in header.grants), key=lambda g: str(g["id"])),
             "upload_id": header.upload_id.hex(),
             "overwrite": header.overwrite,
         }
@@ -216,9 +218,12 @@ class UploadService:
         programs: Collection[str],
         ring: Ring,
         limits: UploadLimits = UploadLimits(),
+        *,
+        grants: GrantBook,
     ) -> None:
         """Accept uploads in the cluster's ring for the known programs."""
         self._store = store
+        self._grants = grants
         self._channel = channel
         self._programs = programs
         self._ring = ring
@@ -265,7 +270,7 @@ class UploadService:
         for seed in (header.first_seed, header.second_seed):
             if seed and len(seed) != KEY_BYTES:
                 raise InvalidArgumentError(f"share seeds must be {KEY_BYTES} bytes, got {len(seed)}")
-        self._check_grants(header.grants)
+        check_grants(header.grants, self._programs, ref, self.limits.max_grants)
         self._store.check_replace(ref, header.upload_id, header.overwrite)
         pending = self._store.create(
             ref,
@@ -273,7 +278,7 @@ class UploadService:
             ring=self._ring,
             fractional_bits=header.fractional_bits or 0,
             magnitude_bits=header.magnitude_bits or 0,
-            grants=frozenset(header.grants),
+            grants=tuple(header.grants),
             upload_id=header.upload_id,
             count=count,
             seeds=(header.first_seed, header.second_seed),
@@ -334,8 +339,10 @@ class UploadService:
             self._channel.close_job(job_id)
 
     async def delete(self, ref: DatasetRef) -> None:
-        """Delete a stored dataset (its file is removed)."""
+        """Delete a stored dataset: its file and its grants are removed."""
         await asyncio.to_thread(self._store.delete, ref)
+        self._grants.forget(ref)
+        await asyncio.to_thread(self._grants.save_durably, ref, None)
 
     def _check_encoding(self, ref: DatasetRef, header: UploadHeader) -> None:
         """The ring, scale and bound an upload declares: required, and in range."""
@@ -369,14 +376,3 @@ class UploadService:
                 f"{count} elements exceed this server's limit of {self.limits.max_elements}"
             )
         return count
-
-    def _check_grants(self, grants: Sequence[Grant]) -> None:
-        if len(grants) > self.limits.max_grants:
-            raise ResourceLimitError(f"at most {self.limits.max_grants} grants per dataset")
-        for grant in grants:
-            validate_name(grant.receiver, "grant receiver")
-            if grant.program not in self._programs:
-                known = ", ".join(sorted(self._programs))
-                raise InvalidArgumentError(
-                    f"grant names unknown program {shown(grant.program)} (known: {known})"
-                )

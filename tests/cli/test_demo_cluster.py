@@ -44,7 +44,12 @@ def test_json_against_an_existing_cluster_twice(
         captured = capsys.readouterr()
         _check(json.loads(captured.out), 5)
         assert "Using the existing cluster" in captured.err
-        assert "refused: PermissionDeniedError" in captured.err
+        # A bank is told the predictions do not exist (not that they are someone else's) ...
+        assert "fetch the predictions too and was refused: NotFoundError" in captured.err
+        # ... and the model owner cannot reuse the banks' data in a job they did not pin.
+        assert "did not consent to (bank-1's income alone) and was refused: PermissionDeniedError" in (
+            captured.err
+        )
         assert "Starting 3 MPC servers" not in captured.err
 
 
@@ -58,6 +63,7 @@ def test_table_with_a_separate_certificate_directory(
     assert main(["demo", "--cluster", str(cluster.cluster_file), "--certs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "within the fixed-point rounding bound" in out
+    assert "refused: NotFoundError" in out and "refused: PermissionDeniedError" in out
     assert "Stopping the servers" not in out
 
 

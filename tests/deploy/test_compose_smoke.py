@@ -290,7 +290,12 @@ def test_demo_service_predicts_within_the_error_bound(project: Compose) -> None:
     errors = np.abs(predictions - plaintext)
     assert np.all(errors <= _readme_error_bound(result)), errors
     assert result["within_bound"] is True
-    assert "refused: PermissionDeniedError" in completed.stderr, "a bank fetched the owner's output"
+    assert "fetch the predictions too and was refused: NotFoundError" in completed.stderr, (
+        "a bank fetched the owner's output"
+    )
+    assert "did not consent to (bank-1's income alone) and was refused: PermissionDeniedError" in (
+        completed.stderr
+    ), "a job the banks did not consent to ran"
 
 
 def test_demo_service_default_command_prints_the_table(project: Compose) -> None:

@@ -3,10 +3,14 @@
 Used by the end-to-end tests that need owners on separate processes, as in
 production (each organisation runs its own client)::
 
-    python tests/e2e/owner_process.py CLUSTER_FILE IDENTITY DATA.npz RECEIVER:PROGRAM ...
+    python tests/e2e/owner_process.py CLUSTER_FILE IDENTITY DATA.npz RECEIVER PROGRAM JOBS.json
 
-Every array of the file becomes a dataset of that name, granted to each
-``RECEIVER:PROGRAM`` pair. Prints one JSON line per dataset.
+Every array of the file becomes a dataset of that name, with one pinned grant
+(``Grant.pinned``): ``RECEIVER`` may get outputs of ``PROGRAM`` from exactly
+the job whose input mapping ``JOBS.json`` gives under the array's name (as
+passed to ``run``; entries may carry versions, ``owner/name@version``).
+Prints one JSON line per dataset, with its pinned name (``ref.pinned``) for
+the grants of the owners that upload after it.
 """
 
 from __future__ import annotations
@@ -22,14 +26,18 @@ from mpc_client import Grant, MpcClient
 
 def main(argv: list[str]) -> int:
     """Upload every array of the data file; exit 0 when all are stored."""
-    cluster, identity, data, *grant_specs = argv
+    cluster, identity, data, receiver, program, jobs_file = argv
     certs = Path(cluster).parent / "certs"
-    grants = [Grant(*spec.split(":", 1)) for spec in grant_specs]
+    jobs = json.loads(Path(jobs_file).read_text())
     arrays = dict(np.load(data))
     with MpcClient.connect(cluster, certs / f"{identity}.pem", certs / f"{identity}.key") as owner:
         for name, values in arrays.items():
+            grants = [Grant.pinned(receiver, program, jobs[name])]
             ref = owner.upload(name, values, grants=grants, overwrite=True)
-            print(json.dumps({"dataset": str(ref), "shape": list(values.shape)}), flush=True)
+            print(
+                json.dumps({"dataset": str(ref), "pinned": ref.pinned, "shape": list(values.shape)}),
+                flush=True,
+            )
     return 0
 
 

@@ -24,8 +24,17 @@ pytestmark = pytest.mark.e2e
 
 PREDICT = "linear_regression.predict"
 OWNER, BANK_1, BANK_2 = "model-owner", "bank-1", "bank-2"
-GRANTS = [Grant(OWNER, PREDICT), Grant(OWNER, "elementwise.multiply")]
+MULTIPLY = "elementwise.multiply"
 INPUTS = {"features": [f"{BANK_1}/x", f"{BANK_2}/z"], "weights": "w", "intercept": "c"}
+PRODUCT = {"x": f"{BANK_1}/x", "y": f"{BANK_2}/z"}
+# Each owner allows the model owner exactly the two jobs below, by name: the
+# datasets are re-uploaded (and the ring changed) under the same grants.
+PREDICTION = Grant.pinned(OWNER, PREDICT, {**INPUTS, "weights": f"{OWNER}/w", "intercept": f"{OWNER}/c"})
+GRANTS = {
+    OWNER: [PREDICTION],
+    BANK_1: [PREDICTION, Grant.pinned(OWNER, MULTIPLY, PRODUCT)],
+    BANK_2: [PREDICTION, Grant.pinned(OWNER, MULTIPLY, PRODUCT)],
+}
 
 X = np.array([84381.01, 53178.03, -12.5, 0.0, 146301.23])
 Z = np.array([12067.41, -21443.02, 3.25, -7.0, 17128.29])
@@ -37,7 +46,7 @@ EXPECTED = W[0] * X + W[1] * Z + C
 def _bound(fractional_bits: int) -> float:
     """The rounding bound of the README for inputs encoded with ``fractional_bits``."""
     half = 2.0 ** -(fractional_bits + 1)
-    return half * (np.abs(W).sum() + np.abs(X).max() + np.abs(Z).max() + 1) + 2 * half**2
+    return float(half * (np.abs(W).sum() + np.abs(X).max() + np.abs(Z).max() + 1) + 2 * half**2)
 
 
 @pytest.fixture
@@ -57,7 +66,7 @@ def cluster_factory(tmp_path: Path) -> Iterator[type[LocalCluster]]:
 def _upload(cluster: LocalCluster, identity: str, **arrays: object) -> None:
     with cluster.client(identity) as client:
         for name, values in arrays.items():
-            client.upload(name, values, grants=GRANTS, overwrite=True)  # type: ignore[arg-type]
+            client.upload(name, values, grants=GRANTS[identity], overwrite=True)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("ring", "old", "new"), [(128, 20, 32), (64, 12, 16)])
@@ -89,7 +98,7 @@ def test_a_job_whose_result_could_leave_the_ring_is_refused(
     _upload(cluster, BANK_1, x=np.array([big, -3.0]))
     _upload(cluster, BANK_2, z=np.array([big, 5.0]))
     with cluster.client(OWNER) as owner, pytest.raises(InvalidArgumentError) as refused:
-        owner.run_and_fetch("elementwise.multiply", {"x": f"{BANK_1}/x", "y": f"{BANK_2}/z"})
+        owner.run_and_fetch(MULTIPLY, PRODUCT)
     message = str(refused.value)
     assert "bank-1/x" in message and "bank-2/z" in message
     assert f"signed range of Z_2^{ring}" in message and "refused before any computation" in message
@@ -107,12 +116,11 @@ def test_an_output_too_large_for_z2_64_is_refused_and_right_in_z2_128(
         _upload(cluster, BANK_1, x=x)
         _upload(cluster, BANK_2, z=x)
         with cluster.client(OWNER) as owner:
-            inputs = {"x": f"{BANK_1}/x", "y": f"{BANK_2}/z"}
             if ring == 64:
                 with pytest.raises(InvalidArgumentError, match="signed range of Z_2\\^64"):
-                    owner.run_and_fetch("elementwise.multiply", inputs)
+                    owner.run_and_fetch(MULTIPLY, PRODUCT)
             else:
-                _, product = owner.run_and_fetch("elementwise.multiply", inputs)
+                _, product = owner.run_and_fetch(MULTIPLY, PRODUCT)
                 assert product.tolist() == [1e10, 4.0]
         cluster.stop()
 
@@ -163,9 +171,9 @@ def test_a_declared_bound_is_used_and_checked(cluster_factory: type[LocalCluster
     cluster = cluster_factory(tmp_path, clients=(OWNER, BANK_1, BANK_2), ring_bits=64).start()
     with cluster.client(BANK_1) as bank:
         with pytest.raises(InvalidArgumentError, match="exceeds the declared bound"):
-            bank.upload("x", np.array([3.0, -5.0]), grants=GRANTS, bound=4.0)
-        bank.upload("x", np.array([3.0, -5.0]), grants=GRANTS, bound=2.0**40)  # looser: accepted
+            bank.upload("x", np.array([3.0, -5.0]), grants=GRANTS[BANK_1], bound=4.0)
+        bank.upload("x", np.array([3.0, -5.0]), grants=GRANTS[BANK_1], bound=2.0**40)  # looser: accepted
     _upload(cluster, BANK_2, z=np.array([3.0, -5.0]))
     with cluster.client(OWNER) as owner, pytest.raises(InvalidArgumentError, match="could reach 2\\^"):
         # 2^40 * 2^3 at scale 2^32 exceeds 2^63 although the values themselves are small
-        owner.run_and_fetch("elementwise.multiply", {"x": f"{BANK_1}/x", "y": f"{BANK_2}/z"})
+        owner.run_and_fetch(MULTIPLY, PRODUCT)

@@ -26,14 +26,34 @@ def _run(cluster: LocalCluster, *args: str) -> str:
 def test_bank_and_model_owner_processes(cluster: LocalCluster) -> None:
     income = ["101234.56", "87000", "130500.25"]
     debt = ["5000.5", "12000", "300"]
-    assert "uploaded bank-1/income" in _run(
-        cluster, str(ROOT / "examples/bank.py"), "bank-1", "income", *income
-    )
-    assert "uploaded bank-2/debt" in _run(cluster, str(ROOT / "examples/bank.py"), "bank-2", "debt", *debt)
-    out = _run(cluster, str(ROOT / "examples/model_owner.py"))
+    model = _run(cluster, str(ROOT / "examples/model_owner.py"), "upload").split("model:")[1].split()
+    assert [name.split("@")[0] for name in model] == ["model-owner/weights", "model-owner/intercept"]
+    bank = str(ROOT / "examples/bank.py")
+    assert "uploaded bank-1/income" in _run(cluster, bank, "bank-1", "income", *model, *income)
+    assert "uploaded bank-2/debt" in _run(cluster, bank, "bank-2", "debt", *model, *debt)
+    out = _run(cluster, str(ROOT / "examples/model_owner.py"), "predict")
     printed = np.array([float(v) for v in re.findall(r"-?\d+\.\d+", out.split("predictions:")[1])])
     expected = 0.2731 * np.array(income, float) - 0.5912 * np.array(debt, float) + 1250.75
-    assert np.allclose(printed, expected, atol=2.0)
+    assert np.allclose(printed, expected, atol=1e-3)
+
+
+def test_a_replaced_model_voids_the_banks_grants(cluster: LocalCluster) -> None:
+    """The banks pinned one version of the model: after another upload the job is refused."""
+    model = _run(cluster, str(ROOT / "examples/model_owner.py"), "upload").split("model:")[1].split()
+    bank = str(ROOT / "examples/bank.py")
+    _run(cluster, bank, "bank-1", "income", *model, "1", "2", "3")
+    _run(cluster, bank, "bank-2", "debt", *model, "4", "5", "6")
+    _run(cluster, str(ROOT / "examples/model_owner.py"), "upload")  # a new version of the model
+    failed = subprocess.run(
+        [sys.executable, str(ROOT / "examples/model_owner.py"), "predict"],
+        cwd=cluster.directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "PermissionDeniedError" in failed.stderr and "to a version that has been replaced" in failed.stderr
 
 
 @pytest.mark.parametrize("name", ["bank.py", "model_owner.py"])

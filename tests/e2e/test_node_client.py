@@ -1,16 +1,19 @@
 """The Node client (clients/node) against real servers, side by side with the Python SDK, in both rings.
 
 Every test here runs twice, against a cluster in Z_2^64 (f = 16) and one in
-Z_2^128 (f = 32, the default ring). A Node bank uploads its column, a Python
-bank its own, the Python model owner runs ``linear_regression.predict`` for
-the receiver ``node-analyst``, and a Node process acting as ``node-analyst``
-fetches, checks and prints the result. The numbers must match plaintext
-within the documented error bound. Scales chosen per dataset, requested
-output scales (truncation, and its refusal), inline outputs and the magnitude
-bits both clients compute are checked too. Refusals (no grant, bad values, a
-server with the wrong identity, a silent server, a foreign CA) must fail with
-a clear message and a non-zero exit status. The Node unit tests
-(``node --test``) run from here too, so CI executes them.
+Z_2^128 (f = 32, the default ring). The Python model owner uploads its model
+with a pinned grant, a Node bank and a Python bank upload their columns with
+grants pinned to that model's versions, the model owner runs
+``linear_regression.predict`` for the receiver ``node-analyst``, and a Node
+process acting as ``node-analyst`` fetches (naming the submitter), checks and
+prints the result. The numbers must match plaintext within the documented
+error bound. Scales chosen per dataset, requested output scales (truncation,
+and its refusal), inline outputs and the magnitude bits both clients compute
+are checked too, and a Node owner's audit trail, dataset listing and grant
+revocation. Refusals (no grant, someone else's output, bad values, a server
+with the wrong identity, a silent server, a foreign CA) must fail with a clear
+message and a non-zero exit status. The Node unit tests (``node --test``) run
+from here too, so CI executes them.
 
 Needs ``node`` and ``npm``; runs ``npm ci`` in clients/node when its
 dependencies are missing (the npm registry must then be reachable).
@@ -32,7 +35,7 @@ import pytest
 
 from mpc_cli.certs import CertificateAuthority
 from mpc_cli.local_cluster import LocalCluster
-from mpc_client import Grant, NotFoundError
+from mpc_client import Grant, NotFoundError, PermissionDeniedError
 from mpc_core.cluster import render_cluster
 from mpc_core.fixed_point import FixedPoint
 from mpc_core.identity import Principal, Role
@@ -119,6 +122,18 @@ def _uploaded_magnitude(stdout: str) -> int:
     return int(match.group(1))
 
 
+def _uploaded_version(stdout: str, dataset: str) -> str:
+    """The ``owner/name@version`` a Node upload printed."""
+    match = re.search(rf"^version: ({re.escape(dataset)}@[0-9a-f]{{32}})$", stdout, re.MULTILINE)
+    assert match, stdout
+    return match.group(1)
+
+
+def _grant_ids(stdout: str) -> list[str]:
+    """The ids of the grants a Node upload or add-grant printed."""
+    return re.findall(r"grant ([0-9a-f]{32}): ", stdout)
+
+
 def _prediction_bound(
     f_x: int, f_w: int, weights: np.ndarray, columns: list[np.ndarray], intercept: float | None
 ) -> np.ndarray:
@@ -134,7 +149,7 @@ def _prediction_bound(
         for w, x in zip(weights, columns, strict=True)
     )
     magnitude = sum(np.abs(w * x) for w, x in zip(weights, columns, strict=True)) + abs(intercept or 0.0)
-    return bound + 8 * F64_EPS * magnitude
+    return np.asarray(bound + 8 * F64_EPS * magnitude)
 
 
 def test_node_unit_tests_pass(node: str) -> None:
@@ -160,12 +175,39 @@ def test_node_bank_python_bank_python_owner_node_receiver(
     income = np.round(35_000 + (i * 7919) % 120_000 + (i % 97) * 0.37, 2)
     debt = np.round(1_000 + (i * 104_729) % 30_000 + (i % 89) * 0.29, 2)
     weights, intercept = np.array([0.2731, -0.5912]), 1250.75
-    grant = [Grant("node-analyst", PROGRAM)]
     name = f"income-{upload_mode}"
+    job_inputs = {
+        "features": [f"node-bank/{name}", "bank-1/debt"],
+        "weights": "model-owner/weights",
+        "intercept": "model-owner/intercept",
+    }
+
+    # The model first: its owner allows node-analyst this one prediction, submitted by itself.
+    with node_cluster.client("model-owner") as owner:
+        model_grant = [Grant.pinned("node-analyst", PROGRAM, job_inputs, submitters=("model-owner",))]
+        w = owner.upload("weights", weights, grants=model_grant, overwrite=True)
+        c = owner.upload("intercept", intercept, grants=model_grant, overwrite=True)
+    # The banks pin that model's versions: a replaced model voids their grants.
+    pinned = {**job_inputs, "weights": w.pinned, "intercept": c.pinned}
 
     values_file = tmp_path / "income.json"
     values_file.write_text(json.dumps(income.tolist()))
-    upload = ["upload", name, "--values-file", str(values_file), "--grant", f"node-analyst:{PROGRAM}"]
+    upload = [
+        "upload",
+        name,
+        "--values-file",
+        str(values_file),
+        "--grant",
+        f"node-analyst:{PROGRAM}",
+        "--pin",
+        "features=self,bank-1/debt",
+        "--pin",
+        f"weights={w.pinned}",
+        "--pin",
+        f"intercept={c.pinned}",
+        "--submitter",
+        "model-owner",
+    ]
     if upload_mode == "plain":
         upload.append("--plain")
     uploaded = _ok(_node(node, node_cluster, "node-bank", *upload))
@@ -173,23 +215,31 @@ def test_node_bank_python_bank_python_owner_node_receiver(
     assert f"{ring.name}, f = {f}, " in uploaded
     # The public bound the Node client declared is the one the Python SDK computes.
     assert _uploaded_magnitude(uploaded) == FixedPoint(f, ring).encode_bounded(income)[1]
+    assert len(_grant_ids(uploaded)) == 1
+    assert f"weights={w.pinned}" in uploaded
 
     with node_cluster.client("bank-1") as bank:
-        bank.upload("debt", debt, grants=grant, overwrite=True)
-    with node_cluster.client("model-owner") as owner:
-        owner.upload("weights", weights, grants=grant, overwrite=True)
-        owner.upload("intercept", intercept, grants=grant, overwrite=True)
-        job = owner.run(
-            PROGRAM,
-            {
-                "features": [f"node-bank/{name}", "bank-1/debt"],
-                "weights": "weights",
-                "intercept": "intercept",
-            },
-            receiver="node-analyst",
+        bank.upload(
+            "debt",
+            debt,
+            grants=[Grant.pinned("node-analyst", PROGRAM, pinned, submitters=("model-owner",))],
+            overwrite=True,
         )
+    with node_cluster.client("model-owner") as owner:
+        job = owner.run(PROGRAM, job_inputs, receiver="node-analyst")
+        # The version the Node upload returned is the one the servers hold.
+        assert _uploaded_version(uploaded, f"node-bank/{name}") in {
+            r.dataset.pinned for r in owner.jobs().items[-1].inputs
+        }
 
-    full = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", job.job_id)))
+    # Outputs are keyed by (submitter, job id): without --submitter, node-analyst asks for a
+    # job of its own of that id, and there is none.
+    own = _node(node, node_cluster, "node-analyst", "fetch", job.job_id)
+    assert own.returncode == 1
+    assert "NOT_FOUND" in own.stderr
+    full = json.loads(
+        _ok(_node(node, node_cluster, "node-analyst", "fetch", job.job_id, "--submitter", "model-owner"))
+    )
     assert full["shape"] == [n]
     assert full["ring"] == f"RING_Z2_{node_cluster.ring_bits}"
     assert full["fractional_bits"] == 2 * f  # the natural scale f_x + f_w: exact, no truncation
@@ -202,7 +252,20 @@ def test_node_bank_python_bank_python_owner_node_receiver(
     )
     assert error.max() > 0  # fixed point really rounded: the numbers went through the MPC path
 
-    digest = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", job.job_id, "--digest")))
+    digest = json.loads(
+        _ok(
+            _node(
+                node,
+                node_cluster,
+                "node-analyst",
+                "fetch",
+                job.job_id,
+                "--submitter",
+                "model-owner",
+                "--digest",
+            )
+        )
+    )
     assert digest["values"] == full["values"]
     with node_cluster.client("node-analyst") as analyst:  # the Python SDK decodes the same numbers
         python = analyst.fetch(job)
@@ -219,7 +282,8 @@ def test_node_scales_per_dataset_output_scales_and_truncation(
     i = np.arange(n, dtype=np.float64)
     income = np.round(35_000 + (i * 7919) % 120_000 + (i % 97) * 0.37, 2)
     weight, f_w = 0.2731, f - 8  # the weight at a scale of its own
-    grants = ["--grant", f"node-analyst:{PROGRAM}"]
+    # Own data only (the default scope), submitted by node-bank for node-analyst.
+    grants = ["--grant", f"node-analyst:{PROGRAM}", "--submitter", "node-bank"]
     values_file = tmp_path / "x.json"
     values_file.write_text(json.dumps(income.tolist()))
     _ok(
@@ -268,7 +332,10 @@ def test_node_scales_per_dataset_output_scales_and_truncation(
     )
     assert job["fractional_bits"] == f + f_w  # natural: f_x + f_w
     assert job["truncation_failure_log2"] is None
-    fetched = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", job["job_id"])))
+    assert job["submitter"] == "node-bank"
+    fetched = json.loads(
+        _ok(_node(node, node_cluster, "node-analyst", "fetch", job["job_id"], "--submitter", "node-bank"))
+    )
     assert fetched["fractional_bits"] == f + f_w
     exact_bound = _prediction_bound(f, f_w, np.array([weight]), [income], None)
     assert np.all(np.abs(np.array(fetched["values"]) - weight * income) <= exact_bound)
@@ -296,7 +363,19 @@ def test_node_scales_per_dataset_output_scales_and_truncation(
     truncated_job = json.loads(_ok(truncating))
     assert truncated_job["fractional_bits"] == f
     assert truncated_job["truncation_failure_log2"] == pytest.approx(-42.03, abs=0.01)  # docs/api.md
-    truncated = json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", truncated_job["job_id"])))
+    truncated = json.loads(
+        _ok(
+            _node(
+                node,
+                node_cluster,
+                "node-analyst",
+                "fetch",
+                truncated_job["job_id"],
+                "--submitter",
+                "node-bank",
+            )
+        )
+    )
     assert truncated["fractional_bits"] == f
     # Truncation (floor, off by at most one more) adds at most two units of the output scale.
     error = np.abs(np.array(truncated["values"]) - weight * income)
@@ -349,11 +428,12 @@ def test_node_run_and_fetch_takes_small_outputs_inline(
     assert large["values"] == [2.0 * (k % 7) for k in range(65_537)]
 
 
-def test_node_fetch_of_an_output_for_someone_else_is_permission_denied(
-    node: str, node_cluster: LocalCluster
-) -> None:
-    grants = ["--grant", f"node-analyst:{PROGRAM}"]
-    _ok(_node(node, node_cluster, "node-bank", "upload", "small", "1.5", "-2.25", *grants, "--overwrite"))
+def test_node_fetch_of_an_output_for_someone_else_is_not_found(node: str, node_cluster: LocalCluster) -> None:
+    grants = ["--grant", f"node-analyst:{PROGRAM}", "--submitter", "node-bank"]
+    small = _ok(
+        _node(node, node_cluster, "node-bank", "upload", "small", "1.5", "-2.25", *grants, "--overwrite")
+    )
+    (small_grant,) = _grant_ids(small)
     _ok(_node(node, node_cluster, "node-bank", "upload", "w1", "2", *grants, "--overwrite"))
     run = _node(
         node,
@@ -369,27 +449,140 @@ def test_node_fetch_of_an_output_for_someone_else_is_permission_denied(
         "node-refusal-job",
     )
     assert json.loads(_ok(run))["receiver"] == "node-analyst"
-    assert json.loads(_ok(_node(node, node_cluster, "node-analyst", "fetch", "node-refusal-job")))[
-        "values"
-    ] == [
-        3.0,
-        -4.5,
-    ]
+    fetched = _node(
+        node, node_cluster, "node-analyst", "fetch", "node-refusal-job", "--submitter", "node-bank"
+    )
+    assert json.loads(_ok(fetched))["values"] == [3.0, -4.5]
 
+    # The submitter is not the receiver: for it the output does not exist, in the very words
+    # the servers use for a job that never ran, so nobody learns which job ids exist.
     refused = _node(node, node_cluster, "node-bank", "fetch", "node-refusal-job")
-    assert refused.returncode == 1
-    assert refused.stdout == ""
-    assert "PERMISSION_DENIED" in refused.stderr
-    assert "is for its receiver only, not node-bank" in refused.stderr
-    for server in ("server-0", "server-1", "server-2"):
-        assert server in refused.stderr
+    missing = _node(node, node_cluster, "node-bank", "fetch", "never-ran-job")
+    for completed, job_id in ((refused, "node-refusal-job"), (missing, "never-ran-job")):
+        assert completed.returncode == 1
+        assert completed.stdout == ""
+        assert (
+            f"mpc-node: NOT_FOUND: server-0, server-1, server-2: no output of job {job_id} for node-bank "
+            "(never computed, released or expired)"
+        ) in completed.stderr
+    assert refused.stderr.replace("node-refusal-job", "never-ran-job") == missing.stderr
 
     # A job for a receiver the inputs do not grant does not run at all, even for the owner of
     # every input: node-bank would have to grant itself.
     ungranted = _node(node, node_cluster, "node-bank", "run", PROGRAM, "features=small", "weights=w1")
     assert ungranted.returncode == 1
     assert "PERMISSION_DENIED" in ungranted.stderr
-    assert "does not grant node-bank" in ungranted.stderr
+    assert (
+        f"dataset node-bank/small may not be used in this job: grant {small_grant[:12]} does not allow it: "
+        f"it allows node-analyst outputs of {PROGRAM}"
+    ) in ungranted.stderr
+
+
+def test_node_owner_audits_its_data_and_revokes_a_grant(node: str, node_cluster: LocalCluster) -> None:
+    """A Node owner sees who used its data under which grant, and a revoked grant allows no job."""
+    job_inputs = {"features": "node-bank/audited", "weights": "model-owner/audit-w"}
+    with node_cluster.client("model-owner") as owner:
+        model = owner.upload(
+            "audit-w",
+            [0.5, -1.0],
+            grants=[Grant.pinned("node-analyst", PROGRAM, job_inputs, submitters=("model-owner",))],
+            overwrite=True,
+        )
+    uploaded = _ok(
+        _node(
+            node,
+            node_cluster,
+            "node-bank",
+            "upload",
+            "audited",
+            "4",
+            "6",
+            "--shape",
+            "1,2",
+            "--grant",
+            f"node-analyst:{PROGRAM}",
+            "--pin",
+            "features=self",
+            "--pin",
+            f"weights={model.pinned}",
+            "--submitter",
+            "model-owner",
+            "--overwrite",
+        )
+    )
+    (grant_id,) = _grant_ids(uploaded)
+    version = _uploaded_version(uploaded, "node-bank/audited")
+
+    with node_cluster.client("model-owner") as owner:
+        job = owner.run(PROGRAM, job_inputs, receiver="node-analyst")
+        with node_cluster.client("node-analyst") as analyst:
+            assert analyst.fetch(job).tolist() == [4 * 0.5 - 6 * 1.0]
+
+        trail = json.loads(_ok(_node(node, node_cluster, "node-bank", "audit", "audited")))
+        assert trail["disagreements"] == []
+        (record,) = [r for r in trail["items"] if r["jobId"] == job.job_id]
+        assert (record["submitter"], record["receiver"], record["program"], record["status"]) == (
+            "model-owner",
+            "node-analyst",
+            PROGRAM,
+            "OK",
+        )
+        assert record["finishedAt"] >= record["startedAt"] > 0
+        assert [(i["role"], i["dataset"]["pinned"]) for i in record["inputs"]] == [
+            ("features", version),
+            ("weights", model.pinned),
+        ]
+        assert record["inputs"][0]["grantId"] == grant_id  # the grant node-bank gave
+        (model_info,) = [d for d in owner.datasets().items if d.ref.name == "audit-w"]
+        assert record["inputs"][1]["grantId"] == model_info.grants[0].grant.grant_id
+        # The whole trail (no name) has it too, and the receiver's job list.
+        everything = json.loads(_ok(_node(node, node_cluster, "node-bank", "audit")))
+        assert record in everything["items"]
+        jobs = json.loads(_ok(_node(node, node_cluster, "node-analyst", "jobs")))
+        assert [(r["jobId"], r["submitter"]) for r in jobs["items"]].count((job.job_id, "model-owner")) == 1
+
+        listing = json.loads(_ok(_node(node, node_cluster, "node-bank", "datasets")))
+        assert listing["disagreements"] == []
+        (info,) = [d for d in listing["items"] if d["ref"]["name"] == "audited"]
+        assert info["ref"]["pinned"] == version
+        assert info["shape"] == [1, 2]
+        assert [(g["grant"]["grantId"], g["uses"]) for g in info["grants"]] == [(grant_id, 1)]
+
+        revoked = _ok(_node(node, node_cluster, "node-bank", "revoke-grant", "audited", grant_id))
+        assert f"revoked grant {grant_id} of node-bank/audited" in revoked
+        listing = json.loads(_ok(_node(node, node_cluster, "node-bank", "datasets")))
+        (info,) = [d for d in listing["items"] if d["ref"]["name"] == "audited"]
+        assert info["grants"] == []
+
+        # The next job is refused on every server. No grant on the dataset names model-owner
+        # any more, so for it the dataset is not there at all.
+        with pytest.raises(NotFoundError, match="dataset node-bank/audited not found"):
+            owner.run(PROGRAM, job_inputs, receiver="node-analyst")
+        # A narrower grant added afterwards names model-owner again, but own data only: still refused.
+        added = _ok(
+            _node(
+                node,
+                node_cluster,
+                "node-bank",
+                "add-grant",
+                "audited",
+                "--grant",
+                f"node-analyst:{PROGRAM}",
+                "--submitter",
+                "model-owner",
+            )
+        )
+        (own_data,) = _grant_ids(added)
+        with pytest.raises(PermissionDeniedError) as refused:
+            owner.run(PROGRAM, job_inputs, receiver="node-analyst")
+        assert (
+            f"dataset node-bank/audited may not be used in this job: grant {own_data[:12]} does not allow "
+            "it: it allows no other owner's data (the job names model-owner/audit-w)"
+        ) in str(refused.value)
+
+    # Refused jobs never ran: the trail still holds the one job.
+    trail = json.loads(_ok(_node(node, node_cluster, "node-bank", "audit", "audited")))
+    assert [r["jobId"] for r in trail["items"]] == [job.job_id]
 
 
 def test_node_refuses_bad_values_before_sending(node: str, node_cluster: LocalCluster) -> None:

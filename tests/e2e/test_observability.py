@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -149,7 +150,7 @@ def test_no_secret_reaches_the_logs_at_any_level(observed: LocalCluster) -> None
         ring=types_pb2.RING_Z2_128,
         magnitude_bits=magnitude,
         upload_id=b"x" * 16,
-        grants=[types_pb2.Grant(receiver="model-owner", program=MUL)],
+        grants=[types_pb2.Grant(receiver="model-owner", program=MUL, grant_id=os.urandom(16))],
     )
     channels = [_channel(observed, index) for index in range(3)]
     calls = []

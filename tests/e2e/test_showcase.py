@@ -24,7 +24,9 @@ F = 32  # the default scale of the default ring, Z_2^128
 def _bound(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The documented fixed-point error bound per row (README, fixed_point.py)."""
     d = w.size
-    return 2.0 ** -(F + 1) * (np.abs(x).sum(axis=1) + np.abs(w).sum() + 1) + d * 2.0 ** -(2 * F + 2)
+    rounding = 2.0 ** -(F + 1) * (np.abs(x).sum(axis=1) + np.abs(w).sum() + 1)
+    bound: np.ndarray = rounding + d * 2.0 ** -(2 * F + 2)
+    return bound
 
 
 def test_regression_from_three_owners_matches_plaintext(cluster: LocalCluster) -> None:
@@ -32,17 +34,20 @@ def test_regression_from_three_owners_matches_plaintext(cluster: LocalCluster) -
     z = np.array([[5_000.5, 2.0], [12_000.0, 0.0], [300.0, 5.0], [0.0, 1.0]])
     w = np.array([0.2731, -0.5912, 150.25])
     c = 1250.75
-    grant = [Grant("model-owner", PROGRAM)]
+    inputs = {"features": ["bank-1/income", "bank-2/debt-and-cards"], "weights": "w", "intercept": "c"}
+    with cluster.client("model-owner") as owner:  # the model first: the banks pin its version
+        model_grant = [Grant.pinned("model-owner", PROGRAM, inputs)]
+        weights = owner.upload("w", w, grants=model_grant, overwrite=True)
+        intercept = owner.upload("c", c, grants=model_grant, overwrite=True)
+    assert weights.pinned == f"model-owner/w@{weights.version}" and len(weights.version) == 32
+    bank_grant = [
+        Grant.pinned("model-owner", PROGRAM, {**inputs, "weights": weights, "intercept": intercept})
+    ]
     with cluster.client("bank-1") as bank_1, cluster.client("bank-2") as bank_2:
-        bank_1.upload("income", x, grants=grant, overwrite=True)
-        bank_2.upload("debt-and-cards", z, grants=grant, overwrite=True)
+        bank_1.upload("income", x, grants=bank_grant, overwrite=True)
+        bank_2.upload("debt-and-cards", z, grants=bank_grant, overwrite=True)
     with cluster.client("model-owner") as owner:
-        owner.upload("w", w, grants=grant, overwrite=True)
-        owner.upload("c", c, grants=grant, overwrite=True)
-        job = owner.run(
-            PROGRAM,
-            {"features": ["bank-1/income", "bank-2/debt-and-cards"], "weights": "w", "intercept": "c"},
-        )
+        job = owner.run(PROGRAM, inputs)
         predictions = owner.fetch(job)
     features = np.column_stack([x, z])
     expected = features @ w + c

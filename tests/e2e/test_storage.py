@@ -3,6 +3,7 @@ inconsistent uploads are rejected everywhere, deletion really deletes."""
 
 from __future__ import annotations
 
+import secrets
 import signal
 import threading
 import time
@@ -70,7 +71,7 @@ def test_a_crash_mid_upload_leaves_no_dataset(local: LocalCluster) -> None:
 
     worker = threading.Thread(target=upload)
     tmp = local.directory / "data" / "server-2" / "tmp" / "datasets"
-    with local.client("model-owner") as watcher:
+    with local.client("bank-1") as watcher:  # a server reports each client only its own traffic
         before = watcher.server_info()[2].client_bytes_received
         worker.start()
         end = time.monotonic() + 20
@@ -107,7 +108,7 @@ def test_inconsistent_shares_are_rejected_on_every_server(local: LocalCluster) -
         ring=types_pb2.RING_Z2_128,
         magnitude_bits=magnitude,
         upload_id=b"i" * 16,
-        grants=[types_pb2.Grant(receiver="model-owner", program=MUL)],
+        grants=[types_pb2.Grant(receiver="model-owner", program=MUL, grant_id=secrets.token_bytes(16))],
     )
     certs = local.cert_dir
     creds = grpc.ssl_channel_credentials(

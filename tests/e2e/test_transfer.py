@@ -1,9 +1,11 @@
 """Upload and reveal variants: plain and seed-compressed uploads, inline and
-streamed outputs, full and digest-checked reveals, traffic counters."""
+streamed outputs, full and digest-checked reveals, traffic counters (the
+caller's own in ``GetServerInfo``, peer links' in the Prometheus metrics)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -85,10 +87,11 @@ def test_run_and_fetch_drops_small_outputs_unless_kept(cluster: LocalCluster) ->
             pytest.fail("the returned output was still on the servers after 10 s")
         assert owner.fetch(kept).tolist() == [2.25, 4.0]
     data = cluster.directory / "data"
-    while len(list(data.glob("server-*/outputs/small-kept*"))) < 3 and time.monotonic() < deadline:
+    kept_files = "server-*/outputs/model-owner/small-kept*"  # outputs are kept per submitter
+    while len(list(data.glob(kept_files))) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)  # the kept copy is written in the background too
-    assert len(list(data.glob("server-*/outputs/small-kept*"))) == 3
-    assert not list(data.glob("server-*/outputs/small-dropped*")), "a dropped output was written"
+    assert len(list(data.glob(kept_files))) == 3
+    assert not list(data.glob("server-*/outputs/**/small-dropped*")), "a dropped output was written"
 
 
 def test_full_reveal_sends_both_copies(cluster: LocalCluster) -> None:
@@ -117,14 +120,17 @@ def test_full_reveal_sends_both_copies(cluster: LocalCluster) -> None:
 
 
 def test_inline_output_only_for_the_receiver(cluster: LocalCluster) -> None:
+    """A job submitted for someone else: the output is the receiver's, never the submitter's."""
+    # bank-2 lets model-owner receive the job's output and lets itself submit such jobs
+    grant = Grant("model-owner", MUL, submitters=("bank-2",))
     with cluster.client("bank-2") as bank:
-        bank.upload("for-owner", [2.0], grants=[Grant("model-owner", MUL)], overwrite=True)
+        bank.upload("for-owner", [2.0], grants=[grant], overwrite=True)
         spec = pb.JobSpec(
             job_id="inline-for-someone-else",
             program=MUL,
             inputs=[
-                pb.JobInput(role="x", dataset={"owner": "bank-2", "name": "for-owner"}),
-                pb.JobInput(role="y", dataset={"owner": "bank-2", "name": "for-owner"}),
+                pb.JobInput(role="x", dataset=types_pb2.DatasetRef(owner="bank-2", name="for-owner")),
+                pb.JobInput(role="y", dataset=types_pb2.DatasetRef(owner="bank-2", name="for-owner")),
             ],
             receiver="model-owner",
         )
@@ -133,20 +139,60 @@ def test_inline_output_only_for_the_receiver(cluster: LocalCluster) -> None:
             for c in bank._connections
         ]
         assert all(not r.result().HasField("output_share") for r in responses)
-
-
-def test_servers_count_their_traffic(cluster: LocalCluster) -> None:
-    n = 100_000
+        # Nor can the submitter fetch it: for it, the output does not exist, word for word.
+        with pytest.raises(NotFoundError) as not_its_own:
+            bank.fetch("inline-for-someone-else")
+        with pytest.raises(NotFoundError) as missing:
+            bank.fetch("inline-never-ran")
+        assert str(not_its_own.value) == str(missing.value).replace(
+            "inline-never-ran", "inline-for-someone-else"
+        )
     with cluster.client("model-owner") as owner:
-        owner.upload("counted", np.ones(n), grants=[Grant("model-owner", MUL)], overwrite=True)
-        before = owner.server_info()
-        owner.run(MUL, {"x": "counted", "y": "counted"})
-        after = owner.server_info()
-    for old, new in zip(before, after, strict=True):
-        sent = new.peer_bytes_sent - old.peer_bytes_sent
+        assert owner.fetch("inline-for-someone-else", submitter="bank-2").tolist() == [4.0]
+
+
+def _peer_bytes(cluster: LocalCluster) -> dict[tuple[str, str, str], float]:
+    """(server, "sent" or "received", peer) -> bytes, from each server's Prometheus metrics."""
+    counted: dict[tuple[str, str, str], float] = {}
+    for index in range(3):
+        for key, value in cluster.scrape(index).items():
+            for direction in ("sent", "received"):
+                prefix = f"mpc_peer_bytes_{direction}_total{{peer="
+                if key.startswith(prefix):
+                    counted[f"server-{index}", direction, key.removeprefix(prefix).rstrip("}")] = value
+    return counted
+
+
+def test_servers_count_their_traffic(tmp_path: Path) -> None:
+    n = 100_000
+    metered = LocalCluster(tmp_path, clients=("model-owner",), metrics=True)
+    metered.start()
+    try:
+        with metered.client("model-owner") as owner:
+            owner.upload("counted", np.ones(n), grants=[Grant("model-owner", MUL)])
+            before = _peer_bytes(metered)
+            job = owner.run(MUL, {"x": "counted", "y": "counted"})
+            after = _peer_bytes(metered)
+    finally:
+        metered.stop()
+    servers = [f"server-{index}" for index in range(3)]
+    assert {(s, d, p) for s, d, p in after} == {
+        (s, d, p) for s in servers for d in ("sent", "received") for p in servers if p != s
+    }
+    delta = {key: value - before.get(key, 0) for key, value in after.items()}
+    for server in servers:
+        to_peers = {peer: sent for (s, d, peer), sent in delta.items() if s == server and d == "sent"}
+        sent = sum(to_peers.values())
         # n Z_2^128 elements of the product to one peer, plus the agreement round and framing
         assert 16 * n <= sent <= 16 * n * 1.01 + 1000
-        assert new.peak_rss_bytes > 0
+        assert max(to_peers.values()) >= 16 * n and min(to_peers.values()) <= 1000
+        # what one server counts as sent, the peer counts as received
+        for peer, count in to_peers.items():
+            assert delta[peer, "received", server] == count
+        # the job's own account: its payload, within the transport's count
+        stats = job.stats[server]
+        assert 16 * n <= stats.bytes_sent_to_peers <= sent
+        assert 16 * n <= stats.bytes_received_from_peers
 
 
 def test_a_server_refuses_a_wrong_seed_length(cluster: LocalCluster) -> None:

@@ -27,6 +27,7 @@ from mpc_client import Grant, MpcClient
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
 from mpc_proto.v1 import types_pb2
+from mpc_server.service.grants import MAX_PINNED_INPUTS, MAX_SUBMITTERS
 from mpc_server.service.uploads import UploadLimits
 
 FUZZER = "fuzzer"
@@ -48,7 +49,15 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 MAX_ELEMENTS = UploadLimits().max_elements
 """The servers' default ``UploadLimits.max_elements``."""
-MAX_GRANTS = 256
+MAX_GRANTS = UploadLimits().max_grants
+"""The servers' default ``UploadLimits.max_grants`` (grants per dataset)."""
+GRANT_ID_BYTES = 16
+SCOPES = (
+    types_pb2.GRANT_SCOPE_UNSPECIFIED,  # read as own-data
+    types_pb2.GRANT_SCOPE_OWN_DATA,
+    types_pb2.GRANT_SCOPE_PINNED,
+    types_pb2.GRANT_SCOPE_ANY_INPUTS,
+)
 RING_BITS = 128
 ELEMENT_BYTES = 16  # bytes of a Z_2^128 element on the wire
 MAX_DIMENSIONS = 8
@@ -296,11 +305,45 @@ def header_faults(header: pb.UploadHeader) -> set[grpc.StatusCode]:
         faults.add(IA)
     if any(len(seed) not in (0, 16) for seed in (header.first_seed, header.second_seed)):
         faults.add(IA)
-    if len(header.grants) > MAX_GRANTS:
+    return faults | grants_faults(header.name, header.grants)
+
+
+def grant_faults(dataset: str, grant: types_pb2.Grant) -> set[grpc.StatusCode]:
+    """The refusals one grant on the fuzzer's dataset ``dataset`` deserves (all INVALID_ARGUMENT).
+
+    A grant names its id (16 bytes), a receiver and a program the servers
+    offer; a pinned grant, and only a pinned grant, lists the job's inputs,
+    every one naming a valid dataset, with a version of 16 bytes or none,
+    the granting dataset itself among them; submitters are valid names; the
+    lists are bounded; an expiry is not negative.
+    """
+    pins = list(grant.inputs)
+    wrong = (
+        len(grant.grant_id) != GRANT_ID_BYTES,
+        grant.scope not in SCOPES,
+        NAME.fullmatch(grant.receiver) is None,
+        grant.program not in PROGRAMS,
+        any(NAME.fullmatch(s) is None for s in grant.submitters),
+        len(grant.submitters) > MAX_SUBMITTERS or len(pins) > MAX_PINNED_INPUTS,
+        (grant.scope == types_pb2.GRANT_SCOPE_PINNED) != bool(pins),
+        any(not p.HasField("dataset") for p in pins),
+        any(NAME.fullmatch(part) is None for p in pins for part in (p.dataset.owner, p.dataset.name)),
+        any(len(p.upload_id) not in (0, 16) for p in pins),
+        bool(pins) and (FUZZER, dataset) not in {(p.dataset.owner, p.dataset.name) for p in pins},
+        grant.expires_at < 0,
+    )
+    return {IA} if any(wrong) else set()
+
+
+def grants_faults(dataset: str, grants: Sequence[types_pb2.Grant]) -> set[grpc.StatusCode]:
+    """The refusals the grants of an upload deserve: each one's, too many, two with one id."""
+    faults: set[grpc.StatusCode] = set()
+    if len(grants) > MAX_GRANTS:
         faults.add(RE)
-    for grant in header.grants:
-        if NAME.fullmatch(grant.receiver) is None or grant.program not in PROGRAMS:
-            faults.add(IA)
+    if len({g.grant_id for g in grants}) != len(grants):
+        faults.add(IA)
+    for grant in grants:
+        faults |= grant_faults(dataset, grant)
     return faults
 
 

@@ -16,6 +16,7 @@ import itertools
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -29,6 +30,7 @@ from mpc_core.ring import RING128
 from mpc_core.sharing import share
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
+from mpc_server.service.grants import MAX_PINNED_INPUTS, MAX_SUBMITTERS
 
 from .conftest import (
     AE,
@@ -37,6 +39,7 @@ from .conftest import (
     IA,
     MAX_DIMENSIONS,
     MAX_ELEMENTS,
+    MAX_GRANTS,
     NAME,
     OK,
     PROGRAMS,
@@ -45,6 +48,7 @@ from .conftest import (
     Outcome,
     Wire,
     describe,
+    grants_faults,
     header_faults,
     upload_faults,
 )
@@ -90,24 +94,140 @@ dims = st.one_of(
     st.sampled_from([MAX_ELEMENTS, MAX_ELEMENTS + 1, 1 << 32, 1 << 63, (1 << 64) - 1]),
     st.integers(MAX_ELEMENTS + 1, (1 << 64) - 1),
 )
-grants = st.builds(
-    types_pb2.Grant,
-    receiver=st.one_of(st.from_regex(NAME, fullmatch=True), st.sampled_from(BAD_NAMES)),
-    program=st.one_of(st.sampled_from(PROGRAMS), st.text(max_size=40)),
+valid_names = st.one_of(
+    st.sampled_from([FUZZER, "model-owner", "bank-1"]), st.from_regex(NAME, fullmatch=True)
 )
+pinned_inputs = st.builds(
+    types_pb2.PinnedInput,
+    role=st.sampled_from(["x", "y", "features", "weights", ""]),
+    dataset=st.builds(types_pb2.DatasetRef, owner=valid_names, name=valid_names),
+    upload_id=st.one_of(st.just(b""), st.binary(min_size=16, max_size=16)),
+)
+GRANT_FAULTS = (
+    "grant_id",
+    "scope",
+    "receiver",
+    "program",
+    "submitter",
+    "too_many_submitters",
+    "pins_without_pinned_scope",
+    "pinned_scope_without_pins",
+    "pin_without_dataset",
+    "pin_name",
+    "pin_version",
+    "too_many_pins",
+    "without_itself",
+    "expiry",
+)
+
+
+@st.composite
+def grants_for(draw: st.DrawFn, name: str) -> types_pb2.Grant:
+    """A grant on the fuzzer's dataset ``name``: well-formed, or with one or two hostile faults."""
+    scope = draw(st.sampled_from(list(types_pb2.GrantScope.values())))
+    pins = []
+    if scope == types_pb2.GRANT_SCOPE_PINNED:
+        pins = draw(st.lists(pinned_inputs, max_size=3))
+        own = types_pb2.PinnedInput(role="x", dataset=types_pb2.DatasetRef(owner=FUZZER, name=name))
+        pins.insert(draw(st.integers(0, len(pins))), own)
+    grant = types_pb2.Grant(
+        receiver=draw(valid_names),
+        program=draw(st.sampled_from(PROGRAMS)),
+        role=draw(st.sampled_from(["", "x", "features", "no-such-role"])),
+        scope=scope,
+        inputs=pins,
+        submitters=draw(st.lists(valid_names, max_size=2)),
+        max_uses=draw(st.integers(0, (1 << 32) - 1)),
+        expires_at=draw(st.one_of(st.just(0.0), st.floats(0.0, 1e10))),
+        grant_id=draw(st.binary(min_size=16, max_size=16)),
+    )
+    faults = draw(st.lists(st.sampled_from(GRANT_FAULTS), max_size=2)) if draw(st.integers(0, 2)) == 0 else []
+    for fault in faults:
+        bad_name = draw(st.sampled_from(BAD_NAMES))
+        if fault == "grant_id":
+            grant.grant_id = draw(st.binary(max_size=40).filter(lambda b: len(b) != 16))
+        elif fault == "scope":
+            grant.scope = types_pb2.GrantScope.ValueType(draw(st.sampled_from([4, 7, 99, -1])))
+        elif fault == "receiver":
+            grant.receiver = bad_name
+        elif fault == "program":
+            grant.program = draw(st.sampled_from(["", "DOT", "dot ", "x"]) | st.text(max_size=40))
+        elif fault == "submitter":
+            grant.submitters.append(bad_name)
+        elif fault == "too_many_submitters":
+            grant.submitters.extend(f"s-{k}" for k in range(MAX_SUBMITTERS + 1))
+        elif fault == "pins_without_pinned_scope" and grant.scope != types_pb2.GRANT_SCOPE_PINNED:
+            grant.inputs.append(draw(pinned_inputs))
+        elif fault == "pinned_scope_without_pins":
+            grant.scope = types_pb2.GRANT_SCOPE_PINNED
+            del grant.inputs[:]
+        elif fault == "pin_without_dataset":
+            grant.inputs.append(types_pb2.PinnedInput(role="y"))
+        elif fault == "pin_name":
+            grant.inputs.append(
+                types_pb2.PinnedInput(role="y", dataset=types_pb2.DatasetRef(owner=FUZZER, name=bad_name))
+            )
+        elif fault == "pin_version":
+            grant.inputs.append(
+                types_pb2.PinnedInput(
+                    role="y",
+                    dataset=types_pb2.DatasetRef(owner="bank-1", name="y"),
+                    upload_id=draw(st.binary(min_size=1, max_size=40).filter(lambda b: len(b) != 16)),
+                )
+            )
+        elif fault == "too_many_pins":
+            grant.inputs.extend(
+                types_pb2.PinnedInput(role="x", dataset=types_pb2.DatasetRef(owner=FUZZER, name=name))
+                for _ in range(MAX_PINNED_INPUTS + 1)
+            )
+        elif fault == "without_itself":
+            kept = [p for p in grant.inputs if (p.dataset.owner, p.dataset.name) != (FUZZER, name)]
+            del grant.inputs[:]
+            grant.inputs.extend(kept)
+        elif fault == "expiry":
+            grant.expires_at = draw(st.floats(max_value=-1e-9, allow_infinity=True, allow_nan=False))
+    return grant
+
+
 seeds = st.one_of(st.just(b""), st.binary(min_size=16, max_size=16), st.binary(max_size=40))
+
+
+def _grant(**fields: object) -> types_pb2.Grant:
+    """A valid grant to the fuzzer (own data, its own id), with ``fields`` changed."""
+    base: dict[str, object] = {"receiver": FUZZER, "program": "dot", "grant_id": secrets.token_bytes(16)}
+    base.update(fields)
+    return types_pb2.Grant(**base)  # type: ignore[arg-type]
+
+
+def _distinct_grants(count: int) -> list[types_pb2.Grant]:
+    return [_grant(grant_id=k.to_bytes(16, "big")) for k in range(count)]
+
+
+@st.composite
+def grant_lists(draw: st.DrawFn, name: str) -> list[types_pb2.Grant]:
+    """Grants for the fuzzer's dataset ``name``: mostly well-formed, some not, now and then too many."""
+    grant_list = draw(st.lists(grants_for(name), max_size=4))
+    if draw(st.integers(0, 3)) == 0 and len(grant_list) >= 2:  # two grants under one id
+        grant_list[1].grant_id = grant_list[0].grant_id
+    if draw(st.integers(0, 20)) == 7:  # more grants than allowed (rarely: 0 and 20 are drawn often)
+        grant_list = _distinct_grants(draw(st.integers(MAX_GRANTS + 1, MAX_GRANTS + 44)))
+    return grant_list
 
 
 @st.composite
 def headers(draw: st.DrawFn) -> pb.UploadHeader:
-    grant_list = draw(st.lists(grants, max_size=4))
-    if draw(st.integers(0, 20)) == 0:  # now and then: more grants than allowed
-        grant_list = [types_pb2.Grant(receiver=FUZZER, program="dot")] * draw(st.integers(257, 300))
+    name = draw(names)
+    grant_list = draw(grant_lists(name))
     return pb.UploadHeader(
-        name=draw(names),
+        name=name,
         shape=draw(st.lists(dims, max_size=MAX_DIMENSIONS + 2)),
         fractional_bits=draw(st.one_of(st.just(32), st.integers(0, (1 << 32) - 1))),
-        ring=draw(st.sampled_from([types_pb2.RING_Z2_128] * 4 + [types_pb2.RING_Z2_64, 0, 7])),
+        ring=draw(
+            st.sampled_from(
+                [types_pb2.RING_Z2_128] * 4
+                + [types_pb2.RING_Z2_64, types_pb2.Ring.ValueType(0), types_pb2.Ring.ValueType(7)]
+            )
+        ),
         magnitude_bits=draw(st.one_of(st.just(40), st.integers(0, (1 << 32) - 1))),
         grants=grant_list,
         upload_id=draw(st.one_of(st.binary(min_size=16, max_size=16), st.binary(max_size=40))),
@@ -246,6 +366,20 @@ def test_random_headers_get_their_documented_code(
 
 
 @FUZZ
+@given(data=st.data(), server=st.integers(0, 2))
+def test_random_grants_get_their_exact_code(wire: Wire, taken: str, data: st.DataObject, server: int) -> None:
+    """A correct upload of an existing name, without overwrite, with random grants.
+
+    The grants are checked before the name is (header, then grants, then
+    replacement): faulty grants get their code, well-formed ones reach
+    ALREADY_EXISTS. This pins the grant oracle down both ways.
+    """
+    header = _header(name=TAKEN, grants=data.draw(grant_lists(TAKEN)))
+    expected = grants_faults(TAKEN, header.grants) or {AE}
+    _check(wire.upload(server, _with_chunks(header), timeout=5), expected)
+
+
+@FUZZ
 @given(requests=mangled_streams(), server=st.integers(0, 2))
 def test_mangled_upload_streams_are_refused(
     wire: Wire, taken: str, requests: list[pb.UploadDatasetRequest], server: int
@@ -255,7 +389,7 @@ def test_mangled_upload_streams_are_refused(
     _check(wire.upload(server, requests, timeout=5), expected)
 
 
-def test_the_cluster_survives_upload_fuzzing(wire: Wire, healthy) -> None:
+def test_the_cluster_survives_upload_fuzzing(wire: Wire, healthy: Callable[[], None]) -> None:
     healthy()
 
 
@@ -288,7 +422,8 @@ def _chunk(offset: int = 0, first: bytes = b"", second: bytes = b"") -> pb.Uploa
     return pb.UploadDatasetRequest(chunk=types_pb2.ShareChunk(offset=offset, first=first, second=second))
 
 
-GRANT = types_pb2.Grant(receiver=FUZZER, program="dot")
+GRANT = _grant()
+MISSING_SELF = types_pb2.PinnedInput(role="x", dataset=types_pb2.DatasetRef(owner=FUZZER, name="other"))
 TABLE: list[tuple[str, list[pb.UploadDatasetRequest], grpc.StatusCode]] = [
     ("empty stream", [], IA),
     ("chunk before the header", [_chunk(0, bytes(16), bytes(16)), *_with_chunks(_header())], IA),
@@ -302,9 +437,65 @@ TABLE: list[tuple[str, list[pb.UploadDatasetRequest], grpc.StatusCode]] = [
     ("unicode name", _with_chunks(_header(name="einkommen-ä")), IA),
     ("name with NUL", _with_chunks(_header(name="a\x00b")), IA),
     ("name of 20000 characters", _with_chunks(_header(name="n" * 20000)), IA),
-    ("grant to an invalid receiver", _with_chunks(_header(grants=[types_pb2.Grant(receiver="a/b")])), IA),
-    ("grant of an unknown program", _with_chunks(_header(grants=[types_pb2.Grant(receiver=FUZZER)])), IA),
-    ("257 grants", _with_chunks(_header(grants=[GRANT] * 257)), RE),
+    ("grant to an invalid receiver", _with_chunks(_header(grants=[_grant(receiver="a/b")])), IA),
+    ("grant of an unknown program", _with_chunks(_header(grants=[_grant(program="")])), IA),
+    ("grant without a grant id", _with_chunks(_header(grants=[_grant(grant_id=b"")])), IA),
+    ("grant id of 15 bytes", _with_chunks(_header(grants=[_grant(grant_id=bytes(15))])), IA),
+    (
+        "two grants under one grant id",
+        _with_chunks(_header(grants=[GRANT, _grant(receiver="bank-1", grant_id=GRANT.grant_id)])),
+        IA,
+    ),
+    ("an unknown grant scope", _with_chunks(_header(grants=[_grant(scope=9)])), IA),
+    (
+        "a pinned grant without inputs",
+        _with_chunks(_header(grants=[_grant(scope=types_pb2.GRANT_SCOPE_PINNED)])),
+        IA,
+    ),
+    (
+        "pinned inputs on an own-data grant",
+        _with_chunks(_header(grants=[_grant(scope=types_pb2.GRANT_SCOPE_OWN_DATA, inputs=[MISSING_SELF])])),
+        IA,
+    ),
+    (
+        "pinned inputs without the dataset itself",
+        _with_chunks(_header(grants=[_grant(scope=types_pb2.GRANT_SCOPE_PINNED, inputs=[MISSING_SELF])])),
+        IA,
+    ),
+    (
+        "a pinned input without a dataset",
+        _with_chunks(
+            _header(grants=[_grant(scope=types_pb2.GRANT_SCOPE_PINNED, inputs=[types_pb2.PinnedInput()])])
+        ),
+        IA,
+    ),
+    (
+        "a pinned version of 15 bytes",
+        _with_chunks(
+            _header(
+                name="pinned-15",
+                grants=[
+                    _grant(
+                        scope=types_pb2.GRANT_SCOPE_PINNED,
+                        inputs=[
+                            types_pb2.PinnedInput(
+                                role="x", dataset=types_pb2.DatasetRef(owner=FUZZER, name="pinned-15")
+                            ),
+                            types_pb2.PinnedInput(
+                                role="y",
+                                dataset=types_pb2.DatasetRef(owner="bank-1", name="y"),
+                                upload_id=bytes(15),
+                            ),
+                        ],
+                    )
+                ],
+            )
+        ),
+        IA,
+    ),
+    ("a grant submitter with a slash", _with_chunks(_header(grants=[_grant(submitters=["bank-1/x"])])), IA),
+    ("a negative expiry", _with_chunks(_header(grants=[_grant(expires_at=-1.0)])), IA),
+    (f"{MAX_GRANTS + 1} grants", _with_chunks(_header(grants=_distinct_grants(MAX_GRANTS + 1))), RE),
     ("zero dimension", _with_chunks(_header(shape=[3, 0])), IA),
     ("nine dimensions", _with_chunks(_header(shape=[1] * 9)), IA),
     (
@@ -417,11 +608,13 @@ def test_replays(wire: Wire) -> None:
     first = Version(np.array([1.0, 2.0, 3.0]), secrets.token_bytes(16))
     outcomes = wire.upload_all(_streams(name, first))
     assert [o.code for o in outcomes] == [OK] * 3, describe(outcomes)
+    assert [o.response.upload_id for o in outcomes] == [first.upload_id] * 3, "the version stored"
     assert _dot(wire, name) == 14.0
 
     # The identical upload again (a client retry): harmless either way.
     outcomes = wire.upload_all(_streams(name, first))
     assert {o.code for o in outcomes} <= {OK, AE}, describe(outcomes)
+    assert all(o.response.upload_id == first.upload_id for o in outcomes if o.code is OK)
     assert _dot(wire, name) == 14.0
 
     # The same upload id with other content: not a retry, refused with or without overwrite.
@@ -438,6 +631,7 @@ def test_replays(wire: Wire) -> None:
     assert _dot(wire, name) == 14.0
     outcomes = wire.upload_all(_streams(name, newer, overwrite=True))
     assert [o.code for o in outcomes] == [OK] * 3, describe(outcomes)
+    assert [o.response.upload_id for o in outcomes] == [newer.upload_id] * 3, "the version stored"
     assert _dot(wire, name) == 61.0
 
 

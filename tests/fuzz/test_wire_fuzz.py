@@ -163,7 +163,7 @@ def _upload_messages() -> list[bytes]:
         ring=types_pb2.RING_Z2_128,
         magnitude_bits=40,
         upload_id=secrets.token_bytes(16),
-        grants=[types_pb2.Grant(receiver=FUZZER, program="dot")],
+        grants=[types_pb2.Grant(receiver=FUZZER, program="dot", grant_id=bytes(range(16)))],
         second_seed=bytes(16),
     )
     chunk = types_pb2.ShareChunk(offset=0, first=bytes(32))

@@ -333,7 +333,7 @@ def test_the_output_store_survives_the_servers_own_threading(tmp_path: Path) -> 
         end = time.monotonic() + 3
         while time.monotonic() < end and not errors:
             try:
-                store.get("kept-1")
+                store.get("tenant-0/kept-1")
             except RuntimeError as exc:
                 errors.append(exc)
     finally:

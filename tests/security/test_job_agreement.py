@@ -24,7 +24,7 @@ from mpc_client import Grant
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 
-from .conftest import Raw, describe
+from .conftest import Outcome, Raw, describe, outcome_of
 
 pytestmark = pytest.mark.e2e
 MUL, DOT = "elementwise.multiply", "dot"
@@ -32,11 +32,14 @@ FP = grpc.StatusCode.FAILED_PRECONDITION
 ABORTED = grpc.StatusCode.ABORTED
 NF = grpc.StatusCode.NOT_FOUND
 RECEIVERS = ("model-owner", "outsider")
+SUBMITTER = "model-owner"
 
 
 @pytest.fixture(scope="module")
 def agreed_data(secure_cluster: LocalCluster) -> None:
-    grants = [Grant(r, p) for r in RECEIVERS for p in (MUL, DOT)]
+    # Every variant must pass each server's own checks, so that the difference shows only
+    # when the servers compare digests: the model owner may submit jobs for both receivers.
+    grants = [Grant(r, p, submitters=(SUBMITTER,)) for r in RECEIVERS for p in (MUL, DOT)]
     with secure_cluster.client("bank-1") as bank:
         bank.upload("agree-x", np.arange(4.0), grants=grants, overwrite=True)
         bank.upload("agree-y", np.arange(4.0) + 10, grants=grants, overwrite=True)
@@ -64,10 +67,17 @@ VARIANTS = {
 }
 
 
+def _fetch(raw: Raw, server: int, job_id: str, receiver: str) -> Outcome:
+    """The receiver asks for the output of the model owner's job (ids are scoped by submitter)."""
+    stub = raw.client(server, receiver)
+    request = pb.FetchOutputRequest(job_id=job_id, submitter=SUBMITTER, second_as_digest=True)
+    return outcome_of(server, lambda: list(stub.FetchOutput(request, timeout=5)))
+
+
 def _assert_no_output_anywhere(raw: Raw, job_id: str) -> None:
     for server in range(3):
         for receiver in RECEIVERS:
-            outcome = raw.fetch(server, job_id, receiver)
+            outcome = _fetch(raw, server, job_id, receiver)
             assert outcome.code == NF, f"an output was kept: {outcome}"
 
 
@@ -79,7 +89,7 @@ def test_servers_holding_different_descriptions_refuse_together(
     job_id = f"agree-{secrets.token_hex(6)}"
     requests = [_request(job_id, **VARIANTS[variant]) if i == odd else _request(job_id) for i in range(3)]
     started = time.monotonic()
-    outcomes = raw.run_jobs(requests, "model-owner")
+    outcomes = raw.run_jobs(requests, SUBMITTER)
     elapsed = time.monotonic() - started
     assert all(o.code in (FP, ABORTED) for o in outcomes), describe(outcomes)
     odd_name = f"server-{odd}"
@@ -102,7 +112,7 @@ def test_a_server_that_refuses_its_copy_stops_the_others_at_once(
     job_id = f"agree-{secrets.token_hex(6)}"
     requests = [_request(job_id, y="agree-missing") if i == odd else _request(job_id) for i in range(3)]
     started = time.monotonic()
-    outcomes = raw.run_jobs(requests, "model-owner")
+    outcomes = raw.run_jobs(requests, SUBMITTER)
     elapsed = time.monotonic() - started
     assert outcomes[odd].code == NF, describe(outcomes)
     for outcome in outcomes:

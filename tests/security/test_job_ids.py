@@ -1,12 +1,15 @@
 """Job ids: a replay returns the recorded result; nothing else may reuse or spoil an id.
 
-A job id names one job forever (mpc_server/service/jobs.py): the same
-submitter re-sending the same description gets the recorded result without
-a recomputation; any other description, submitter or dataset version under
-that id is ALREADY_EXISTS. A *refused* job never ran, so it must not leave
-anything behind: neither state on the peers nor a spoiled id that fails the
-next, valid job that uses it (for example a client's retry after fixing a
-typo, or another client's job whose id an attacker guessed).
+A job id names one job of its submitter forever (mpc_server/service/jobs.py):
+the same submitter re-sending the same description gets the recorded result
+without a recomputation; any other description or dataset version under that
+id is ALREADY_EXISTS. Ids are scoped by submitter: another client sending the
+same description submits a job of its own, which gets none of the recorded
+result (here it is refused: its grants do not let it submit that job). A
+*refused* job never ran, so it must not leave anything behind: neither state
+on the peers nor a spoiled id that fails the next, valid job that uses it
+(for example a client's retry after fixing a typo, or another client's job
+whose id an attacker guessed).
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ from mpc_client import AlreadyExistsError, Grant, NotFoundError
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 
-from .conftest import Raw, describe, metric, scrape, wait_for
+from .conftest import Outcome, Raw, describe, metric, outcome_of, scrape, wait_for
 
 pytestmark = pytest.mark.e2e
 MUL = "elementwise.multiply"
 AE = grpc.StatusCode.ALREADY_EXISTS
+PD = grpc.StatusCode.PERMISSION_DENIED
+NF = grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture(scope="module")
 def owner_data(secure_cluster: LocalCluster) -> np.ndarray:
     values = np.array([1.25, -2.5, 4.0, 8.75])
-    grants = [Grant("model-owner", MUL), Grant("outsider", MUL)]
+    # The owner may also submit jobs whose output goes to the outsider (a receiver of its own).
+    grants = [Grant("model-owner", MUL), Grant("outsider", MUL, submitters=("model-owner",))]
     with secure_cluster.client("model-owner") as owner:
         owner.upload("ids-v", values, grants=grants, overwrite=True)
     return values
@@ -93,6 +99,12 @@ def _spec(job_id: str, x: str = "ids-v", receiver: str = "model-owner") -> pb.Ru
     return pb.RunJobRequest(job=job, return_output=True)
 
 
+def _fetch(raw: Raw, server: int, who: str, job_id: str, submitter: str) -> Outcome:
+    stub = raw.client(server, who)
+    request = pb.FetchOutputRequest(job_id=job_id, submitter=submitter, second_as_digest=True)
+    return outcome_of(server, lambda: list(stub.FetchOutput(request, timeout=5)))
+
+
 def test_a_used_id_is_refused_for_anything_but_a_replay(
     secure_cluster: LocalCluster, raw: Raw, owner_data: np.ndarray
 ) -> None:
@@ -100,10 +112,17 @@ def test_a_used_id_is_refused_for_anything_but_a_replay(
     outcomes = raw.run_jobs([_spec(job_id)] * 3, "model-owner")
     assert all(o.code == grpc.StatusCode.OK for o in outcomes), describe(outcomes)
 
-    # Another submitter sending the very same description: another job, refused,
-    # and in particular no output share comes back with the refusal.
+    # Another submitter sending the very same description: its own job (ids are scoped by
+    # submitter), not a replay of the owner's; no grant lets it submit that job, and in
+    # particular no output share comes back with the refusal.
     outcomes = raw.run_jobs([_spec(job_id)] * 3, "outsider")
-    assert [o.code for o in outcomes] == [AE] * 3, describe(outcomes)
+    assert [o.code for o in outcomes] == [PD] * 3, describe(outcomes)
+    assert not any(o.response for o in outcomes), describe(outcomes)
+    # Nor can it fetch the owner's output under that id.
+    for server in range(3):
+        for submitter in ("", "model-owner"):
+            outcome = _fetch(raw, server, "outsider", job_id, submitter)
+            assert outcome.code == NF, str(outcome)
     # Another receiver.
     outcomes = raw.run_jobs([_spec(job_id, receiver="outsider")] * 3, "model-owner")
     assert [o.code for o in outcomes] == [AE] * 3, describe(outcomes)

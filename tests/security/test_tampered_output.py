@@ -29,6 +29,7 @@ from mpc_client import Grant, OutputIntegrityError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.app import MpcServer
 from mpc_server.config import server_config
+from mpc_server.service.model import output_key
 
 pytestmark = pytest.mark.e2e
 MUL = "elementwise.multiply"
@@ -72,12 +73,12 @@ def hybrid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hybrid]:
         cluster.stop()
 
 
-def _tamper(hybrid: Hybrid, job_id: str, components: tuple[str, ...]) -> Any:
+def _tamper(hybrid: Hybrid, submitter: str, job_id: str, components: tuple[str, ...]) -> Any:
     """Flip one bit of the given components of server-0's stored share; return the original."""
 
     async def flip() -> Any:
         store = hybrid.server.output_store
-        original = store.get(job_id)
+        original = store.get(output_key(submitter, job_id))  # outputs are kept per (submitter, job id)
         kept = dataclasses.replace(
             original,
             share=ReplicatedShare(
@@ -120,7 +121,7 @@ def test_a_flipped_bit_in_one_servers_share_is_caught_and_named(
         _, honest = owner.run_and_fetch(MUL, inputs, job_id=job_id, keep=True)
         np.testing.assert_array_equal(honest, values * values)
 
-        original = _tamper(hybrid, job_id, components)
+        original = _tamper(hybrid, "model-owner", job_id, components)
         # FetchOutput: the second copy arrives as a digest.
         with pytest.raises(OutputIntegrityError) as caught:
             owner.fetch(job_id)

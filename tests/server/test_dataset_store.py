@@ -13,7 +13,8 @@ from mpc_core.errors import NotFoundError
 from mpc_core.prg import prg_elements
 from mpc_core.ring import RING64, RING128, Ring
 from mpc_server.service import share_files
-from mpc_server.service.model import DatasetRef, Grant
+from mpc_server.service.grants import Grant
+from mpc_server.service.model import DatasetRef
 from mpc_server.service.store import FileDatasetStore
 
 COUNT = 1000
@@ -29,7 +30,7 @@ def _store_one(root: Path, seeds: tuple[bytes, bytes], ring: Ring = RING128) -> 
         ring=ring,
         fractional_bits=16,
         magnitude_bits=40,
-        grants=frozenset({Grant("model-owner", "elementwise.multiply")}),
+        grants=(Grant(secrets.token_bytes(16), "model-owner", "elementwise.multiply"),),
         upload_id=secrets.token_bytes(16),
         count=COUNT,
         seeds=seeds,

@@ -9,7 +9,10 @@ f = 32, the two rings' default scales), each with the same kinds of case:
 fixed-point encodings (with the magnitude bits of what was encoded),
 refusals, decodings, checked reconstructions, PRG expansions of fixed
 seeds, a complete seeded split (what each server receives, and the
-reconstruction) and wire bytes with their SHA-256 digests.
+reconstruction) and wire bytes with their SHA-256 digests. ``grants`` (one
+section for both rings) gives grants as an SDK user writes them and the
+``mpc.v1.Grant`` each must become on the wire (``"self"`` and bare names
+resolved, versions pinned, the role inferred), and grants an SDK must refuse.
 
 The values come from ``mpc_core`` itself; every case is also checked here
 against exact arithmetic (Python ints and fractions) before it is written, so
@@ -422,6 +425,106 @@ def _wire_cases(ring: Ring) -> list[dict[str, Any]]:
     return cases
 
 
+GRANT_ID = "000102030405060708090a0b0c0d0e0f"
+VERSION = "9c1b7e15d2a6abf7158809cf4f3c2b7e"
+SHOWCASE_JOB = {"features": ["bank-1/income", "bank-2/debt"], "weights": f"model-owner/weights@{VERSION}"}
+GRANTS: list[dict[str, Any]] = [
+    {"about": "the default: own data only", "grant": {"receiver": "model-owner", "program": "dot"}},
+    {
+        "about": "the showcase: the job pinned, the model by version, the own dataset by name",
+        "grant": {"receiver": "model-owner", "program": "linear_regression.predict", "pinned": SHOWCASE_JOB},
+    },
+    {
+        "about": "pinned with a bare own name, a role given, submitters, a use limit and an expiry",
+        "grant": {
+            "receiver": "model-owner",
+            "program": "dot",
+            "pinned": {"x": "self", "y": "other"},
+            "role": "x",
+            "submitters": ["model-owner", "bank-2"],
+            "max_uses": 3,
+            "expires_at": 1893456000.0,
+        },
+    },
+    {
+        "about": "read access: any other inputs",
+        "grant": {"receiver": "analyst", "program": "elementwise.multiply", "read_access": True},
+    },
+]
+REFUSED_GRANTS: list[dict[str, Any]] = [
+    {
+        "about": "a pinned grant must list the granting dataset",
+        "grant": {"receiver": "model-owner", "program": "dot", "pinned": {"x": "bank-2/a", "y": "bank-2/b"}},
+        "message": "must list bank-1/income among its inputs",
+    },
+    {
+        "about": "a version is 16 bytes in hex",
+        "grant": {"receiver": "model-owner", "program": "dot", "pinned": {"x": "self", "y": "bank-2/b@abcd"}},
+        "message": "a dataset version is 16 bytes in hex",
+    },
+    {
+        "about": "names follow the name rules",
+        "grant": {"receiver": "model owner", "program": "dot"},
+        "message": "grant receiver",
+    },
+]
+
+
+def _sdk_grant(spec: dict[str, Any]) -> Any:
+    from mpc_client import Grant
+
+    options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()}
+    options.setdefault("grant_id", GRANT_ID)
+    receiver, program = options.pop("receiver"), options.pop("program")
+    if "pinned" in options:
+        return Grant.pinned(receiver, program, options.pop("pinned"), **options)
+    if options.pop("read_access", False):
+        return Grant.read_access(receiver, program, **options)
+    return Grant(receiver, program, **options)
+
+
+def _grant_wire(spec: dict[str, Any]) -> dict[str, Any]:
+    """What ``spec`` on dataset bank-1/income must be on the wire, as JSON."""
+    from mpc_client._catalog import grant_to_proto
+    from mpc_proto.v1 import types_pb2
+
+    message = grant_to_proto(_sdk_grant(spec), "bank-1", "income")
+    return {
+        "receiver": message.receiver,
+        "program": message.program,
+        "role": message.role,
+        "scope": types_pb2.GrantScope.Name(message.scope),
+        "inputs": [
+            {"role": p.role, "owner": p.dataset.owner, "name": p.dataset.name, "upload_id": p.upload_id.hex()}
+            for p in message.inputs
+        ],
+        "submitters": list(message.submitters),
+        "max_uses": message.max_uses,
+        "expires_at": message.expires_at,
+        "grant_id": message.grant_id.hex(),
+    }
+
+
+def _refused_grant(case: dict[str, Any]) -> dict[str, Any]:
+    from mpc_core.errors import InvalidArgumentError
+
+    try:
+        _grant_wire(case["grant"])
+    except InvalidArgumentError as exc:
+        assert case["message"] in str(exc), (case, exc)
+        return case
+    raise AssertionError(f"the SDK accepted {case}")
+
+
+def _grant_section() -> dict[str, Any]:
+    return {
+        "dataset": {"owner": "bank-1", "name": "income"},
+        "default_grant_id": GRANT_ID,
+        "cases": [{**case, "wire": _grant_wire(case["grant"])} for case in GRANTS],
+        "refused": [_refused_grant(case) for case in REFUSED_GRANTS],
+    }
+
+
 def _ring_section(ring: Ring) -> dict[str, Any]:
     f = FRACTIONAL_BITS[ring.bits]
     return {
@@ -451,6 +554,7 @@ def build() -> dict[str, Any]:
             "Ring elements are decimal strings of their unsigned values; bytes and seeds are hex."
         ),
         "rings": [_ring_section(RING64), _ring_section(RING128)],
+        "grants": _grant_section(),
     }
 
 

@@ -241,3 +241,60 @@ def test_the_worked_wire_example_of_the_api_guide() -> None:
         "10 0f 0e 0d 0c 0b 0a 09  08 07 06 05 04 03 02 01"
         in (HERE.parents[1] / "docs" / "api.md").read_text()
     )
+
+
+GRANTS = VECTORS["grants"]
+
+
+@pytest.mark.parametrize("case", GRANTS["cases"], ids=lambda c: c["about"])
+def test_the_server_reads_each_wire_grant_as_it_was_meant(case: dict[str, Any]) -> None:
+    """The server's reading of the wire grant allows exactly the job the SDK user described."""
+    from mpc_proto.v1 import types_pb2
+    from mpc_server.api.convert import grant_from_proto
+    from mpc_server.service.grants import GrantScope
+
+    wire = case["wire"]
+    message = types_pb2.Grant(
+        receiver=wire["receiver"],
+        program=wire["program"],
+        role=wire["role"],
+        scope=types_pb2.GrantScope.Value(wire["scope"]),
+        inputs=[
+            types_pb2.PinnedInput(
+                role=p["role"],
+                dataset=types_pb2.DatasetRef(owner=p["owner"], name=p["name"]),
+                upload_id=bytes.fromhex(p["upload_id"]),
+            )
+            for p in wire["inputs"]
+        ],
+        submitters=wire["submitters"],
+        max_uses=wire["max_uses"],
+        expires_at=wire["expires_at"],
+        grant_id=bytes.fromhex(wire["grant_id"]),
+    )
+    grant = grant_from_proto(message)
+    spec = case["grant"]
+    assert grant.grant_id.hex() == spec.get("grant_id", GRANTS["default_grant_id"])
+    assert (grant.receiver, grant.program) == (spec["receiver"], spec["program"])
+    expected_scope = (
+        GrantScope.PINNED
+        if "pinned" in spec
+        else GrantScope.ANY_INPUTS
+        if spec.get("read_access")
+        else GrantScope.OWN_DATA
+    )
+    assert grant.scope is expected_scope
+    assert grant.may_submit == tuple(spec.get("submitters", ())) or (spec["receiver"],)
+    assert grant.max_uses == spec.get("max_uses", 0) and grant.expires_at == spec.get("expires_at", 0.0)
+    if "pinned" in spec:
+        named = [
+            (role, ref)
+            for role, refs in spec["pinned"].items()
+            for ref in ([refs] if isinstance(refs, str) else refs)
+        ]
+        assert [pin.role for pin in grant.inputs] == [role for role, _ in named]
+        for pin, (_, ref) in zip(grant.inputs, named, strict=True):
+            text, _, version = ref.partition("@")
+            own = text in ("self", "income", "bank-1/income")
+            assert str(pin.dataset) == ("bank-1/income" if own else text if "/" in text else f"bank-1/{text}")
+            assert pin.upload_id.hex() == ("" if own else version)

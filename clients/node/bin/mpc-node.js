@@ -1,23 +1,28 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * mpc-node: upload, run and fetch from the command line with the Node client.
+ * mpc-node: upload, run and fetch from the command line with the Node client,
+ * and an owner's calls: datasets, grants, jobs and the audit trail.
  * Run without arguments for the usage text. Exit status: 0 on success, 1 when
  * a server refused or a check failed (the message names the servers and the
  * gRPC status), 2 for a usage error.
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const { EncodingError, MpcClient, MpcError } = require('../lib');
+const { EncodingError, Grant, GrantScope, MpcClient, MpcError, describeGrant } = require('../lib');
 
 const USAGE = `usage: mpc-node <command> [arguments] [options]
 
 commands:
   info                          each server's identity, party, ring, versions and peer links (JSON)
-  upload NAME [VALUE ...]       encode, secret-share and upload the values as dataset NAME
+  upload NAME [VALUE ...]       encode, secret-share and upload the values as dataset NAME;
+                                prints the version stored (owner/name@version: what other
+                                owners pin) and every grant with its id
       --values-file FILE        read the values from a JSON file (a number or a nested array)
       --shape D1,D2,...         the array's shape (default: that of the values)
-      --grant RECEIVER:PROGRAM  who may receive outputs of which program (repeatable)
+      --grant RECEIVER:PROGRAM  who may receive outputs of which program (repeatable); by
+                                default only from jobs whose other inputs are all your own
+                                datasets, submitted by the receiver (see "grant options")
       --overwrite               replace an existing dataset of the same name
       --plain                   send all components in full instead of seed-compressed
       --fractional-bits F       the dataset's scale (default: the cluster file's)
@@ -33,7 +38,32 @@ commands:
       --fetch                   you are the receiver: take the output with the answer (small
                                 outputs) or fetch it, check it and print the values too
   fetch JOB_ID                  fetch, check and reconstruct an output you receive (JSON)
+      --submitter NAME          who submitted the job (default: you); job ids are per submitter
       --digest                  receive second components as SHA-256 digests (half the traffic)
+  datasets                      your datasets as the three servers hold them: versions, grants
+                                and their uses, and any disagreement between the servers (JSON)
+  add-grant NAME --grant RECEIVER:PROGRAM [grant options]
+                                add grants to your dataset NAME on all three servers
+  revoke-grant NAME GRANT_ID    revoke a grant of your dataset NAME: no later job may use it
+  jobs                          the jobs you submitted or receive, newest last (JSON)
+  audit [NAME]                  every job that read your datasets (NAME: one of them), newest
+                                last, with each input's version and grant (JSON)
+      --limit N                 jobs and audit: the newest N only (default: up to 10000)
+
+grant options (upload and add-grant; they apply to every --grant of the command):
+  --pin ROLE=DATASET[,DATASET...]
+                                repeatable: allow exactly the job with these inputs, in this
+                                order; DATASET is owner/name@version (the version voids the
+                                grant when that dataset is replaced), owner/name, a bare name
+                                of your own, or self (the dataset granted)
+  --any-inputs                  read access: any other inputs (the receiver can compute anything
+                                the program can from the data)
+  --submitter NAME              who may submit the jobs (repeatable; default: the receiver)
+  --role ROLE                   the role the dataset must play (default: any; the role it plays
+                                in the pinned job)
+  --max-uses N                  at most N jobs
+  --expires-at UNIX_SECONDS     no job from then on
+  --grant-id HEX                the grant's id, 16 bytes in hex (default: random; one --grant)
 
 options for every command:
   --cluster FILE                the cluster file (default: cluster.toml)
@@ -42,18 +72,26 @@ options for every command:
   --timeout SECONDS             deadline of every call (default: 60)
 
 example:
+  mpc-node upload --identity model-owner weights 0.2731 -0.5912 \\
+      --grant model-owner:linear_regression.predict --any-inputs
+      (prints its version: model-owner/weights@3f2a...)
   mpc-node upload --identity bank-1 income 101234.56 87000 130500.25 \\
-      --grant model-owner:linear_regression.predict
+      --grant model-owner:linear_regression.predict \\
+      --pin features=self,bank-2/debt --pin weights=model-owner/weights@3f2a...
   mpc-node run --identity model-owner linear_regression.predict \\
-      features=bank-1/income,bank-2/debt weights=weights intercept=intercept
+      features=bank-1/income,bank-2/debt weights=weights
   mpc-node fetch --identity model-owner job-1234abcd
+  mpc-node audit --identity bank-1 income
 `;
 
-const FLAGS = new Set(['--overwrite', '--plain', '--digest', '--fetch', '--help']);
+const FLAGS = new Set(['--overwrite', '--plain', '--digest', '--fetch', '--any-inputs', '--help']);
 const OPTIONS = new Set([
   '--values-file', '--shape', '--grant', '--receiver', '--job-id', '--fractional-bits',
   '--output-fractional-bits', '--cluster', '--identity', '--cert', '--key', '--timeout',
+  '--pin', '--submitter', '--role', '--max-uses', '--expires-at', '--grant-id', '--limit',
 ]);
+/** Options that may be given more than once: collected in arrays. */
+const REPEATABLE = new Set(['grant', 'pin', 'submitter']);
 
 class UsageError extends Error {}
 
@@ -63,7 +101,7 @@ class UsageError extends Error {}
  */
 function parseArgs(argv) {
   const positionals = [];
-  const options = { grant: [] };
+  const options = { grant: [], pin: [], submitter: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.startsWith('--') ? arg.split(/=(.*)/s, 2) : [arg];
@@ -72,7 +110,7 @@ function parseArgs(argv) {
       const value = inline ?? argv[++i];
       if (value === undefined) throw new UsageError(`${flag} needs a value`);
       const key = flag.slice(2);
-      if (key === 'grant') options.grant.push(value);
+      if (REPEATABLE.has(key)) options[key].push(value);
       else options[key] = value;
     } else if (arg.startsWith('--')) throw new UsageError(`unknown option ${flag}`);
     else positionals.push(arg);
@@ -104,6 +142,56 @@ function integerOption(options, key) {
   return Number(options[key]);
 }
 
+/**
+ * The grants of --grant RECEIVER:PROGRAM, each with the grant options of the command.
+ * @param {object} options
+ * @returns {Grant[]}
+ */
+function grantsOf(options) {
+  const modifiers = options.pin.length || options['any-inputs'] || options.role !== undefined ||
+    options['max-uses'] !== undefined || options['expires-at'] !== undefined || options['grant-id'] !== undefined;
+  if (!options.grant.length) {
+    if (modifiers || options.submitter.length) throw new UsageError('grant options need a --grant RECEIVER:PROGRAM');
+    return [];
+  }
+  if (options.pin.length && options['any-inputs']) throw new UsageError('--pin and --any-inputs exclude each other');
+  if (options['grant-id'] !== undefined && options.grant.length > 1) {
+    throw new UsageError('--grant-id names one grant: give one --grant');
+  }
+  const inputs = [];
+  for (const text of options.pin) {
+    const [role, datasets] = text.split(/=(.*)/s, 2);
+    if (!role || !datasets) throw new UsageError(`--pin needs ROLE=DATASET[,DATASET...], got ${JSON.stringify(text)}`);
+    for (const dataset of datasets.split(',')) {
+      if (!dataset) throw new UsageError(`--pin ${text}: an empty dataset`);
+      inputs.push({ role, dataset });
+    }
+  }
+  let expiresAt = 0;
+  if (options['expires-at'] !== undefined) {
+    expiresAt = Number(options['expires-at']);
+    if (!/^\d+(\.\d+)?$/.test(options['expires-at'])) throw new UsageError('--expires-at must be a Unix time in seconds');
+  }
+  let scope = GrantScope.OWN_DATA;
+  if (inputs.length) scope = GrantScope.PINNED;
+  else if (options['any-inputs']) scope = GrantScope.ANY_INPUTS;
+  return options.grant.map((text) => {
+    const [receiver, program] = text.split(':');
+    if (!receiver || !program) throw new UsageError(`--grant needs RECEIVER:PROGRAM, got ${JSON.stringify(text)}`);
+    return new Grant({
+      receiver,
+      program,
+      scope,
+      inputs,
+      role: options.role ?? '',
+      submitters: options.submitter,
+      maxUses: integerOption(options, 'max-uses') ?? 0,
+      expiresAt,
+      grantId: options['grant-id'],
+    });
+  });
+}
+
 /** @param {ReturnType<typeof parseArgs>['options']} options */
 function connect(options) {
   const cluster = options.cluster ?? 'cluster.toml';
@@ -128,11 +216,7 @@ async function upload(args, options, open) {
     ? JSON.parse(fs.readFileSync(options['values-file'], 'utf8'))
     : texts.map(parseNumber);
   if (!options['values-file'] && !values.length) throw new UsageError('upload needs VALUEs or --values-file');
-  const grants = options.grant.map((text) => {
-    const [receiver, program] = text.split(':');
-    if (!receiver || !program) throw new UsageError(`--grant needs RECEIVER:PROGRAM, got ${JSON.stringify(text)}`);
-    return { receiver, program };
-  });
+  const grants = grantsOf(options);
   const shape = options.shape === undefined ? undefined : options.shape.split(',').filter(Boolean).map(Number);
   const fractionalBits = integerOption(options, 'fractional-bits');
   const client = open();
@@ -147,6 +231,8 @@ async function upload(args, options, open) {
   console.log(`${client.identity}: uploaded ${ref.owner}/${ref.name} (${ref.elementCount} elements, ${how}, ` +
     `${client.ring.name}, f = ${ref.fractionalBits}, magnitude 2^${ref.magnitudeBits}) ` +
     'as secret shares to the three servers');
+  console.log(`version: ${ref.pinned}`);
+  for (const grant of ref.grants) console.log(`grant ${grant.grantId}: ${describeGrant(grant)}`);
 }
 
 /**
@@ -180,6 +266,7 @@ async function run(args, options, open) {
 function jobJson(job) {
   return {
     job_id: job.jobId,
+    submitter: job.submitter,
     receiver: job.receiver,
     shape: job.shape,
     ring: job.ring.protoName,
@@ -197,9 +284,51 @@ function jobJson(job) {
  */
 async function fetchOutput(args, options, open) {
   if (args.length !== 1) throw new UsageError('fetch needs exactly one JOB_ID');
-  const output = await open().fetch(args[0], { digest: Boolean(options.digest) });
+  if (options.submitter.length > 1) throw new UsageError('fetch takes one --submitter');
+  const output = await open().fetch(args[0], { submitter: options.submitter[0], digest: Boolean(options.digest) });
   console.log(JSON.stringify({ job_id: args[0], shape: output.shape, ring: output.ring.protoName,
     fractional_bits: output.fractionalBits, magnitude_bits: output.magnitudeBits, values: Array.from(output.values) }));
+}
+
+/**
+ * @param {string[]} args
+ * @param {object} options
+ * @param {() => MpcClient} open
+ */
+async function addGrant(args, options, open) {
+  if (args.length !== 1) throw new UsageError('add-grant needs exactly one dataset NAME');
+  const grants = grantsOf(options);
+  if (!grants.length) throw new UsageError('add-grant needs a --grant RECEIVER:PROGRAM');
+  const client = open();
+  for (const grant of grants) {
+    await client.addGrant(args[0], grant);
+    console.log(`${client.identity}/${args[0]}: added grant ${grant.grantId}: ${describeGrant(grant)}`);
+  }
+}
+
+/**
+ * @param {string[]} args
+ * @param {object} options
+ * @param {() => MpcClient} open
+ */
+async function revokeGrant(args, options, open) {
+  if (args.length !== 2) throw new UsageError('revoke-grant needs a dataset NAME and a GRANT_ID');
+  const client = open();
+  await client.revokeGrant(args[0], args[1]);
+  console.log(`${client.identity}: revoked grant ${args[1].toLowerCase()} of ${client.identity}/${args[0]}`);
+}
+
+/**
+ * A listing command: prints {items, disagreements} as JSON.
+ * @param {(client: MpcClient, args: string[], limit: number) => Promise<object>} call
+ * @param {number} most how many positional arguments it takes
+ */
+function listing(call, most) {
+  return async (args, options, open) => {
+    if (args.length > most) throw new UsageError(`too many arguments: ${args.join(' ')}`);
+    const limit = integerOption(options, 'limit') ?? 0;
+    console.log(JSON.stringify(await call(open(), args, limit), null, 2));
+  };
 }
 
 const COMMANDS = {
@@ -207,6 +336,11 @@ const COMMANDS = {
   upload,
   run,
   fetch: fetchOutput,
+  datasets: listing((client) => client.listDatasets(), 0),
+  'add-grant': addGrant,
+  'revoke-grant': revokeGrant,
+  jobs: listing((client, args, limit) => client.listJobs({ limit }), 0),
+  audit: listing((client, args, limit) => client.auditTrail(args[0] ?? '', { limit }), 1),
 };
 
 async function main(argv) {

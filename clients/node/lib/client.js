@@ -1,11 +1,15 @@
 'use strict';
 /**
- * The client: mutual-TLS channels to the three servers, upload, run, fetch.
+ * The client: mutual-TLS channels to the three servers, upload, run, fetch,
+ * and the owner's calls: datasets, grants, jobs, the audit trail.
  *
  * Mirrors the Python SDK (`mpc_client`). Everything secret happens here, on the
  * caller's machine: `upload` encodes in fixed point, splits with the OS CSPRNG
  * and sends each server only its pair; `fetch` collects the three pairs,
  * checks that both copies of every component agree and only then reconstructs.
+ * Consent travels with the data (`Grant`, lib/grants.js); each server keeps its
+ * own record of grants, jobs and audit entries, and the listings ask all three
+ * and report where they disagree.
  * The wire contract is `protos/mpc/v1/*.proto`, loaded at run time from the
  * repository (never copied).
  * @module client
@@ -15,8 +19,26 @@ const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const { checkClientCertificate, readCluster, readFile, serverIdentityCheck, validateName } = require('./config');
-const { ConfigError, MpcError, OutputIntegrityError, combineFailures, errorFromStatus } = require('./errors');
+const {
+  ConfigError,
+  InvalidArgumentError,
+  MpcError,
+  OutputIntegrityError,
+  combineFailures,
+  errorFromStatus,
+} = require('./errors');
 const { decode, encodeBounded, maxFractionalBits } = require('./fixed_point');
+const {
+  Grant,
+  GRANT_ID_BYTES,
+  compareDatasets,
+  compareRecords,
+  datasetInfo,
+  datasetRef,
+  grantToProto,
+  jobRecord,
+  parseDatasetRef,
+} = require('./grants');
 const { elementCount, ringFromProto } = require('./ring');
 const { split, splitSeeded, shareForParty, reconstructChecked, reconstructByDigest } = require('./sharing');
 
@@ -221,22 +243,34 @@ class MpcClient {
    * `fractionalBits` (default: the cluster file's `fractional_bits`); the header
    * states the ring, the scale and the magnitude bits of what was encoded (the
    * public bound the servers plan jobs with).
+   *
+   * `grants` says who may receive outputs of which programs from jobs that use
+   * this dataset, and how (`Grant`, or plain `{receiver, program, ...}` specs):
+   * `{receiver, program}` allows only jobs whose other inputs are this owner's
+   * own datasets; `Grant.pinned(receiver, program, jobInputs)` one exact job
+   * with pinned inputs (for example the model owner's weights at one version);
+   * `Grant.readAccess` any inputs. Returns the dataset's reference with its
+   * new `version` (which other owners pin in their grants) and the grants as
+   * sent, each with its `grantId`.
    * @param {string} name dataset name, unique per owner
    * @param {number | ArrayLike<any>} values a number, an array (nested for matrices) or a Float64Array
    * @param {object} [options]
-   * @param {{receiver: string, program: string}[]} [options.grants] who may receive outputs of which programs
+   * @param {(Grant | object)[]} [options.grants] consent, see above
    * @param {boolean} [options.overwrite] replace an existing dataset of the same name
    * @param {boolean} [options.compress] send two components as 16-byte PRG seeds (default true)
    * @param {number[]} [options.shape] shape of the flat `values` (default: inferred)
    * @param {number} [options.fractionalBits] the dataset's scale, 0..bits-2 (default: the cluster's)
    * @param {number} [options.timeout] deadline in seconds
-   * @returns {Promise<{owner: string, name: string, elementCount: number, fractionalBits: number,
-   *   magnitudeBits: number}>}
+   * @returns {Promise<UploadResult>}
    * @throws {EncodingError} before sending, for bad values
+   * @throws {InvalidArgumentError} before sending, for a bad grant
    * @throws {MpcError} a server refused; the message names every server and what it said
    */
   async upload(name, values, { grants = [], overwrite = false, compress = true, shape, fractionalBits, timeout } = {}) {
-    validateName(name, 'dataset name', MpcError);
+    validateName(name, 'dataset name', InvalidArgumentError);
+    if (!Array.isArray(grants)) throw new InvalidArgumentError('grants is an array of grants');
+    const grantList = grants.map((g) => Grant.from(g));
+    const wireGrants = grantList.map((g) => grantToProto(g, this.identity, name));
     const flattened = flatten(values);
     const dims = shape ?? flattened.shape;
     const count = flattened.flat.length;
@@ -251,7 +285,7 @@ class MpcClient {
       name,
       shape: dims.map(String),
       fractional_bits: scale,
-      grants: grants.map(({ receiver, program }) => ({ receiver, program })),
+      grants: wireGrants,
       // one random id, the same on all three servers (they check their copies under it)
       upload_id: crypto.randomBytes(UPLOAD_ID_BYTES),
       overwrite,
@@ -271,12 +305,24 @@ class MpcClient {
       });
     }
     const responses = await this.fanOut((server) => sendStream(server.stub, streams[server.party], options));
+    // Every server must have stored this upload: the version sent, all the elements.
+    const version = header.upload_id.toString('hex');
+    const wrong = responses
+      .map((r, i) => [this.servers[i].name, Buffer.from(r.upload_id ?? []).toString('hex'), Number(r.element_count)])
+      .filter(([, stored, elements]) => stored !== version || elements !== count);
+    if (wrong.length) {
+      const said = wrong.map(([server, stored, elements]) => `${server} stored version ${stored || '(none)'} of ${elements} elements`);
+      throw new MpcError(`upload of ${this.identity}/${name}: sent version ${version} of ${count} elements, but ${said.join(', ')}`, {
+        code: 'DATA_LOSS',
+        server: wrong[0][0],
+      });
+    }
     return {
-      owner: this.identity,
-      name,
-      elementCount: Number(responses[0].element_count),
+      ...datasetRef(this.identity, name, version),
+      elementCount: count,
       fractionalBits: scale,
       magnitudeBits,
+      grants: grantList,
     };
   }
 
@@ -332,10 +378,10 @@ class MpcClient {
    */
   async submit(program, inputs, { receiver, jobId, outputFractionalBits, timeout }, { returnOutput, release = false }) {
     const job = {
-      job_id: jobId ? validateName(jobId, 'job id', MpcError) : `job-${crypto.randomBytes(8).toString('hex')}`,
+      job_id: jobId ? validateName(jobId, 'job id', InvalidArgumentError) : `job-${crypto.randomBytes(8).toString('hex')}`,
       program,
       inputs: this.jobInputs(inputs),
-      receiver: validateName(receiver ?? this.identity, 'receiver', MpcError),
+      receiver: validateName(receiver ?? this.identity, 'receiver', InvalidArgumentError),
     };
     if (outputFractionalBits !== undefined) {
       const limit = maxFractionalBits(this.ring);
@@ -363,6 +409,7 @@ class MpcClient {
     const result = {
       jobId: job.job_id,
       receiver: job.receiver,
+      submitter: this.identity,
       shape: output.shape.map(Number),
       fractionalBits: output.fractional_bits,
       ring: ringFromProto(output.ring, `${this.servers[0].name}: the output`),
@@ -379,20 +426,21 @@ class MpcClient {
   }
 
   /**
-   * @param {Record<string, string | string[]>} inputs
+   * The JobInputs of an input mapping. A dataset is "owner/name", a bare name of
+   * this client's, or a reference as `upload` returns; a version
+   * ("owner/name@version") is ignored here, so that the mapping given to
+   * `Grant.pinned` can be run as it is.
+   * @param {Record<string, string | import('./grants').DatasetRef | (string | import('./grants').DatasetRef)[]>} inputs
    */
   jobInputs(inputs) {
     const items = [];
     for (const [role, spec] of Object.entries(inputs)) {
       for (const ref of Array.isArray(spec) ? spec : [spec]) {
-        if (typeof ref !== 'string') {
-          throw new MpcError(`role ${role}: datasets are named by strings`, { code: 'INVALID_ARGUMENT' });
-        }
-        const slash = ref.indexOf('/');
-        const [owner, name] = slash < 0 ? [this.identity, ref] : [ref.slice(0, slash), ref.slice(slash + 1)];
-        validateName(owner, 'dataset owner', MpcError);
-        validateName(name, 'dataset name', MpcError);
-        items.push({ role, dataset: { owner, name } });
+        let parsed;
+        if (typeof ref === 'string') parsed = parseDatasetRef(ref, this.identity);
+        else if (ref && typeof ref === 'object' && typeof ref.owner === 'string') parsed = datasetRef(ref.owner, ref.name);
+        else throw new InvalidArgumentError(`role ${role}: datasets are named by strings or dataset references`);
+        items.push({ role, dataset: { owner: parsed.owner, name: parsed.name } });
       }
     }
     return items;
@@ -400,26 +448,126 @@ class MpcClient {
 
   /**
    * Fetch a job output's shares from the three servers, check them and reconstruct.
-   * Only the job's receiver may do this (PERMISSION_DENIED otherwise).
-   * @param {string | {jobId: string}} job a job id or the result of `run`
-   * @param {{digest?: boolean, release?: boolean, timeout?: number}} [options] digest: receive each
-   *   server's second component as a SHA-256 digest only (half the traffic, the same check);
-   *   release: the servers delete the output once sent
+   * Only the job's receiver may do this: for anyone else the servers answer
+   * NOT_FOUND, exactly as for an output that does not exist. Outputs are
+   * keyed by (submitter, job id): `submitter` defaults to the submitter of a
+   * JobResult, else to this client; name it when another identity submitted
+   * the job for you.
+   * @param {string | {jobId: string, submitter?: string}} job a job id or the result of `run`
+   * @param {{submitter?: string, digest?: boolean, release?: boolean, timeout?: number}} [options]
+   *   digest: receive each server's second component as a SHA-256 digest only (half the traffic,
+   *   the same check); release: the servers delete the output once sent
    * @returns {Promise<{shape: number[], fractionalBits: number, ring: import('./ring').Ring,
    *   magnitudeBits: number, values: Float64Array}>} values decoded in the ring and at the scale
    *   the output's OutputInfo states
    * @throws {OutputIntegrityError} two servers' copies of a component (or of the shape, ring or scale) differ
    */
-  async fetch(job, { digest = false, release = false, timeout } = {}) {
-    const jobId = typeof job === 'string' ? job : job.jobId;
+  async fetch(job, { submitter, digest = false, release = false, timeout } = {}) {
+    const jobId = validateName(typeof job === 'string' ? job : job?.jobId, 'job id', InvalidArgumentError);
+    const by = validateName(
+      submitter || (typeof job === 'object' && job.submitter) || this.identity,
+      'submitter',
+      InvalidArgumentError,
+    );
     const options = this.callOptions(timeout);
-    const parts = await this.fanOut((server) => fetchPart(server, jobId, digest, release, options));
+    const request = { job_id: jobId, submitter: by, second_as_digest: digest, release };
+    const parts = await this.fanOut((server) => fetchPart(server, request, digest, options));
     return reveal(parts, digest);
   }
 
   /**
-   * Ask each server about itself and its peer links. Every server must
-   * compute in the ring of the cluster file (FAILED_PRECONDITION otherwise).
+   * This client's datasets, as the three servers hold them: each a DatasetInfo
+   * (shape, version, ring, scale, bound, grants with their uses). Items are
+   * listed as most servers report them; `disagreements` names every dataset
+   * the servers do not agree on.
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<import('./grants').Listing>}
+   */
+  async listDatasets({ timeout } = {}) {
+    const options = this.callOptions(timeout);
+    const replies = await this.fanOut((server) => unary(server.stub, 'ListDatasets', {}, options));
+    const lists = replies.map((reply) => reply.datasets.map((d) => datasetInfo(this.identity, d)));
+    return compareDatasets(this.serverNames(), lists);
+  }
+
+  /**
+   * Add `grant` to this client's dataset `name` on all three servers. A grant
+   * that reached only some servers allows no job until it reaches all.
+   * @param {string} name
+   * @param {Grant | object} grant
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<Grant>} the grant as sent, with its grantId
+   */
+  async addGrant(name, grant, { timeout } = {}) {
+    validateName(name, 'dataset name', InvalidArgumentError);
+    const chosen = Grant.from(grant);
+    const request = { name, grant: grantToProto(chosen, this.identity, name) };
+    const options = this.callOptions(timeout);
+    await this.fanOut((server) => unary(server.stub, 'AddGrant', request, options));
+    return chosen;
+  }
+
+  /**
+   * Revoke a grant (or grant id, hex) of this client's dataset `name` on all three
+   * servers: no later job may use it.
+   * @param {string} name
+   * @param {Grant | {grantId: string} | string} grant
+   * @param {{timeout?: number}} [options]
+   */
+  async revokeGrant(name, grant, { timeout } = {}) {
+    validateName(name, 'dataset name', InvalidArgumentError);
+    const grantId = typeof grant === 'string' ? grant : grant?.grantId;
+    if (typeof grantId !== 'string' || !/^[0-9a-fA-F]*$/.test(grantId) || grantId.length !== 2 * GRANT_ID_BYTES) {
+      throw new InvalidArgumentError(`a grant id is ${GRANT_ID_BYTES} bytes in hex`);
+    }
+    const request = { name, grant_id: Buffer.from(grantId, 'hex') };
+    const options = this.callOptions(timeout);
+    await this.fanOut((server) => unary(server.stub, 'RevokeGrant', request, options));
+  }
+
+  /**
+   * The jobs this client submitted or receives (each a JobRecord), newest last,
+   * from all three servers.
+   * @param {{limit?: number, timeout?: number}} [options] limit: the newest this many (0: up to 10000)
+   * @returns {Promise<import('./grants').Listing>}
+   */
+  async listJobs({ limit = 0, timeout } = {}) {
+    const request = { limit: checkLimit(limit) };
+    const options = this.callOptions(timeout);
+    const replies = await this.fanOut((server) => unary(server.stub, 'ListJobs', request, options));
+    return compareRecords(this.serverNames(), replies.map((reply) => reply.jobs.map(jobRecord)));
+  }
+
+  /**
+   * Every job that read this client's datasets (`name`: one of them), newest
+   * last, from all three servers: submitter, receiver, program, every input
+   * with the version read and the grant that allowed it. `disagreements`
+   * names any job a server recorded differently or not at all: each server
+   * keeps its own append-only trail.
+   * @param {string} [name] one of this client's datasets ('' all of them)
+   * @param {{limit?: number, timeout?: number}} [options]
+   * @returns {Promise<import('./grants').Listing>}
+   */
+  async auditTrail(name = '', { limit = 0, timeout } = {}) {
+    if (name) validateName(name, 'dataset name', InvalidArgumentError);
+    const request = { name, limit: checkLimit(limit) };
+    const options = this.callOptions(timeout);
+    const replies = await this.fanOut((server) => unary(server.stub, 'GetAuditTrail', request, options));
+    return compareRecords(this.serverNames(), replies.map((reply) => reply.records.map(jobRecord)));
+  }
+
+  /** The servers' identities, in party order. */
+  serverNames() {
+    return this.servers.map((server) => server.name);
+  }
+
+  /**
+   * Ask each server about itself and its peer links: the raw GetServerInfo
+   * answers, in party order. `transport` holds this client's own traffic with
+   * the server only (`client_bytes_received`, `client_bytes_sent`); peer
+   * traffic is for operators (the servers' metrics endpoint), or per job in
+   * `JobResult.stats`. Every server must compute in the ring of the cluster
+   * file (FAILED_PRECONDITION otherwise).
    * @param {{timeout?: number}} [options]
    */
   async serverInfo({ timeout } = {}) {
@@ -437,9 +585,32 @@ class MpcClient {
 }
 
 /**
+ * @param {unknown} limit
+ */
+function checkLimit(limit) {
+  if (!Number.isInteger(limit) || limit < 0 || limit > 0xffffffff) {
+    throw new InvalidArgumentError('limit must be a non-negative integer (0: up to 10000)');
+  }
+  return limit;
+}
+
+/**
+ * @typedef {object} UploadResult what `upload` stored: the dataset's reference with its version
+ * @property {string} owner
+ * @property {string} name
+ * @property {string} version the hex upload id all three servers stored
+ * @property {string} pinned `owner/name@version`: what other owners pin in their grants
+ * @property {number} elementCount
+ * @property {number} fractionalBits
+ * @property {number} magnitudeBits
+ * @property {Grant[]} grants the grants given, each with its grantId
+ */
+
+/**
  * @typedef {object} JobResult
  * @property {string} jobId
  * @property {string} receiver
+ * @property {string} submitter who submitted the job (this client): outputs are keyed by it
  * @property {number[]} shape
  * @property {number} fractionalBits the output's scale: decode with it
  * @property {import('./ring').Ring} ring the output's ring: decode in it
@@ -557,12 +728,12 @@ function sendStream(stub, requests, options) {
 /**
  * Stream one server's output share: header, chunks, and (digest mode) the second digest.
  * @param {{name: string, stub: any}} server
- * @param {string} jobId
+ * @param {{job_id: string, submitter: string, second_as_digest: boolean, release: boolean}} request
  * @param {boolean} digest
  * @param {object} options call options (deadline)
  */
-async function fetchPart(server, jobId, digest, release, options) {
-  const call = server.stub.FetchOutput({ job_id: jobId, second_as_digest: digest, release }, options);
+async function fetchPart(server, request, digest, options) {
+  const call = server.stub.FetchOutput(request, options);
   const malformed = (what) => {
     call.cancel();
     return new MpcError(`malformed output stream: ${what}`, { code: 'INVALID_ARGUMENT' });

@@ -32,6 +32,14 @@ class EncodingError extends MpcError {
   }
 }
 
+/** A request is malformed before anything is sent (a bad name, grant or option). */
+class InvalidArgumentError extends MpcError {
+  /** @param {string} message */
+  constructor(message) {
+    super(message, { code: 'INVALID_ARGUMENT' });
+  }
+}
+
 /** A cluster file, certificate or key is unusable. */
 class ConfigError extends MpcError {
   /** @param {string} message */
@@ -121,6 +129,7 @@ function combineFailures(failures) {
 module.exports = {
   MpcError,
   EncodingError,
+  InvalidArgumentError,
   ConfigError,
   OutputIntegrityError,
   SERVER_METADATA_KEY,

@@ -140,3 +140,56 @@ for (const section of VECTORS.rings) {
     }
   });
 }
+
+// Grants as a user writes them, and the mpc.v1.Grant each must become on the wire.
+const { Grant, InvalidArgumentError, grantToProto } = require('../lib');
+const GRANTS = VECTORS.grants;
+
+function grantOf(spec) {
+  const options = {
+    role: spec.role ?? '',
+    submitters: spec.submitters ?? [],
+    maxUses: spec.max_uses ?? 0,
+    expiresAt: spec.expires_at ?? 0,
+    grantId: spec.grant_id ?? GRANTS.default_grant_id,
+  };
+  if (spec.pinned) return Grant.pinned(spec.receiver, spec.program, spec.pinned, options);
+  if (spec.read_access) return Grant.readAccess(spec.receiver, spec.program, options);
+  return new Grant({ receiver: spec.receiver, program: spec.program, ...options });
+}
+
+function wireOf(message) {
+  return {
+    receiver: message.receiver,
+    program: message.program,
+    role: message.role,
+    scope: message.scope,
+    inputs: message.inputs.map((p) => ({
+      role: p.role,
+      owner: p.dataset.owner,
+      name: p.dataset.name,
+      upload_id: Buffer.from(p.upload_id).toString('hex'),
+    })),
+    submitters: [...message.submitters],
+    max_uses: message.max_uses,
+    expires_at: message.expires_at,
+    grant_id: Buffer.from(message.grant_id).toString('hex'),
+  };
+}
+
+for (const c of GRANTS.cases) {
+  test(`grant on the wire: ${c.about}`, () => {
+    const { owner, name } = GRANTS.dataset;
+    assert.deepEqual(wireOf(grantToProto(grantOf(c.grant), owner, name)), c.wire);
+  });
+}
+
+for (const c of GRANTS.refused) {
+  test(`grant refused: ${c.about}`, () => {
+    const { owner, name } = GRANTS.dataset;
+    assert.throws(
+      () => grantToProto(grantOf(c.grant), owner, name),
+      (error) => error instanceof InvalidArgumentError && error.message.includes(c.message),
+    );
+  });
+}

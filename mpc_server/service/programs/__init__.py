@@ -11,7 +11,7 @@ analysis, the final rescale) is in :mod:`.base`.
 
 from __future__ import annotations
 
-from mpc_server.service.programs.base import BoundInputs, Program, ProgramPlan, RoleSpec, rescale
+from mpc_server.service.programs.base import BoundInputs, PlanInputs, Program, ProgramPlan, RoleSpec, rescale
 from mpc_server.service.programs.dot import Dot
 from mpc_server.service.programs.elementwise import ElementwiseMultiply
 from mpc_server.service.programs.linear_regression import LinearRegressionPredict
@@ -23,4 +23,4 @@ def default_programs() -> dict[str, Program]:
     return {program.name: program for program in programs}
 
 
-__all__ = ["BoundInputs", "Program", "ProgramPlan", "RoleSpec", "default_programs", "rescale"]
+__all__ = ["BoundInputs", "PlanInputs", "Program", "ProgramPlan", "RoleSpec", "default_programs", "rescale"]

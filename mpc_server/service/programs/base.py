@@ -32,10 +32,12 @@ from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol import arithmetic
 from mpc_server.protocol.context import PartyContext
 from mpc_server.protocol.truncation import truncate
-from mpc_server.service.model import OutputInfo, StoredDataset
+from mpc_server.service.model import DatasetSummary, OutputInfo, StoredDataset
 
+PlanInputs = Mapping[str, tuple[DatasetSummary, ...]]
+"""The datasets of a job as planned (summaries, no shares), grouped by role, in job order."""
 BoundInputs = Mapping[str, tuple[StoredDataset, ...]]
-"""The datasets of a job, grouped by role, in the order the job listed them."""
+"""The datasets of a job with this server's shares, grouped by role, in the order the job listed them."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Program(Protocol):
     name: str
     roles: tuple[RoleSpec, ...]
 
-    def plan(self, ring: Ring, inputs: BoundInputs, output_bits: int | None) -> ProgramPlan:
+    def plan(self, ring: Ring, inputs: PlanInputs, output_bits: int | None) -> ProgramPlan:
         """Check the inputs; return the output and the rescale to reach ``output_bits``."""
         ...
 
@@ -77,12 +79,17 @@ class Program(Protocol):
         ...
 
 
-def single(inputs: BoundInputs, role: str) -> StoredDataset:
+def single(inputs: PlanInputs, role: str) -> DatasetSummary:
     """The one dataset of ``role``."""
     return inputs[role][0]
 
 
-def magnitude(dataset: StoredDataset) -> int:
+def single_share(inputs: BoundInputs, role: str) -> StoredDataset:
+    """The one dataset of ``role``, with its share."""
+    return inputs[role][0]
+
+
+def magnitude(dataset: DatasetSummary) -> int:
     """The exact bound ``2^m`` on the dataset's encoded elements, or a refusal."""
     if dataset.magnitude_bits is None:
         raise InvalidArgumentError(
@@ -92,10 +99,10 @@ def magnitude(dataset: StoredDataset) -> int:
     return 1 << dataset.magnitude_bits
 
 
-def same_shape(x: StoredDataset, y: StoredDataset) -> None:
-    """Refuse inputs of different shapes, naming both."""
+def same_shape(x: DatasetSummary, y: DatasetSummary) -> None:
+    """Refuse inputs of different shapes, naming both (not the shapes: they may be another owner's)."""
     if x.shape != y.shape:
-        raise InvalidArgumentError(f"inputs {x.ref} and {y.ref} differ in shape: {x.shape} vs {y.shape}")
+        raise InvalidArgumentError(f"inputs {x.ref} and {y.ref} differ in shape")
 
 
 def element_count(shape: tuple[int, ...]) -> int:

@@ -15,12 +15,14 @@ from mpc_server.protocol import arithmetic
 from mpc_server.protocol.context import PartyContext
 from mpc_server.service.programs.base import (
     BoundInputs,
+    PlanInputs,
     ProgramPlan,
     RoleSpec,
     finish_plan,
     magnitude,
     same_shape,
     single,
+    single_share,
 )
 
 
@@ -30,15 +32,15 @@ class Dot:
     name = "dot"
     roles: tuple[RoleSpec, ...] = (RoleSpec("x"), RoleSpec("y"))
 
-    def plan(self, ring: Ring, inputs: BoundInputs, output_bits: int | None) -> ProgramPlan:
+    def plan(self, ring: Ring, inputs: PlanInputs, output_bits: int | None) -> ProgramPlan:
         """Both inputs must have the same shape; the sum must fit the ring."""
         x, y = single(inputs, "x"), single(inputs, "y")
         same_shape(x, y)
-        bound = x.share.size * magnitude(x) * magnitude(y)
+        bound = x.size * magnitude(x) * magnitude(y)
         natural = x.fractional_bits + y.fractional_bits
         what = f"the dot product of {x.ref} and {y.ref}"
         return finish_plan(ring, (), natural, bound, output_bits=output_bits, what=what)
 
     async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
         """A dot product with one reshare (ABY3 §5)."""
-        return await arithmetic.dot(ctx, single(inputs, "x").share, single(inputs, "y").share)
+        return await arithmetic.dot(ctx, single_share(inputs, "x").share, single_share(inputs, "y").share)

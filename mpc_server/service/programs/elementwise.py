@@ -17,12 +17,14 @@ from mpc_server.protocol import arithmetic
 from mpc_server.protocol.context import PartyContext
 from mpc_server.service.programs.base import (
     BoundInputs,
+    PlanInputs,
     ProgramPlan,
     RoleSpec,
     finish_plan,
     magnitude,
     same_shape,
     single,
+    single_share,
 )
 
 
@@ -32,7 +34,7 @@ class ElementwiseMultiply:
     name = "elementwise.multiply"
     roles: tuple[RoleSpec, ...] = (RoleSpec("x"), RoleSpec("y"))
 
-    def plan(self, ring: Ring, inputs: BoundInputs, output_bits: int | None) -> ProgramPlan:
+    def plan(self, ring: Ring, inputs: PlanInputs, output_bits: int | None) -> ProgramPlan:
         """Both inputs must have the same shape; the products must fit the ring."""
         x, y = single(inputs, "x"), single(inputs, "y")
         same_shape(x, y)
@@ -43,4 +45,4 @@ class ElementwiseMultiply:
 
     async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
         """One multiplication (Araki et al. / ABY3 §3)."""
-        return await arithmetic.mul(ctx, single(inputs, "x").share, single(inputs, "y").share)
+        return await arithmetic.mul(ctx, single_share(inputs, "x").share, single_share(inputs, "y").share)

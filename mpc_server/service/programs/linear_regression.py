@@ -29,28 +29,28 @@ from mpc_core.ring import Ring, RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol import arithmetic
 from mpc_server.protocol.context import PartyContext
-from mpc_server.service.model import StoredDataset
+from mpc_server.service.model import DatasetSummary
 from mpc_server.service.programs.base import (
     BoundInputs,
+    PlanInputs,
     ProgramPlan,
     RoleSpec,
     finish_plan,
     magnitude,
     single,
+    single_share,
 )
 
 MAX_FEATURE_BLOCKS = 64
 
 
-def feature_columns(dataset: StoredDataset) -> tuple[int, int]:
+def feature_columns(dataset: DatasetSummary) -> tuple[int, int]:
     """(rows, columns) of a feature block: a column (N,) or a matrix (N, d)."""
     if len(dataset.shape) == 1:
         return dataset.shape[0], 1
     if len(dataset.shape) == 2:
         return dataset.shape[0], dataset.shape[1]
-    raise InvalidArgumentError(
-        f"feature dataset {dataset.ref} must be a column (N,) or a matrix (N, d), not shape {dataset.shape}"
-    )
+    raise InvalidArgumentError(f"feature dataset {dataset.ref} must be a column (N,) or a matrix (N, d)")
 
 
 class LinearRegressionPredict:
@@ -63,7 +63,7 @@ class LinearRegressionPredict:
         RoleSpec("intercept", 0, 1),
     )
 
-    def plan(self, ring: Ring, inputs: BoundInputs, output_bits: int | None) -> ProgramPlan:
+    def plan(self, ring: Ring, inputs: PlanInputs, output_bits: int | None) -> ProgramPlan:
         """Rows agree across blocks; weights have one entry per column; the result fits."""
         blocks = inputs["features"]
         shapes = [feature_columns(block) for block in blocks]
@@ -75,15 +75,12 @@ class LinearRegressionPredict:
         weights = single(inputs, "weights")
         if weights.shape != (columns,):
             raise InvalidArgumentError(
-                f"weights {weights.ref} must have shape ({columns},) to match {columns} "
-                f"feature columns, not {weights.shape}"
+                f"weights {weights.ref} must be a vector with one entry per feature column"
             )
         intercepts = inputs.get("intercept", ())
         for intercept in intercepts:
             if intercept.shape not in ((), (1,)):
-                raise InvalidArgumentError(
-                    f"intercept {intercept.ref} must be a scalar, not shape {intercept.shape}"
-                )
+                raise InvalidArgumentError(f"intercept {intercept.ref} must be a scalar")
         scales = [block.fractional_bits + weights.fractional_bits for block in blocks]
         natural = max([*scales, *(c.fractional_bits for c in intercepts)])
         lifts = [natural - scale for scale in scales]
@@ -115,7 +112,7 @@ class LinearRegressionPredict:
 
 
 def _linear_terms(inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
-    weights = single(inputs, "weights").share
+    weights = single_share(inputs, "weights").share
     ring = weights.ring
     lifts: list[int] = plan.details["lifts"]
     terms: RingArray | None = None

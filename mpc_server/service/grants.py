@@ -1,0 +1,213 @@
+"""Consent: what a grant allows, checked by each server on its own for every job.
+
+A dataset's owner grants a **receiver** outputs of one **program**, and says
+exactly what the job may look like:
+
+* ``role``: the role the dataset plays (empty: any role);
+* the **scope** of the other inputs:
+
+  - ``OWN_DATA`` (the default and the safest): every other input is a dataset
+    of the same owner, so nobody else's data (a receiver's crafted weights,
+    say) can be combined with it;
+  - ``PINNED``: the job's complete list of inputs, in order, each by
+    owner/name and, for other owners' datasets, usually by version (the
+    ``upload_id`` current when the grant was made: re-uploading the dataset
+    voids the grant). The granting dataset itself appears in the list without
+    a version;
+  - ``ANY_INPUTS``: read access. Any combination, which lets the receiver
+    compute anything the program can from the dataset.
+
+* who may **submit** such a job (default: the receiver only);
+* optionally a **use limit** (jobs) and an **expiry** (Unix time).
+
+:meth:`Grant.refusal` says why a job is not allowed (None when it is); the
+job service asks it for every input on every server. Messages name the grant
+by its id and say which condition failed; they are shown only to clients the
+grant names (receiver or submitters), so they reveal nothing to strangers.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mpc_core.errors import InvalidArgumentError, ResourceLimitError
+from mpc_core.identity import validate_name
+from mpc_server.service.model import DatasetRef, JobInput
+
+GRANT_ID_BYTES = 16
+MAX_PINNED_INPUTS = 130
+MAX_SUBMITTERS = 64
+
+
+class GrantScope(enum.Enum):
+    """What the other inputs of a job may be."""
+
+    OWN_DATA = "own-data"
+    PINNED = "pinned"
+    ANY_INPUTS = "any-inputs"
+
+
+@dataclass(frozen=True)
+class PinnedInput:
+    """One input of a pinned job: its role, the dataset, and the version it must have (or any)."""
+
+    role: str
+    dataset: DatasetRef
+    upload_id: bytes = b""
+    """The required version; empty: any version (always so for the granting dataset itself)."""
+
+    def __str__(self) -> str:
+        """``role=owner/name@version``."""
+        version = f"@{self.upload_id.hex()}" if self.upload_id else ""
+        return f"{self.role}={self.dataset}{version}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One consent given by a dataset's owner; see the module docstring."""
+
+    grant_id: bytes
+    receiver: str
+    program: str
+    role: str = ""
+    scope: GrantScope = GrantScope.OWN_DATA
+    inputs: tuple[PinnedInput, ...] = ()
+    submitters: tuple[str, ...] = ()
+    max_uses: int = 0
+    expires_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Refuse grants that cannot mean what they say."""
+        if len(self.grant_id) != GRANT_ID_BYTES:
+            raise InvalidArgumentError(f"a grant id is {GRANT_ID_BYTES} bytes")
+        validate_name(self.receiver, "grant receiver")
+        for submitter in self.submitters:
+            validate_name(submitter, "grant submitter")
+        if len(self.submitters) > MAX_SUBMITTERS or len(self.inputs) > MAX_PINNED_INPUTS:
+            raise InvalidArgumentError("a grant names too many submitters or inputs")
+        if (self.scope is GrantScope.PINNED) != bool(self.inputs):
+            raise InvalidArgumentError("a grant lists pinned inputs exactly when its scope is pinned")
+        if self.max_uses < 0 or self.expires_at < 0:
+            raise InvalidArgumentError("use limits and expiry times cannot be negative")
+
+    @property
+    def label(self) -> str:
+        """How messages name the grant: its id."""
+        return f"grant {self.grant_id.hex()[:12]}"
+
+    @property
+    def may_submit(self) -> tuple[str, ...]:
+        """The identities that may submit jobs under this grant."""
+        return self.submitters or (self.receiver,)
+
+    def names(self, identity: str) -> bool:
+        """Whether ``identity`` is a party of this grant (receiver or submitter)."""
+        return identity == self.receiver or identity in self.may_submit
+
+    def refusal(self, job: JobView, dataset: DatasetRef, uses: int, now: float) -> str | None:
+        """Why ``job`` is not allowed to use ``dataset`` under this grant; None if it is."""
+        if job.receiver != self.receiver or job.program != self.program:
+            return f"it allows {self.receiver} outputs of {self.program}"
+        if job.submitter not in self.may_submit:
+            return f"jobs under it may be submitted by {', '.join(self.may_submit)} only"
+        if self.expires_at and now >= self.expires_at:
+            return "it has expired"
+        if self.max_uses and uses >= self.max_uses:
+            return f"its {self.max_uses} uses are spent"
+        roles = {item.role for item in job.inputs if item.dataset == dataset}
+        if self.role and roles != {self.role}:
+            return f"it allows the dataset in the role {self.role!r} only"
+        return self._inputs_refusal(job, dataset)
+
+    def _inputs_refusal(self, job: JobView, dataset: DatasetRef) -> str | None:
+        if self.scope is GrantScope.ANY_INPUTS:
+            return None
+        if self.scope is GrantScope.OWN_DATA:
+            foreign = sorted({str(i.dataset) for i in job.inputs if i.dataset.owner != dataset.owner})
+            return (
+                f"it allows no other owner's data (the job names {', '.join(foreign)})" if foreign else None
+            )
+        actual = [(item.role, item.dataset) for item in job.inputs]
+        if actual != [(pin.role, pin.dataset) for pin in self.inputs]:
+            return "its inputs are pinned to " + ", ".join(str(pin) for pin in self.inputs)
+        for pin in self.inputs:
+            if pin.upload_id and pin.dataset != dataset and job.version_of(pin.dataset) != pin.upload_id:
+                return f"it pins {pin.dataset} to a version that has been replaced"
+        return None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a grant looks at in a job: submitter, receiver, program, inputs, versions."""
+
+    submitter: str
+    receiver: str
+    program: str
+    inputs: tuple[JobInput, ...]
+    version_of: Callable[[DatasetRef], bytes | None]
+    """The current upload id of a dataset named by the job."""
+
+
+def legacy_grant_id(upload_id: bytes, receiver: str, program: str) -> bytes:
+    """A deterministic id for a grant stored without one (files of format 1 and 2)."""
+    return hashlib.sha256(b"grant|" + upload_id + f"|{receiver}|{program}".encode()).digest()[:GRANT_ID_BYTES]
+
+
+def check_grants(
+    grants: Sequence[Grant], programs: Collection[str], dataset: DatasetRef, max_grants: int
+) -> None:
+    """Refuse a set of grants an owner cannot give (unknown programs, duplicate ids, too many)."""
+    if len(grants) > max_grants:
+        raise ResourceLimitError(f"at most {max_grants} grants per dataset")
+    if len({g.grant_id for g in grants}) != len(grants):
+        raise InvalidArgumentError("two grants share one grant id")
+    for grant in grants:
+        if grant.program not in programs:
+            known = ", ".join(sorted(programs))
+            raise InvalidArgumentError(f"{grant.label} names an unknown program (known: {known})")
+        if grant.scope is GrantScope.PINNED and dataset not in {pin.dataset for pin in grant.inputs}:
+            raise InvalidArgumentError(f"{grant.label} pins inputs that do not include {dataset} itself")
+
+
+def grant_to_json(grant: Grant) -> dict[str, Any]:
+    """A grant as JSON (share-file headers and the grant book)."""
+    return {
+        "id": grant.grant_id.hex(),
+        "receiver": grant.receiver,
+        "program": grant.program,
+        "role": grant.role,
+        "scope": grant.scope.value,
+        "inputs": [[p.role, p.dataset.owner, p.dataset.name, p.upload_id.hex()] for p in grant.inputs],
+        "submitters": list(grant.submitters),
+        "max_uses": grant.max_uses,
+        "expires_at": grant.expires_at,
+    }
+
+
+def grant_from_json(data: Any, upload_id: bytes) -> Grant:
+    """A grant from :func:`grant_to_json`, or from a format-1/2 ``[receiver, program]`` pair.
+
+    Old pairs meant "any inputs"; they are read as own-data grants, the narrower meaning.
+    """
+    if isinstance(data, list):
+        receiver, program = data
+        return Grant(legacy_grant_id(upload_id, receiver, program), receiver, program)
+    inputs = tuple(
+        PinnedInput(role, DatasetRef(owner, name), bytes.fromhex(version))
+        for role, owner, name, version in data["inputs"]
+    )
+    return Grant(
+        grant_id=bytes.fromhex(data["id"]),
+        receiver=data["receiver"],
+        program=data["program"],
+        role=data["role"],
+        scope=GrantScope(data["scope"]),
+        inputs=inputs,
+        submitters=tuple(data["submitters"]),
+        max_uses=int(data["max_uses"]),
+        expires_at=float(data["expires_at"]),
+    )

@@ -1,0 +1,209 @@
+"""Planning a job on one server: inputs, visibility, consent, rings, bounds, digest.
+
+Everything here is decided from datasets' summaries (no share is read) and
+before any message leaves the server:
+
+1. the program and its roles (independent of any data);
+2. every input must exist **and be visible to the submitter**: owned by it,
+   or holding a grant that names it (as receiver or submitter). Otherwise
+   the answer is NOT_FOUND with the same words as for a dataset that does not
+   exist, so a stranger learns nothing, not even existence;
+3. every input must hold a grant that allows exactly this job
+   (``service.grants``); otherwise PERMISSION_DENIED naming the grants the
+   submitter may see and why each refuses;
+4. the inputs' ring, and the program's shape, scale and bound checks;
+5. the receiver's output quota.
+
+The job's digest, which the three servers compare before computing, covers
+the spec, the submitter, every input's version and the full text of the
+grant each server found allowing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from mpc_core.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
+from mpc_core.identity import shown
+from mpc_core.ring import Ring
+from mpc_core.version import PROTOCOL_VERSION
+from mpc_server.service.grant_book import GrantBook
+from mpc_server.service.grants import Grant, JobView, grant_to_json
+from mpc_server.service.model import DatasetRef, DatasetSummary, JobSpec, OutputInfo
+from mpc_server.service.programs import Program, ProgramPlan
+from mpc_server.service.store import DatasetStore
+
+PlanInputs = Mapping[str, tuple[DatasetSummary, ...]]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A job that passed every local check, ready to agree on and run."""
+
+    submitter: str
+    spec: JobSpec
+    program: Program
+    inputs: PlanInputs
+    allowed_by: Mapping[DatasetRef, Grant]
+    """The grant that allows each input dataset (on this server)."""
+    program_plan: ProgramPlan
+    digest: bytes
+    session: str
+    """The protocol session (message tags) of the job: ``job/<submitter>/<id>``."""
+
+    @property
+    def info(self) -> OutputInfo:
+        """The output's shape, ring, scale and bound."""
+        return self.program_plan.output
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of this server's share of the output (both components)."""
+        count = 1
+        for dim in self.info.shape:
+            count *= dim
+        return 2 * count * self.info.ring_bits // 8
+
+
+class JobPlanner:
+    """Makes job plans on one server."""
+
+    def __init__(
+        self,
+        datasets: DatasetStore,
+        grants: GrantBook,
+        programs: Mapping[str, Program],
+        ring: Ring,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Plan jobs in ``ring`` over ``datasets`` with consent from ``grants``."""
+        self._datasets = datasets
+        self._grants = grants
+        self._programs = programs
+        self.ring = ring
+        self._clock = clock
+
+    def knows(self, program: str) -> bool:
+        """Whether ``program`` is a program of this server."""
+        return program in self._programs
+
+    def plan(self, submitter: str, spec: JobSpec, session: str, *, replay: bool = False) -> JobPlan:
+        """Check the job locally (steps 1-4 of the module docstring).
+
+        With ``replay`` (a job of this id ran here) the grants' use limits are
+        not counted: the job itself spent the use, and an identical retry only
+        returns its recorded result (the digest decides whether it is identical).
+        """
+        program = self._program(spec.program)
+        inputs = self._bind(submitter, program, spec)
+        allowed_by = self._authorise(submitter, spec, inputs, count_uses=not replay)
+        self._check_rings(inputs)
+        program_plan = program.plan(self.ring, inputs, spec.output_fractional_bits)
+        digest = job_digest(submitter, spec, inputs, allowed_by)
+        return JobPlan(submitter, spec, program, inputs, allowed_by, program_plan, digest, session)
+
+    def _program(self, name: str) -> Program:
+        try:
+            return self._programs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._programs))
+            raise InvalidArgumentError(f"unknown program {shown(name)} (known: {known})") from None
+
+    def _bind(self, submitter: str, program: Program, spec: JobSpec) -> PlanInputs:
+        by_role: dict[str, list[DatasetSummary]] = {role.name: [] for role in program.roles}
+        for job_input in spec.inputs:
+            if job_input.role not in by_role:
+                raise InvalidArgumentError(
+                    f"program {program.name} has no input role {shown(job_input.role)} "
+                    f"(roles: {', '.join(by_role)})"
+                )
+        for job_input in spec.inputs:
+            by_role[job_input.role].append(self._visible(submitter, job_input.dataset))
+        for role in program.roles:
+            count = len(by_role[role.name])
+            if not role.min_count <= count <= role.max_count:
+                raise InvalidArgumentError(
+                    f"program {program.name} takes {role.min_count}..{role.max_count} "
+                    f"{role.name!r} inputs, got {count}"
+                )
+        return {role: tuple(datasets) for role, datasets in by_role.items()}
+
+    def _visible(self, submitter: str, ref: DatasetRef) -> DatasetSummary:
+        """The dataset, if the submitter may know it exists; else the answer for a missing one."""
+        try:
+            summary = self._datasets.summary(ref)
+        except NotFoundError:
+            summary = None
+        if summary is not None and (
+            ref.owner == submitter or any(g.names(submitter) for g in self._grants.grants(summary))
+        ):
+            return summary
+        raise NotFoundError(f"dataset {ref} not found")
+
+    def _authorise(
+        self, submitter: str, spec: JobSpec, inputs: PlanInputs, *, count_uses: bool
+    ) -> dict[DatasetRef, Grant]:
+        versions = {d.ref: d.upload_id for datasets in inputs.values() for d in datasets}
+        view = JobView(submitter, spec.receiver, spec.program, spec.inputs, versions.get)
+        now = self._clock()
+        allowed: dict[DatasetRef, Grant] = {}
+        for datasets in inputs.values():
+            for dataset in datasets:
+                if dataset.ref not in allowed:
+                    allowed[dataset.ref] = self._allowing(submitter, view, dataset, now, count_uses)
+        return allowed
+
+    def _allowing(
+        self, submitter: str, view: JobView, dataset: DatasetSummary, now: float, count_uses: bool
+    ) -> Grant:
+        refusals = []
+        for grant in self._grants.grants(dataset):  # in grant-id order: every server picks the same
+            uses = self._grants.uses(dataset, grant.grant_id) if count_uses else 0
+            reason = grant.refusal(view, dataset.ref, uses, now)
+            if reason is None:
+                return grant
+            if dataset.ref.owner == submitter or grant.names(submitter):
+                refusals.append(f"{grant.label} does not allow it: {reason}")
+        detail = "; ".join(refusals) or "no grant allows it"
+        raise PermissionDeniedError(f"dataset {dataset.ref} may not be used in this job: {detail}")
+
+    def _check_rings(self, inputs: PlanInputs) -> None:
+        stale = [d for datasets in inputs.values() for d in datasets if d.ring_bits != self.ring.bits]
+        if stale:
+            names = ", ".join(f"{d.ref} (Z_2^{d.ring_bits})" for d in stale)
+            raise InvalidArgumentError(
+                f"this cluster computes in {self.ring.name}, but {names} were shared in another ring; "
+                "upload them again"
+            )
+
+
+def job_digest(
+    submitter: str, spec: JobSpec, inputs: PlanInputs, allowed_by: Mapping[DatasetRef, Grant]
+) -> bytes:
+    """SHA-256 of the canonical description of a job, its dataset versions and its grants."""
+    described = {
+        "protocol_version": PROTOCOL_VERSION,
+        "job_id": spec.job_id,
+        "program": spec.program,
+        "receiver": spec.receiver,
+        "submitter": submitter,
+        "output_fractional_bits": spec.output_fractional_bits,
+        "inputs": [[item.role, str(item.dataset)] for item in spec.inputs],
+        "datasets": {
+            str(d.ref): {
+                "upload_id": d.upload_id.hex(),
+                "shape": list(d.shape),
+                "ring_bits": d.ring_bits,
+                "fractional_bits": d.fractional_bits,
+                "magnitude_bits": d.magnitude_bits,
+                "grant": grant_to_json(allowed_by[d.ref]),
+            }
+            for datasets in inputs.values()
+            for d in datasets
+        },
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).digest()
