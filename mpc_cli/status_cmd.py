@@ -55,6 +55,8 @@ class ServerStatus:
     """The cluster's default scale for new datasets."""
     readiness: str | None = None
     peers: dict[str, bool] = field(default_factory=dict)
+    programs: list[dict[str, Any]] = field(default_factory=list)
+    """The programs a job can run: name, summary, roles, parameters, outputs."""
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -129,9 +131,42 @@ def query_server(endpoint: ServerEndpoint, material: tls.TlsMaterial, timeout: f
     status.fractional_bits = info.fractional_bits
     status.readiness = _readiness_name(info.readiness)
     status.peers = {peer.identity: peer.connected for peer in info.peers}
+    status.programs = [_program(p) for p in info.programs]
     if info.identity != endpoint.identity:
         status.errors.append(f"reports identity {info.identity!r}, expected {endpoint.identity!r}")
     return status
+
+
+def _program(info: pb.ProgramInfo) -> dict[str, Any]:
+    parameters = []
+    for p in info.parameters:
+        entry: dict[str, Any] = {
+            "name": p.name,
+            "type": pb.ParameterType.Name(p.type).removeprefix("PARAMETER_TYPE_").lower(),
+        }
+        if p.HasField("default"):
+            kind = p.default.WhichOneof("value")
+            entry["default"] = getattr(p.default, kind) if kind else None
+        entry["summary"] = p.summary
+        parameters.append(entry)
+    return {
+        "name": info.name,
+        "summary": info.summary,
+        "roles": [{"name": r.name, "min": r.min_count, "max": r.max_count} for r in info.roles],
+        "parameters": parameters,
+        "outputs": list(info.outputs),
+    }
+
+
+def describe_program(program: dict[str, Any]) -> str:
+    """One line: ``name(role, role..; parameter=default ..) -> outputs: summary``."""
+    roles = ", ".join(
+        r["name"] + ("" if (r["min"], r["max"]) == (1, 1) else f"[{r['min']}..{r['max']}]")
+        for r in program["roles"]
+    )
+    params = ", ".join(f"{p['name']}={p.get('default', '?')}" for p in program["parameters"])
+    signature = roles + (f"; {params}" if params else "")
+    return f"  {program['name']}({signature}) -> {', '.join(program['outputs'])}: {program['summary']}"
 
 
 def collect(cluster: ClusterConfig, material: tls.TlsMaterial, timeout: float) -> list[ServerStatus]:
@@ -166,6 +201,9 @@ def render_table(statuses: list[ServerStatus]) -> str:
     lines += [f"{status.identity}: {error}" for status in statuses for error in status.errors]
     healthy = sum(status.ready for status in statuses)
     lines.append(f"{healthy} of {len(statuses)} servers reachable and ready")
+    listed = next((status.programs for status in statuses if status.programs), [])
+    if listed:
+        lines += ["programs:", *(describe_program(program) for program in listed)]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from mpc_client.types import (
     GrantState,
     JobRecord,
     Listing,
+    ParamValue,
 )
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.identity import validate_name
@@ -75,7 +76,30 @@ def grant_to_proto(grant: Grant, owner: str, name: str) -> types_pb2.Grant:
         max_uses=grant.max_uses,
         expires_at=grant.expires_at,
         grant_id=grant_id,
+        parameters=[param_to_proto(name, value) for name, value in grant.fixed_parameters.items()],
+        keep_outputs=grant.keep_outputs,
     )
+
+
+def param_to_proto(name: str, value: ParamValue) -> types_pb2.JobParameter:
+    """A parameter in the oneof field of its Python type (bool: flag, int: integer, float: number)."""
+    message = types_pb2.JobParameter(name=validate_name(name, "parameter name"))
+    if isinstance(value, bool):
+        message.flag = value
+    elif isinstance(value, int):
+        message.integer = value
+    elif isinstance(value, float):
+        message.number = value
+    else:
+        raise InvalidArgumentError(f"parameter {name} must be a number, an integer or a flag")
+    return message
+
+
+def param_from_proto(message: types_pb2.JobParameter) -> tuple[str, ParamValue]:
+    """A parameter's name and typed value."""
+    kind = message.WhichOneof("value")
+    value: ParamValue = getattr(message, kind) if kind else 0.0
+    return message.name, value
 
 
 def grant_from_proto(message: types_pb2.Grant, owner: str, name: str) -> Grant:
@@ -95,6 +119,8 @@ def grant_from_proto(message: types_pb2.Grant, owner: str, name: str) -> Grant:
         max_uses=message.max_uses,
         expires_at=message.expires_at,
         grant_id=message.grant_id.hex(),
+        parameters=dict(param_from_proto(p) for p in message.parameters),
+        keep_outputs=message.keep_outputs,
     )
 
 
@@ -132,6 +158,10 @@ def job_record(message: pb.JobRecord) -> JobRecord:
         finished_at=message.finished_at,
         status=message.status,
         error=message.error,
+        parameters=tuple(sorted(param_from_proto(p) for p in message.parameters)),
+        kept=tuple(
+            (k.output, DatasetRef(k.dataset.owner, k.dataset.name, k.upload_id.hex())) for k in message.kept
+        ),
     )
 
 
@@ -179,7 +209,16 @@ def _dataset_content(info: DatasetInfo) -> Hashable:
 
 def record_content(record: JobRecord) -> Hashable:
     """What must agree between servers for a job record (times are each server's own)."""
-    return (record.job_id, record.submitter, record.receiver, record.program, record.inputs, record.status)
+    return (
+        record.job_id,
+        record.submitter,
+        record.receiver,
+        record.program,
+        record.inputs,
+        record.status,
+        record.parameters,
+        record.kept,
+    )
 
 
 class CatalogCalls:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from mpc_client._transport import ServerConnection
-from mpc_client.types import ServerInfo
+from mpc_client.types import ProgramDescription, ServerInfo
 from mpc_core import protowire, tags
 from mpc_core.errors import OutputIntegrityError, ShareFormatError
 from mpc_core.fixed_point import FixedPoint
@@ -83,6 +83,7 @@ def fetch_part(
     keys: tuple[bytes, bytes],
     *,
     release: bool = False,
+    output: str = "",
 ) -> OutputPart:
     """Stream one server's output: header, first component in chunks, the second's tag.
 
@@ -92,7 +93,7 @@ def fetch_part(
     """
     own_key, check_key = keys
     request = pb.FetchOutputRequest(
-        job_id=job_id, submitter=submitter, second_mac_key=own_key, release=release
+        job_id=job_id, submitter=submitter, second_mac_key=own_key, release=release, output=output
     )
     stream = connection.fetch_raw(request, timeout=timeout)
     header = _output_header(connection.name, next(stream, b""))
@@ -190,4 +191,29 @@ def server_info(connection: ServerConnection, timeout: float) -> ServerInfo:
         peers={peer.identity: peer.connected for peer in reply.peers},
         client_bytes_received=transport.client_bytes_received,
         client_bytes_sent=transport.client_bytes_sent,
+        programs=tuple(_program(p) for p in reply.programs),
+    )
+
+
+def _program(info: pb.ProgramInfo) -> ProgramDescription:
+    parameters = []
+    for p in info.parameters:
+        kind = pb.ParameterType.Name(p.type).removeprefix("PARAMETER_TYPE_").lower()
+        notes = [p.summary]
+        if p.HasField("default"):
+            field = p.default.WhichOneof("value")
+            notes.append(f"default {getattr(p.default, field)}" if field else "")
+        else:
+            notes.append("required")
+        if p.HasField("minimum") or p.HasField("maximum"):
+            low = f"{p.minimum:g}" if p.HasField("minimum") else "-inf"
+            high = f"{p.maximum:g}" if p.HasField("maximum") else "inf"
+            notes.append(f"range [{low}, {high}]")
+        parameters.append((p.name, kind, "; ".join(n for n in notes if n)))
+    return ProgramDescription(
+        name=info.name,
+        summary=info.summary,
+        roles=tuple((r.name, r.min_count, r.max_count) for r in info.roles),
+        parameters=tuple(parameters),
+        outputs=tuple(info.outputs),
     )

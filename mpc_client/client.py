@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -20,10 +20,11 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
-from mpc_client import _fetch, _upload
+from mpc_client import _fetch, _jobs, _upload
 from mpc_client._catalog import CatalogCalls, grant_to_proto
+from mpc_client._jobs import InputSpec, KeepSpec
 from mpc_client._transport import ClientCredentials, ServerConnection, connect_all, fan_out
-from mpc_client.types import DatasetRef, Grant, JobResult, ServerInfo, ServerJobStats
+from mpc_client.types import DatasetRef, Grant, JobResult, ParamValue, ServerInfo
 from mpc_core import tags
 from mpc_core.certificates import check_certificate
 from mpc_core.cluster import ClusterConfig, parse_cluster
@@ -36,11 +37,9 @@ from mpc_core.fixed_point import FixedPoint
 from mpc_core.identity import Role, validate_name
 from mpc_core.sharing import share, split_seeded
 from mpc_proto.v1 import client_service_pb2 as pb
-from mpc_proto.v1 import types_pb2
 
 DEFAULT_TIMEOUT = 60.0
 
-InputSpec = DatasetRef | str | Sequence[DatasetRef | str]
 GrantSpec = Grant | tuple[str, str]
 """A :class:`Grant`, or ``(receiver, program)`` for the safe default grant."""
 
@@ -205,30 +204,40 @@ class MpcClient(CatalogCalls):
         *,
         receiver: str | None = None,
         job_id: str | None = None,
+        parameters: Mapping[str, ParamValue] | None = None,
+        keep_as: Mapping[str, KeepSpec] | None = None,
         output_fractional_bits: int | None = None,
         timeout: float | None = None,
     ) -> JobResult:
-        """Run ``program`` on the named inputs; the output is kept for ``receiver``.
+        """Run ``program`` on the named inputs; its outputs are kept for ``receiver``.
 
         ``inputs`` maps each role to a dataset or a list of datasets (given
         as :class:`DatasetRef`, ``"owner/name"``, or a bare name owned by
         this client), e.g. ``{"features": ["bank-1/x", "bank-2/z"],
         "weights": "w", "intercept": "c"}``. ``receiver`` defaults to this
-        client. ``output_fractional_bits`` asks for the output at that scale
-        (default: the program's natural scale, which is exact; a lower scale
-        is reached by probabilistic truncation, which the servers refuse when
-        it could fail with probability above 2^-40). Returns once all three
-        servers have finished.
+        client. ``parameters`` are the program's public parameters, e.g.
+        ``{"l2": 0.1}`` (``server_info()`` lists each program's). ``keep_as``
+        keeps outputs on the servers as new datasets of the receiver instead
+        of delivering them, e.g. ``{"weights": "model-w"}`` or
+        ``{"weights": Keep("model-w", grants=[...])}``: nobody sees them, and
+        later jobs use them under their grants (only the receiver may submit
+        such a job). ``output_fractional_bits`` asks for the outputs at that
+        scale (default: the program's natural scale, which is exact; a lower
+        scale is reached by probabilistic truncation, which the servers
+        refuse when it could fail with probability above 2^-40). Returns once
+        all three servers have finished.
         """
-        result, _ = self._submit(
+        spec = _jobs.job_spec(
+            self.identity,
             program,
             inputs,
             receiver=receiver,
             job_id=job_id,
-            timeout=timeout,
             output_fractional_bits=output_fractional_bits,
-            return_output=False,
+            parameters=parameters,
+            keep=keep_as,
         )
+        result, _ = self._submit(spec, timeout=timeout, return_output=False)
         return result
 
     def run_and_fetch(
@@ -237,52 +246,37 @@ class MpcClient(CatalogCalls):
         inputs: Mapping[str, InputSpec],
         *,
         job_id: str | None = None,
+        parameters: Mapping[str, ParamValue] | None = None,
         keep: bool = False,
         output_fractional_bits: int | None = None,
         timeout: float | None = None,
     ) -> tuple[JobResult, npt.NDArray[np.float64]]:
-        """Run a job for this client and reconstruct its output.
+        """Run a job for this client and reconstruct its (first) output.
 
-        Small outputs (up to 65536 elements) come back with the job itself,
-        saving a round trip; larger ones are fetched as by :meth:`fetch`.
-        Either way the servers drop their copies once the output is
-        returned, unless ``keep`` (then it can be fetched again until it
-        expires). The checks are the same either way.
+        Small outputs (up to 65536 elements) of single-output programs come
+        back with the job itself, saving a round trip; others are fetched as
+        by :meth:`fetch`. Either way the servers drop their copies once the
+        output is returned, unless ``keep`` (then it can be fetched again
+        until it expires). The checks are the same either way.
         """
-        result, parts = self._submit(
+        spec = _jobs.job_spec(
+            self.identity,
             program,
             inputs,
             receiver=None,
             job_id=job_id,
-            timeout=timeout,
             output_fractional_bits=output_fractional_bits,
-            return_output=True,
-            release=not keep,
+            parameters=parameters,
+            keep=None,
         )
+        result, parts = self._submit(spec, timeout=timeout, return_output=True, release=not keep)
         if parts is None:
             return result, self.fetch(result, release=not keep, timeout=timeout)
         return result, _fetch.reconstruct_output(parts)
 
     def _submit(
-        self,
-        program: str,
-        inputs: Mapping[str, InputSpec],
-        *,
-        receiver: str | None,
-        job_id: str | None,
-        timeout: float | None,
-        output_fractional_bits: int | None,
-        return_output: bool,
-        release: bool = False,
+        self, spec: pb.JobSpec, *, timeout: float | None, return_output: bool, release: bool = False
     ) -> tuple[JobResult, list[_fetch.OutputPart] | None]:
-        spec = pb.JobSpec(
-            job_id=validate_name(job_id, "job id") if job_id else f"job-{secrets.token_hex(8)}",
-            program=program,
-            inputs=self._job_inputs(inputs),
-            receiver=validate_name(receiver or self.identity, "receiver"),
-        )
-        if output_fractional_bits is not None:
-            spec.output_fractional_bits = output_fractional_bits
         request = pb.RunJobRequest(job=spec, return_output=return_output, release=release)
         deadline = self._deadline(timeout)
 
@@ -291,20 +285,7 @@ class MpcClient(CatalogCalls):
             return response
 
         responses = fan_out(self._connections, submit, self._pool)
-        first = responses[0].output
-        result = JobResult(
-            job_id=spec.job_id,
-            receiver=spec.receiver,
-            submitter=self.identity,
-            shape=tuple(first.shape),
-            fractional_bits=first.fractional_bits,
-            stats={c.name: _job_stats(r.stats) for c, r in zip(self._connections, responses, strict=True)},
-            ring_bits=_fetch.ring_from_proto(self._connections[0].name, first.ring).bits,
-            magnitude_bits=first.magnitude_bits,
-            truncation_failure_log2=(
-                first.truncation_failure_log2 if first.HasField("truncation_failure_log2") else None
-            ),
-        )
+        result = _jobs.job_result(self._connections, responses, spec, self.identity)
         if not all(r.HasField("output_share") for r in responses):
             return result, None
         parts = [
@@ -313,28 +294,19 @@ class MpcClient(CatalogCalls):
         ]
         return result, parts
 
-    def _job_inputs(self, inputs: Mapping[str, InputSpec]) -> list[pb.JobInput]:
-        items: list[pb.JobInput] = []
-        for role, spec in inputs.items():
-            refs = [spec] if isinstance(spec, (str, DatasetRef)) else list(spec)
-            for ref in refs:
-                parsed = ref if isinstance(ref, DatasetRef) else DatasetRef.parse(ref, self.identity)
-                items.append(
-                    pb.JobInput(role=role, dataset=types_pb2.DatasetRef(owner=parsed.owner, name=parsed.name))
-                )
-        return items
-
     def fetch(
         self,
         job: str | JobResult,
         *,
+        output: str = "",
         submitter: str | None = None,
         release: bool = False,
         timeout: float | None = None,
     ) -> npt.NDArray[np.float64]:
-        """Fetch a job output's shares, check them and reconstruct the values.
+        """Fetch one output's shares, check them and reconstruct the values.
 
-        With ``release`` the servers delete the output once they have sent it
+        ``output`` names it (default: the job's first delivered output). With
+        ``release`` the servers delete the output once they have sent it
         all; otherwise they keep it until it expires (an hour by default).
 
         Raises:
@@ -346,16 +318,29 @@ class MpcClient(CatalogCalls):
         """
         job_id = job.job_id if isinstance(job, JobResult) else job
         by = submitter or (job.submitter if isinstance(job, JobResult) and job.submitter else self.identity)
+        if not output and isinstance(job, JobResult) and job.outputs:
+            output = _jobs.delivered(job)[0]
         deadline = self._deadline(timeout)
         keys = [secrets.token_bytes(tags.MAC_KEY_BYTES) for _ in self._connections]  # one per server, once
 
         def fetch_one(connection: ServerConnection) -> _fetch.OutputPart:
             party = connection.endpoint.party
             own, check = keys[party], keys[(party - 1) % len(keys)]
-            return _fetch.fetch_part(connection, job_id, by, deadline, (own, check), release=release)
+            return _fetch.fetch_part(
+                connection, job_id, by, deadline, (own, check), release=release, output=output
+            )
 
         parts = fan_out(self._connections, fetch_one, self._pool)
         return _fetch.reconstruct_output(parts)
+
+    def fetch_all(
+        self, job: JobResult, *, release: bool = False, timeout: float | None = None
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """Every output the job delivered, by name (each checked as by :meth:`fetch`)."""
+        return {
+            name: self.fetch(job, output=name, release=release, timeout=timeout)
+            for name in _jobs.delivered(job)
+        }
 
     def server_info(self, *, timeout: float | None = None) -> list[ServerInfo]:
         """Ask each server about itself and its peer links."""
@@ -377,9 +362,3 @@ class MpcClient(CatalogCalls):
         raise ProtocolTimeoutError(
             f"cluster not ready within {timeout:.0f} s" + (f": {last}" if last else "")
         )
-
-
-def _job_stats(stats: pb.JobStats) -> ServerJobStats:
-    return ServerJobStats(
-        stats.bytes_sent_to_peers, stats.bytes_received_from_peers, stats.rounds, stats.duration_seconds
-    )

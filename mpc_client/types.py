@@ -60,6 +60,8 @@ class DatasetRef:
         return f"{self.owner}/{self.name}"
 
 
+ParamValue = float | int | bool
+"""A job parameter's value: a number, an integer or a flag (the program says which)."""
 SELF = "self"
 """In a pinned grant's inputs: the dataset the grant belongs to."""
 
@@ -96,6 +98,11 @@ class Grant:
     expires_at: float = 0.0
     grant_id: str = field(default_factory=lambda: secrets.token_hex(16))
     """Names the grant on all three servers (for revocation and in the audit trail)."""
+    parameters: Mapping[str, ParamValue] | tuple[tuple[str, ParamValue], ...] = ()
+    """Public parameters the job must have exactly these values of, e.g. ``{"l2": 0.1}``
+    (kept as sorted pairs: see :attr:`fixed_parameters`)."""
+    keep_outputs: bool = False
+    """Allow only jobs that keep every output on the servers as datasets (nobody sees them)."""
 
     def __post_init__(self) -> None:
         """Validate names and the scope's inputs."""
@@ -106,6 +113,14 @@ class Grant:
             raise InvalidArgumentError("a pinned grant lists the job's inputs, and only a pinned grant does")
         if self.max_uses < 0 or self.expires_at < 0:
             raise InvalidArgumentError("max_uses and expires_at cannot be negative")
+        pairs = self.parameters.items() if isinstance(self.parameters, Mapping) else self.parameters
+        object.__setattr__(self, "parameters", tuple(sorted(pairs)))
+
+    @property
+    def fixed_parameters(self) -> dict[str, ParamValue]:
+        """The parameters the grant fixes, by name."""
+        pairs = self.parameters.items() if isinstance(self.parameters, Mapping) else self.parameters
+        return dict(pairs)
 
     @classmethod
     def pinned(
@@ -150,8 +165,37 @@ class ServerJobStats:
 
 
 @dataclass(frozen=True)
+class Keep:
+    """Keep one output of a job on the servers as a new dataset of the receiver.
+
+    Nobody sees it; later jobs use it under its ``grants``, like an upload.
+    """
+
+    dataset: str
+    grants: tuple[Grant, ...] = ()
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate the name."""
+        validate_name(self.dataset, "kept dataset name")
+
+
+@dataclass(frozen=True)
+class OutputDescription:
+    """One output of a job: its name, shape, scale and bound, or the dataset it was kept as."""
+
+    name: str
+    shape: tuple[int, ...]
+    fractional_bits: int
+    magnitude_bits: int
+    truncation_failure_log2: float | None = None
+    kept_as: DatasetRef | None = None
+    """With ``version``: the dataset the output became (nothing of it can be fetched)."""
+
+
+@dataclass(frozen=True)
 class JobResult:
-    """A finished job: where its output is and what it cost."""
+    """A finished job: where its outputs are and what it cost (the top-level fields: the first output)."""
 
     job_id: str
     receiver: str
@@ -165,6 +209,29 @@ class JobResult:
     """The servers' bound on the output: every encoded element e has |e| <= 2^magnitude_bits."""
     truncation_failure_log2: float | None = None
     """log2 of the bound on the probability that a truncation gave a wrong element; None: none ran."""
+    outputs: tuple[OutputDescription, ...] = ()
+    """Every output, in the program's order."""
+
+    def output(self, name: str) -> OutputDescription:
+        """The output named ``name``."""
+        for output in self.outputs:
+            if output.name == name:
+                return output
+        raise KeyError(
+            f"job {self.job_id} has no output {name!r} (outputs: {[o.name for o in self.outputs]})"
+        )
+
+
+@dataclass(frozen=True)
+class ProgramDescription:
+    """A program a server offers: roles (name, min, max), parameters and outputs."""
+
+    name: str
+    summary: str
+    roles: tuple[tuple[str, int, int], ...]
+    parameters: tuple[tuple[str, str, str], ...]
+    """(name, type, summary with default and range)."""
+    outputs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -184,6 +251,7 @@ class ServerInfo:
     """Bytes this server sent to the caller, since it started."""
     ring_bits: int = 0
     """The ring the cluster computes in (64 or 128)."""
+    programs: tuple[ProgramDescription, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -231,6 +299,9 @@ class JobRecord:
     status: str
     """``OK``, ``RUNNING``, or the gRPC status name of the job's error."""
     error: str
+    parameters: tuple[tuple[str, ParamValue], ...] = ()
+    kept: tuple[tuple[str, DatasetRef], ...] = ()
+    """(output, dataset with version) of the outputs kept on the servers."""
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ class MpcServer:
         self.links = {peer: self._link(peer) for peer in self.peers}
         self.channel = GrpcPeerChannel(self.endpoint.party, names, self.links, self.mailbox, self.inbound)
         programs = default_programs()
+        self.programs = [convert.program_info(p) for p in programs.values()]
         datasets = FileDatasetStore(config.data_dir)
         grants = GrantBook(config.data_dir)
         self.audit = AuditLog(config.data_dir)
@@ -210,6 +211,7 @@ class MpcServer:
                 client_pb.PeerStatus(identity=link.peer.identity, connected=link.connected)
                 for link in self.links.values()
             ],
+            programs=self.programs,
         )
 
     async def start(self) -> int:

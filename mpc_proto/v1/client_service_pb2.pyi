@@ -45,6 +45,31 @@ READINESS_STATE_WAITING_FOR_PEERS: ReadinessState.ValueType  # 2
 """At least one peer is not (yet) connected."""
 Global___ReadinessState: _TypeAlias = ReadinessState  # noqa: Y015
 
+class _ParameterType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ParameterTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ParameterType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PARAMETER_TYPE_UNSPECIFIED: _ParameterType.ValueType  # 0
+    PARAMETER_TYPE_NUMBER: _ParameterType.ValueType  # 1
+    """JobParameter.number"""
+    PARAMETER_TYPE_INTEGER: _ParameterType.ValueType  # 2
+    """JobParameter.integer"""
+    PARAMETER_TYPE_FLAG: _ParameterType.ValueType  # 3
+    """JobParameter.flag"""
+
+class ParameterType(_ParameterType, metaclass=_ParameterTypeEnumTypeWrapper): ...
+
+PARAMETER_TYPE_UNSPECIFIED: ParameterType.ValueType  # 0
+PARAMETER_TYPE_NUMBER: ParameterType.ValueType  # 1
+"""JobParameter.number"""
+PARAMETER_TYPE_INTEGER: ParameterType.ValueType  # 2
+"""JobParameter.integer"""
+PARAMETER_TYPE_FLAG: ParameterType.ValueType  # 3
+"""JobParameter.flag"""
+Global___ParameterType: _TypeAlias = ParameterType  # noqa: Y015
+
 @_typing.final
 class UploadHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -235,6 +260,8 @@ class JobSpec(_message.Message):
     INPUTS_FIELD_NUMBER: _builtins.int
     RECEIVER_FIELD_NUMBER: _builtins.int
     OUTPUT_FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    KEEP_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Chosen by the submitter, unique per cluster: 1-128 characters of
     [A-Za-z0-9._-] starting with a letter or digit.
@@ -250,10 +277,24 @@ class JobSpec(_message.Message):
     natural scale (for example f_x + f_w for a product, exact). Lower than
     that: the servers truncate (ABY3 share truncation I, one more round); the
     job is refused if the truncation could fail with probability above 2^-40
-    on the inputs' bounds. Higher: the output is lifted exactly.
+    on the inputs' bounds. Higher: the output is lifted exactly. Applies to
+    every output of the job.
     """
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobInput]: ...
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.JobParameter]:
+        """The program's public parameters (GetServerInfo lists them with their
+        types, ranges and defaults); each name at most once.
+        """
+
+    @_builtins.property
+    def keep(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeepOutput]:
+        """Outputs to keep on the servers as datasets of the receiver instead of
+        delivering them (a trained model that nobody sees, say). Only the
+        receiver may submit a job that keeps outputs.
+        """
+
     def __init__(
         self,
         *,
@@ -262,16 +303,54 @@ class JobSpec(_message.Message):
         inputs: _abc.Iterable[Global___JobInput] | None = ...,
         receiver: _builtins.str = ...,
         output_fractional_bits: _builtins.int | None = ...,
+        parameters: _abc.Iterable[_types_pb2.JobParameter] | None = ...,
+        keep: _abc.Iterable[Global___KeepOutput] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_output_fractional_bits", b"_output_fractional_bits", "output_fractional_bits", b"output_fractional_bits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_output_fractional_bits", b"_output_fractional_bits", "inputs", b"inputs", "job_id", b"job_id", "output_fractional_bits", b"output_fractional_bits", "program", b"program", "receiver", b"receiver"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_output_fractional_bits", b"_output_fractional_bits", "inputs", b"inputs", "job_id", b"job_id", "keep", b"keep", "output_fractional_bits", b"output_fractional_bits", "parameters", b"parameters", "program", b"program", "receiver", b"receiver"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__output_fractional_bits: _TypeAlias = _typing.Literal["output_fractional_bits"]  # noqa: Y015
     _WhichOneofArgType__output_fractional_bits: _TypeAlias = _typing.Literal["_output_fractional_bits", b"_output_fractional_bits"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__output_fractional_bits) -> _WhichOneofReturnType__output_fractional_bits | None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
+
+@_typing.final
+class KeepOutput(_message.Message):
+    """Keep one output of a job as a dataset of the job's receiver."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    GRANTS_FIELD_NUMBER: _builtins.int
+    OVERWRITE_FIELD_NUMBER: _builtins.int
+    output: _builtins.str
+    """The program's output name, e.g. "weights"."""
+    dataset: _builtins.str
+    """The name of the new dataset (the receiver's namespace)."""
+    overwrite: _builtins.bool
+    """Replace a dataset of that name."""
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Grant]:
+        """Its grants, as at upload."""
+
+    def __init__(
+        self,
+        *,
+        output: _builtins.str = ...,
+        dataset: _builtins.str = ...,
+        grants: _abc.Iterable[_types_pb2.Grant] | None = ...,
+        overwrite: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "grants", b"grants", "output", b"output", "overwrite", b"overwrite"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeepOutput: _TypeAlias = KeepOutput  # noqa: Y015
 
 @_typing.final
 class RunJobRequest(_message.Message):
@@ -314,11 +393,17 @@ Global___RunJobRequest: _TypeAlias = RunJobRequest  # noqa: Y015
 class OutputInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
+    KEPT_AS_FIELD_NUMBER: _builtins.int
+    KEPT_VERSION_FIELD_NUMBER: _builtins.int
     SHAPE_FIELD_NUMBER: _builtins.int
     FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
     RING_FIELD_NUMBER: _builtins.int
     MAGNITUDE_BITS_FIELD_NUMBER: _builtins.int
     TRUNCATION_FAILURE_LOG2_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The program's name for the output, e.g. "predictions" or "weights"."""
+    kept_version: _builtins.bytes
     fractional_bits: _builtins.int
     """Scale of the output's fixed-point encoding (f_x + f_w after a final
     product): decode with dec(u) = signed(u) / 2^fractional_bits.
@@ -332,19 +417,28 @@ class OutputInfo(_message.Message):
     this job gave a wrong element (at most -40); unset when nothing was truncated.
     """
     @_builtins.property
+    def kept_as(self) -> _types_pb2.DatasetRef:
+        """Set when the output was kept on the servers as a dataset (JobSpec.keep):
+        the dataset and its version; nothing of it can be fetched.
+        """
+
+    @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
+        kept_as: _types_pb2.DatasetRef | None = ...,
+        kept_version: _builtins.bytes = ...,
         shape: _abc.Iterable[_builtins.int] | None = ...,
         fractional_bits: _builtins.int = ...,
         ring: _types_pb2.Ring.ValueType = ...,
         magnitude_bits: _builtins.int = ...,
         truncation_failure_log2: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "kept_as", b"kept_as", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "fractional_bits", b"fractional_bits", "magnitude_bits", b"magnitude_bits", "ring", b"ring", "shape", b"shape", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "fractional_bits", b"fractional_bits", "kept_as", b"kept_as", "kept_version", b"kept_version", "magnitude_bits", b"magnitude_bits", "name", b"name", "ring", b"ring", "shape", b"shape", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__truncation_failure_log2: _TypeAlias = _typing.Literal["truncation_failure_log2"]  # noqa: Y015
     _WhichOneofArgType__truncation_failure_log2: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2"]  # noqa: Y015
@@ -386,17 +480,25 @@ class RunJobResponse(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
+    OUTPUTS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     OUTPUT_SHARE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     @_builtins.property
-    def output(self) -> Global___OutputInfo: ...
+    def output(self) -> Global___OutputInfo:
+        """The program's first output (its only one, for most programs)."""
+
+    @_builtins.property
+    def outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputInfo]:
+        """Every output of the job, in the program's order (the first is `output`)."""
+
     @_builtins.property
     def stats(self) -> Global___JobStats: ...
     @_builtins.property
     def output_share(self) -> _types_pb2.ShareChunk:
         """This server's whole output share (offset 0, both components), if
-        requested by the receiver and small enough; unset otherwise.
+        requested by the receiver, small enough, and the job delivers exactly one
+        output; unset otherwise.
         """
 
     def __init__(
@@ -404,12 +506,13 @@ class RunJobResponse(_message.Message):
         *,
         job_id: _builtins.str = ...,
         output: Global___OutputInfo | None = ...,
+        outputs: _abc.Iterable[Global___OutputInfo] | None = ...,
         stats: Global___JobStats | None = ...,
         output_share: _types_pb2.ShareChunk | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "output_share", b"output_share", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "output", b"output", "output_share", b"output_share", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "output", b"output", "output_share", b"output_share", "outputs", b"outputs", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -421,6 +524,7 @@ class FetchOutputRequest(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     SUBMITTER_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
     SECOND_AS_DIGEST_FIELD_NUMBER: _builtins.int
     RELEASE_FIELD_NUMBER: _builtins.int
     SECOND_MAC_KEY_FIELD_NUMBER: _builtins.int
@@ -430,6 +534,8 @@ class FetchOutputRequest(_message.Message):
     """
     submitter: _builtins.str
     """Who submitted the job; empty: the caller. Job ids are scoped by submitter."""
+    output: _builtins.str
+    """Which output of the job (OutputInfo.name); empty: the program's first."""
     second_as_digest: _builtins.bool
     """Send the second share component only as its SHA-256 digest (over its
     little-endian bytes), in the last message, instead of in full. The
@@ -457,13 +563,14 @@ class FetchOutputRequest(_message.Message):
         *,
         job_id: _builtins.str = ...,
         submitter: _builtins.str = ...,
+        output: _builtins.str = ...,
         second_as_digest: _builtins.bool = ...,
         release: _builtins.bool = ...,
         second_mac_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "release", b"release", "second_as_digest", b"second_as_digest", "second_mac_key", b"second_mac_key", "submitter", b"submitter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "output", b"output", "release", b"release", "second_as_digest", b"second_as_digest", "second_mac_key", b"second_mac_key", "submitter", b"submitter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -765,6 +872,8 @@ class JobRecord(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     submitter: _builtins.str
     receiver: _builtins.str
@@ -777,6 +886,14 @@ class JobRecord(_message.Message):
     error: _builtins.str
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditInput]: ...
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.JobParameter]:
+        """The job's public parameters."""
+
+    @_builtins.property
+    def kept(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeptOutput]:
+        """Outputs kept on the servers as datasets, with their versions."""
+
     def __init__(
         self,
         *,
@@ -789,14 +906,42 @@ class JobRecord(_message.Message):
         finished_at: _builtins.float = ...,
         status: _builtins.str = ...,
         error: _builtins.str = ...,
+        parameters: _abc.Iterable[_types_pb2.JobParameter] | None = ...,
+        kept: _abc.Iterable[Global___KeptOutput] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "inputs", b"inputs", "job_id", b"job_id", "program", b"program", "receiver", b"receiver", "started_at", b"started_at", "status", b"status", "submitter", b"submitter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "inputs", b"inputs", "job_id", b"job_id", "kept", b"kept", "parameters", b"parameters", "program", b"program", "receiver", b"receiver", "started_at", b"started_at", "status", b"status", "submitter", b"submitter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobRecord: _TypeAlias = JobRecord  # noqa: Y015
+
+@_typing.final
+class KeptOutput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    output: _builtins.str
+    upload_id: _builtins.bytes
+    @_builtins.property
+    def dataset(self) -> _types_pb2.DatasetRef: ...
+    def __init__(
+        self,
+        *,
+        output: _builtins.str = ...,
+        dataset: _types_pb2.DatasetRef | None = ...,
+        upload_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "output", b"output", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeptOutput: _TypeAlias = KeptOutput  # noqa: Y015
 
 @_typing.final
 class ListJobsRequest(_message.Message):
@@ -962,6 +1107,7 @@ class GetServerInfoResponse(_message.Message):
     PEERS_FIELD_NUMBER: _builtins.int
     TRANSPORT_FIELD_NUMBER: _builtins.int
     RING_FIELD_NUMBER: _builtins.int
+    PROGRAMS_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The server's identity (the name in its urn:mpc:server:<name> URI SAN)."""
     party: _builtins.int
@@ -976,6 +1122,10 @@ class GetServerInfoResponse(_message.Message):
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerStatus]: ...
     @_builtins.property
     def transport(self) -> Global___TransportStats: ...
+    @_builtins.property
+    def programs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProgramInfo]:
+        """The programs a job can run, with their roles, parameters and outputs."""
+
     def __init__(
         self,
         *,
@@ -988,11 +1138,116 @@ class GetServerInfoResponse(_message.Message):
         peers: _abc.Iterable[Global___PeerStatus] | None = ...,
         transport: Global___TransportStats | None = ...,
         ring: _types_pb2.Ring.ValueType = ...,
+        programs: _abc.Iterable[Global___ProgramInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["transport", b"transport"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "protocol_version", b"protocol_version", "readiness", b"readiness", "ring", b"ring", "software_version", b"software_version", "transport", b"transport"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "programs", b"programs", "protocol_version", b"protocol_version", "readiness", b"readiness", "ring", b"ring", "software_version", b"software_version", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerInfoResponse: _TypeAlias = GetServerInfoResponse  # noqa: Y015
+
+@_typing.final
+class ProgramInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    OUTPUTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    summary: _builtins.str
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoleInfo]: ...
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParameterInfo]: ...
+    @_builtins.property
+    def outputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        roles: _abc.Iterable[Global___RoleInfo] | None = ...,
+        parameters: _abc.Iterable[Global___ParameterInfo] | None = ...,
+        outputs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "outputs", b"outputs", "parameters", b"parameters", "roles", b"roles", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProgramInfo: _TypeAlias = ProgramInfo  # noqa: Y015
+
+@_typing.final
+class RoleInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MIN_COUNT_FIELD_NUMBER: _builtins.int
+    MAX_COUNT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    min_count: _builtins.int
+    max_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        min_count: _builtins.int = ...,
+        max_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_count", b"max_count", "min_count", b"min_count", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleInfo: _TypeAlias = RoleInfo  # noqa: Y015
+
+@_typing.final
+class ParameterInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    DEFAULT_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    type: Global___ParameterType.ValueType
+    summary: _builtins.str
+    minimum: _builtins.float
+    """Inclusive bounds for numbers and integers (unset: none)."""
+    maximum: _builtins.float
+    @_builtins.property
+    def default(self) -> _types_pb2.JobParameter:
+        """The value when the job gives none; unset: the job must give one."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: Global___ParameterType.ValueType = ...,
+        summary: _builtins.str = ...,
+        default: _types_pb2.JobParameter | None = ...,
+        minimum: _builtins.float | None = ...,
+        maximum: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "default", b"default", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "default", b"default", "maximum", b"maximum", "minimum", b"minimum", "name", b"name", "summary", b"summary", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
+    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
+
+Global___ParameterInfo: _TypeAlias = ParameterInfo  # noqa: Y015

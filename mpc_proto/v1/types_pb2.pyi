@@ -165,6 +165,8 @@ class Grant(_message.Message):
     MAX_USES_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     GRANT_ID_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    KEEP_OUTPUTS_FIELD_NUMBER: _builtins.int
     receiver: _builtins.str
     program: _builtins.str
     role: _builtins.str
@@ -180,6 +182,10 @@ class Grant(_message.Message):
     """16 random bytes chosen by the owner, the same on all three servers: names
     the grant (revocation, listings, the audit trail).
     """
+    keep_outputs: _builtins.bool
+    """The job's outputs must all stay on the servers as datasets (JobSpec.keep):
+    none is delivered to anyone.
+    """
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PinnedInput]:
         """With GRANT_SCOPE_PINNED: the job's complete inputs, in order, including
@@ -189,6 +195,12 @@ class Grant(_message.Message):
     @_builtins.property
     def submitters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Who may submit jobs under the grant; empty: the receiver only."""
+
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobParameter]:
+        """Public parameters the job must have exactly these values of (by name);
+        a parameter not listed here is left to the submitter.
+        """
 
     def __init__(
         self,
@@ -202,14 +214,50 @@ class Grant(_message.Message):
         max_uses: _builtins.int = ...,
         expires_at: _builtins.float = ...,
         grant_id: _builtins.bytes = ...,
+        parameters: _abc.Iterable[Global___JobParameter] | None = ...,
+        keep_outputs: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "grant_id", b"grant_id", "inputs", b"inputs", "max_uses", b"max_uses", "program", b"program", "receiver", b"receiver", "role", b"role", "scope", b"scope", "submitters", b"submitters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "grant_id", b"grant_id", "inputs", b"inputs", "keep_outputs", b"keep_outputs", "max_uses", b"max_uses", "parameters", b"parameters", "program", b"program", "receiver", b"receiver", "role", b"role", "scope", b"scope", "submitters", b"submitters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Grant: _TypeAlias = Grant  # noqa: Y015
+
+@_typing.final
+class JobParameter(_message.Message):
+    """A public parameter of a job, e.g. l2 = 0.1 for linear_regression.fit. Its
+    type is the program's (GetServerInfo lists them): send that one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    INTEGER_FIELD_NUMBER: _builtins.int
+    FLAG_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    number: _builtins.float
+    integer: _builtins.int
+    flag: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        number: _builtins.float = ...,
+        integer: _builtins.int = ...,
+        flag: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flag", b"flag", "integer", b"integer", "number", b"number", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flag", b"flag", "integer", b"integer", "name", b"name", "number", b"number", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["number", "integer", "flag"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___JobParameter: _TypeAlias = JobParameter  # noqa: Y015
 
 @_typing.final
 class ShareChunk(_message.Message):

@@ -148,7 +148,7 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         inline = request.return_output and submitter == spec.receiver
         result = await self._jobs.run(submitter, spec, timeout, fetched_now=inline)
         response = convert.run_job_response(result)
-        if inline:
+        if inline and len(result.delivered) == 1:
             output = self._outputs.fetch(submitter, submitter, spec.job_id)
             if output.share.size <= INLINE_OUTPUT_ELEMENTS:
                 response.output_share.CopyFrom(convert.whole_share_chunk(output.share))
@@ -170,7 +170,8 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         submitter = validate_name(request.submitter, "submitter") if request.submitter else requester
         if len(request.second_mac_key) not in (0, tags.MAC_KEY_BYTES):
             raise InvalidArgumentError(f"second_mac_key must be {tags.MAC_KEY_BYTES} bytes")
-        output = self._outputs.fetch(requester, submitter, job_id)
+        name = validate_name(request.output, "output name") if request.output else ""
+        output = self._outputs.fetch(requester, submitter, job_id, name)
         checked = request.second_mac_key or request.second_as_digest
         digest = await convert.digest_of(output.share.second, request.second_mac_key) if checked else None
         header = pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))
@@ -181,7 +182,7 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
             self._outputs.activity()
             yield response
         if request.release:
-            self._outputs.release(requester, submitter, job_id)
+            self._outputs.release(requester, submitter, job_id, output.info.name)
 
     @unary_errors
     async def GetServerInfo(

@@ -22,7 +22,17 @@ from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 from mpc_server.service.audit import AuditInput, JobRecord
 from mpc_server.service.grants import Grant, GrantScope, PinnedInput
-from mpc_server.service.model import DatasetRef, DatasetSummary, JobInput, JobResult, JobSpec, OutputInfo
+from mpc_server.service.model import (
+    DatasetRef,
+    DatasetSummary,
+    JobInput,
+    JobResult,
+    JobSpec,
+    KeepRequest,
+    OutputInfo,
+)
+from mpc_server.service.programs import Program
+from mpc_server.service.programs.params import ParamType, ParamValue, type_of
 from mpc_server.service.uploads import ShareChunk, UploadHeader
 
 DIGEST_INLINE_BYTES = 1 << 16
@@ -68,7 +78,25 @@ def grant_from_proto(message: types_pb2.Grant) -> Grant:
         submitters=tuple(message.submitters),
         max_uses=message.max_uses,
         expires_at=message.expires_at,
+        parameters=tuple(sorted(param_from_proto(p) for p in message.parameters)),
+        keep_outputs=message.keep_outputs,
     )
+
+
+def param_from_proto(message: types_pb2.JobParameter) -> tuple[str, ParamValue]:
+    """A parameter's name and typed value (the oneof says the type)."""
+    kind = message.WhichOneof("value")
+    if kind is None:
+        raise InvalidArgumentError(f"parameter {shown(message.name)} has no value")
+    value: ParamValue = getattr(message, kind)
+    return message.name, value
+
+
+def param_to_proto(name: str, value: ParamValue) -> types_pb2.JobParameter:
+    """Encode a parameter in the oneof field of its type."""
+    message = types_pb2.JobParameter(name=name)
+    setattr(message, type_of(value).value, value)
+    return message
 
 
 def grant_to_proto(grant: Grant) -> types_pb2.Grant:
@@ -86,6 +114,8 @@ def grant_to_proto(grant: Grant) -> types_pb2.Grant:
         max_uses=grant.max_uses,
         expires_at=grant.expires_at,
         grant_id=grant.grant_id,
+        parameters=[param_to_proto(name, value) for name, value in grant.parameters],
+        keep_outputs=grant.keep_outputs,
     )
 
 
@@ -117,6 +147,11 @@ def job_record_to_proto(record: JobRecord) -> pb.JobRecord:
         finished_at=record.finished_at,
         status=record.status,
         error=record.error,
+        parameters=[param_to_proto(name, value) for name, value in record.parameters],
+        kept=[
+            pb.KeptOutput(output=k.output, dataset=dataset_ref_to_proto(k.dataset), upload_id=k.upload_id)
+            for k in record.kept
+        ],
     )
 
 
@@ -189,17 +224,33 @@ def job_spec_from_proto(message: pb.JobSpec) -> JobSpec:
             raise InvalidArgumentError(f"job input {shown(item.role)} names no dataset")
         inputs.append(JobInput(item.role, dataset_ref_from_proto(item.dataset)))
     output_bits = message.output_fractional_bits if message.HasField("output_fractional_bits") else None
-    return JobSpec(message.job_id, message.program, tuple(inputs), message.receiver, output_bits)
+    keep = tuple(
+        KeepRequest(k.output, k.dataset, tuple(grant_from_proto(g) for g in k.grants), k.overwrite)
+        for k in message.keep
+    )
+    return JobSpec(
+        message.job_id,
+        message.program,
+        tuple(inputs),
+        message.receiver,
+        output_bits,
+        tuple(param_from_proto(p) for p in message.parameters),
+        keep,
+    )
 
 
 def output_info_to_proto(info: OutputInfo) -> pb.OutputInfo:
     """Encode an output's shape, ring, scale, bound and truncation failure bound."""
     message = pb.OutputInfo(
+        name=info.name,
         shape=list(info.shape),
         fractional_bits=info.fractional_bits,
         ring=RING_ENUM[info.ring_bits],
         magnitude_bits=info.magnitude_bits,
+        kept_version=info.kept_version,
     )
+    if info.kept_as is not None:
+        message.kept_as.CopyFrom(dataset_ref_to_proto(info.kept_as))
     if info.truncation_failure_log2 is not None:
         message.truncation_failure_log2 = info.truncation_failure_log2
     return message
@@ -213,7 +264,8 @@ def run_job_response(result: JobResult) -> pb.RunJobResponse:
         rounds=result.stats.rounds,
         duration_seconds=result.stats.duration_seconds,
     )
-    return pb.RunJobResponse(job_id=result.job_id, output=output_info_to_proto(result.output), stats=stats)
+    outputs = [output_info_to_proto(info) for info in result.outputs]
+    return pb.RunJobResponse(job_id=result.job_id, output=outputs[0], outputs=outputs, stats=stats)
 
 
 def whole_share_chunk(share: ReplicatedShare) -> types_pb2.ShareChunk:
@@ -247,3 +299,31 @@ async def digest_of(component: RingArray, mac_key: bytes = b"") -> bytes:
 
     limit = DIGEST_INLINE_BYTES * (64 if mac_key else 1)  # GMAC is ~15x faster than SHA-256
     return compute() if len(data) < limit else await asyncio.to_thread(compute)
+
+
+_PARAMETER_TYPES = {
+    ParamType.NUMBER: pb.PARAMETER_TYPE_NUMBER,
+    ParamType.INTEGER: pb.PARAMETER_TYPE_INTEGER,
+    ParamType.FLAG: pb.PARAMETER_TYPE_FLAG,
+}
+
+
+def program_info(program: Program) -> pb.ProgramInfo:
+    """A program's roles, parameters and outputs, for GetServerInfo."""
+    parameters = []
+    for spec in program.parameters:
+        info = pb.ParameterInfo(name=spec.name, type=_PARAMETER_TYPES[spec.type], summary=spec.summary)
+        if spec.default is not None:
+            info.default.CopyFrom(param_to_proto(spec.name, spec.default))
+        if spec.minimum is not None:
+            info.minimum = spec.minimum
+        if spec.maximum is not None:
+            info.maximum = spec.maximum
+        parameters.append(info)
+    return pb.ProgramInfo(
+        name=program.name,
+        summary=program.summary,
+        roles=[pb.RoleInfo(name=r.name, min_count=r.min_count, max_count=r.max_count) for r in program.roles],
+        parameters=parameters,
+        outputs=list(program.outputs),
+    )

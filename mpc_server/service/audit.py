@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mpc_server.service.model import DatasetRef
+from mpc_server.service.programs.params import ParamValue, params_from_json, params_to_json
 
 MAX_RECORDS = 10_000
 """Most records one listing returns (the newest)."""
@@ -42,6 +43,15 @@ class AuditInput:
 
 
 @dataclass(frozen=True)
+class KeptOutput:
+    """An output a job kept on the servers as a dataset, with its version."""
+
+    output: str
+    dataset: DatasetRef
+    upload_id: bytes
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """What a server did for one job."""
 
@@ -55,6 +65,8 @@ class JobRecord:
     status: str = "RUNNING"
     """``OK``, ``RUNNING``, or the gRPC status name of the job's error."""
     error: str = ""
+    parameters: tuple[tuple[str, ParamValue], ...] = ()
+    kept: tuple[KeptOutput, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """One line of an audit or job file."""
@@ -71,6 +83,8 @@ class JobRecord:
             "finished_at": self.finished_at,
             "status": self.status,
             "error": self.error,
+            "parameters": params_to_json(dict(self.parameters)),
+            "kept": [[k.output, k.dataset.owner, k.dataset.name, k.upload_id.hex()] for k in self.kept],
         }
 
     @classmethod
@@ -90,6 +104,11 @@ class JobRecord:
             float(data["finished_at"]),
             data["status"],
             data["error"],
+            tuple(sorted(params_from_json(data.get("parameters", [])).items())),
+            tuple(
+                KeptOutput(output, DatasetRef(owner, name), bytes.fromhex(version))
+                for output, owner, name, version in data.get("kept", [])
+            ),
         )
 
 

@@ -30,13 +30,20 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from mpc_core.errors import InvalidArgumentError, ResourceLimitError
 from mpc_core.identity import validate_name
 from mpc_server.service.model import DatasetRef, JobInput
+from mpc_server.service.programs.params import (
+    MAX_PARAMETERS,
+    ParamValue,
+    params_from_json,
+    params_to_json,
+    type_of,
+)
 
 GRANT_ID_BYTES = 16
 MAX_PINNED_INPUTS = 130
@@ -79,6 +86,10 @@ class Grant:
     submitters: tuple[str, ...] = ()
     max_uses: int = 0
     expires_at: float = 0.0
+    parameters: tuple[tuple[str, ParamValue], ...] = ()
+    """Parameters the job must have exactly these values of (sorted by name)."""
+    keep_outputs: bool = False
+    """Every output of the job must be kept on the servers as a dataset (none delivered)."""
 
     def __post_init__(self) -> None:
         """Refuse grants that cannot mean what they say."""
@@ -93,6 +104,9 @@ class Grant:
             raise InvalidArgumentError("a grant lists pinned inputs exactly when its scope is pinned")
         if self.max_uses < 0 or self.expires_at < 0:
             raise InvalidArgumentError("use limits and expiry times cannot be negative")
+        names = [name for name, _ in self.parameters]
+        if len(set(names)) != len(names) or len(names) > MAX_PARAMETERS:
+            raise InvalidArgumentError("a grant fixes each parameter at most once")
 
     @property
     def label(self) -> str:
@@ -110,6 +124,13 @@ class Grant:
 
     def refusal(self, job: JobView, dataset: DatasetRef, uses: int, now: float) -> str | None:
         """Why ``job`` is not allowed to use ``dataset`` under this grant; None if it is."""
+        return (
+            self._parties_refusal(job, uses, now)
+            or self._terms_refusal(job, dataset)
+            or self._inputs_refusal(job, dataset)
+        )
+
+    def _parties_refusal(self, job: JobView, uses: int, now: float) -> str | None:
         if job.receiver != self.receiver or job.program != self.program:
             return f"it allows {self.receiver} outputs of {self.program}"
         if job.submitter not in self.may_submit:
@@ -118,10 +139,19 @@ class Grant:
             return "it has expired"
         if self.max_uses and uses >= self.max_uses:
             return f"its {self.max_uses} uses are spent"
+        return None
+
+    def _terms_refusal(self, job: JobView, dataset: DatasetRef) -> str | None:
         roles = {item.role for item in job.inputs if item.dataset == dataset}
         if self.role and roles != {self.role}:
             return f"it allows the dataset in the role {self.role!r} only"
-        return self._inputs_refusal(job, dataset)
+        for name, value in self.parameters:
+            given = job.params.get(name)
+            if given is None or type_of(given) is not type_of(value) or given != value:
+                return f"it fixes the parameter {name} to {value!r}"
+        if self.keep_outputs and not job.keeps_all:
+            return "it allows only jobs that keep every output on the servers"
+        return None
 
     def _inputs_refusal(self, job: JobView, dataset: DatasetRef) -> str | None:
         if self.scope is GrantScope.ANY_INPUTS:
@@ -150,6 +180,10 @@ class JobView:
     inputs: tuple[JobInput, ...]
     version_of: Callable[[DatasetRef], bytes | None]
     """The current upload id of a dataset named by the job."""
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    """The job's complete parameters (defaults filled in)."""
+    keeps_all: bool = False
+    """Whether the job keeps every output on the servers."""
 
 
 def legacy_grant_id(upload_id: bytes, receiver: str, program: str) -> bytes:
@@ -185,6 +219,8 @@ def grant_to_json(grant: Grant) -> dict[str, Any]:
         "submitters": list(grant.submitters),
         "max_uses": grant.max_uses,
         "expires_at": grant.expires_at,
+        "parameters": params_to_json(dict(grant.parameters)),
+        "keep_outputs": grant.keep_outputs,
     }
 
 
@@ -210,4 +246,6 @@ def grant_from_json(data: Any, upload_id: bytes) -> Grant:
         submitters=tuple(data["submitters"]),
         max_uses=int(data["max_uses"]),
         expires_at=float(data["expires_at"]),
+        parameters=tuple(sorted(params_from_json(data.get("parameters", [])).items())),
+        keep_outputs=bool(data.get("keep_outputs", False)),
     )

@@ -3,7 +3,8 @@
 Everything here is decided from datasets' summaries (no share is read) and
 before any message leaves the server:
 
-1. the program and its roles (independent of any data);
+1. the program, its roles and its public parameters (independent of any
+   data), and the outputs to keep as datasets (names, grants);
 2. every input must exist **and be visible to the submitter**: owned by it,
    or holding a grant that names it (as receiver or submitter). Otherwise
    the answer is NOT_FOUND with the same words as for a dataset that does not
@@ -12,11 +13,13 @@ before any message leaves the server:
    (``service.grants``); otherwise PERMISSION_DENIED naming the grants the
    submitter may see and why each refuses;
 4. the inputs' ring, and the program's shape, scale and bound checks;
-5. the receiver's output quota.
+5. the submitter's output quota (``service.jobs``).
 
 The job's digest, which the three servers compare before computing, covers
-the spec, the submitter, every input's version and the full text of the
-grant each server found allowing it.
+the spec (parameters and kept outputs included), the submitter, every
+input's version and the full text of the grant each server found allowing
+it. A kept output's version (its dataset's upload id) is derived from the
+digest, so the three servers name it alike without another message.
 """
 
 from __future__ import annotations
@@ -25,19 +28,21 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from mpc_core.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
+from mpc_core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from mpc_core.identity import shown
 from mpc_core.ring import Ring
 from mpc_core.version import PROTOCOL_VERSION
 from mpc_server.service.grant_book import GrantBook
-from mpc_server.service.grants import Grant, JobView, grant_to_json
-from mpc_server.service.model import DatasetRef, DatasetSummary, JobSpec, OutputInfo
-from mpc_server.service.programs import Program, ProgramPlan
+from mpc_server.service.grants import Grant, JobView, check_grants, grant_to_json
+from mpc_server.service.model import DatasetRef, DatasetSummary, JobSpec, KeepRequest, OutputInfo
+from mpc_server.service.programs import Params, Program, ProgramPlan, resolve
+from mpc_server.service.programs.params import params_to_json
 from mpc_server.service.store import DatasetStore
 
 PlanInputs = Mapping[str, tuple[DatasetSummary, ...]]
+MAX_KEPT_GRANTS = 256
 
 
 @dataclass(frozen=True)
@@ -54,19 +59,42 @@ class JobPlan:
     digest: bytes
     session: str
     """The protocol session (message tags) of the job: ``job/<submitter>/<id>``."""
+    keeps: Mapping[str, KeepRequest]
+    """The outputs to keep as datasets, by output name."""
+
+    @property
+    def outputs(self) -> tuple[OutputInfo, ...]:
+        """Every output as the job reports it: kept ones with their dataset and version."""
+        infos = []
+        for output in self.program_plan.outputs:
+            keep = self.keeps.get(output.name)
+            if keep is None:
+                infos.append(output.info)
+            else:
+                kept = DatasetRef(self.spec.receiver, keep.dataset)
+                infos.append(replace(output.info, kept_as=kept, kept_version=self.kept_version(output.name)))
+        return tuple(infos)
 
     @property
     def info(self) -> OutputInfo:
-        """The output's shape, ring, scale and bound."""
-        return self.program_plan.output
+        """The first output's name, shape, ring, scale and bound."""
+        return self.outputs[0]
+
+    def kept_version(self, output: str) -> bytes:
+        """The upload id of the dataset a kept output becomes: the same on every server."""
+        return hashlib.sha256(b"kept-output|" + self.digest + output.encode()).digest()[:16]
 
     @property
     def output_bytes(self) -> int:
-        """Bytes of this server's share of the output (both components)."""
-        count = 1
-        for dim in self.info.shape:
-            count *= dim
-        return 2 * count * self.info.ring_bits // 8
+        """Bytes of this server's shares of the delivered outputs (both components)."""
+        total = 0
+        for info in self.outputs:
+            if info.kept_as is None:
+                count = 1
+                for dim in info.shape:
+                    count *= dim
+                total += 2 * count * info.ring_bits // 8
+        return total
 
 
 class JobPlanner:
@@ -99,12 +127,56 @@ class JobPlanner:
         returns its recorded result (the digest decides whether it is identical).
         """
         program = self._program(spec.program)
+        params = resolve(program.parameters, spec.parameters, program.name)
+        keeps = self._keeps(submitter, spec, program, replay)
         inputs = self._bind(submitter, program, spec)
-        allowed_by = self._authorise(submitter, spec, inputs, count_uses=not replay)
+        allowed_by = self._authorise(
+            submitter,
+            spec,
+            inputs,
+            params,
+            keeps_all=len(keeps) == len(program.outputs),
+            count_uses=not replay,
+        )
         self._check_rings(inputs)
-        program_plan = program.plan(self.ring, inputs, spec.output_fractional_bits)
-        digest = job_digest(submitter, spec, inputs, allowed_by)
-        return JobPlan(submitter, spec, program, inputs, allowed_by, program_plan, digest, session)
+        program_plan = replace(
+            program.plan(self.ring, inputs, params, spec.output_fractional_bits), params=params
+        )
+        digest = job_digest(submitter, spec, params, inputs, allowed_by)
+        return JobPlan(submitter, spec, program, inputs, allowed_by, program_plan, digest, session, keeps)
+
+    def _keeps(self, submitter: str, spec: JobSpec, program: Program, replay: bool) -> dict[str, KeepRequest]:
+        """The outputs to keep, checked: program outputs, distinct names, grants an owner can give."""
+        keeps: dict[str, KeepRequest] = {}
+        for keep in spec.keep:
+            if keep.output not in program.outputs:
+                raise InvalidArgumentError(
+                    f"program {program.name} has no output {shown(keep.output)} "
+                    f"(outputs: {', '.join(program.outputs)})"
+                )
+            if keep.output in keeps or keep.dataset in {k.dataset for k in keeps.values()}:
+                raise InvalidArgumentError("each output is kept at most once, each as its own dataset")
+            ref = DatasetRef(spec.receiver, keep.dataset)
+            check_grants(keep.grants, self._programs, ref, MAX_KEPT_GRANTS)
+            keeps[keep.output] = keep
+        if keeps and submitter != spec.receiver:
+            raise PermissionDeniedError(
+                "only the receiver may submit a job that keeps outputs as its datasets"
+            )
+        for keep in keeps.values():
+            if not replay:  # a retry finds the datasets its first run kept
+                self._check_free(DatasetRef(spec.receiver, keep.dataset), keep.overwrite)
+        return keeps
+
+    def _check_free(self, ref: DatasetRef, overwrite: bool) -> None:
+        try:
+            self._datasets.summary(ref)
+        except NotFoundError:
+            return
+        if not overwrite:
+            raise AlreadyExistsError(
+                f"dataset {ref} already exists; keep the output with overwrite to replace it"
+            )
 
     def _program(self, name: str) -> Program:
         try:
@@ -145,10 +217,17 @@ class JobPlanner:
         raise NotFoundError(f"dataset {ref} not found")
 
     def _authorise(
-        self, submitter: str, spec: JobSpec, inputs: PlanInputs, *, count_uses: bool
+        self,
+        submitter: str,
+        spec: JobSpec,
+        inputs: PlanInputs,
+        params: Params,
+        *,
+        keeps_all: bool,
+        count_uses: bool,
     ) -> dict[DatasetRef, Grant]:
         versions = {d.ref: d.upload_id for datasets in inputs.values() for d in datasets}
-        view = JobView(submitter, spec.receiver, spec.program, spec.inputs, versions.get)
+        view = JobView(submitter, spec.receiver, spec.program, spec.inputs, versions.get, params, keeps_all)
         now = self._clock()
         allowed: dict[DatasetRef, Grant] = {}
         for datasets in inputs.values():
@@ -182,10 +261,16 @@ class JobPlanner:
 
 
 def job_digest(
-    submitter: str, spec: JobSpec, inputs: PlanInputs, allowed_by: Mapping[DatasetRef, Grant]
+    submitter: str,
+    spec: JobSpec,
+    params: Params,
+    inputs: PlanInputs,
+    allowed_by: Mapping[DatasetRef, Grant],
 ) -> bytes:
     """SHA-256 of the canonical description of a job, its dataset versions and its grants."""
     described = {
+        "parameters": params_to_json(params),
+        "keep": [[k.output, k.dataset, k.overwrite, [grant_to_json(g) for g in k.grants]] for k in spec.keep],
         "protocol_version": PROTOCOL_VERSION,
         "job_id": spec.job_id,
         "program": spec.program,

@@ -31,14 +31,14 @@ from mpc_core.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
     MpcError,
-    NotFoundError,
     ServerUnavailableError,
 )
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.context import PartyContext
 from mpc_server.protocol.setup import agree_and_setup_keys
-from mpc_server.service.audit import AuditInput, AuditLog, JobRecord
+from mpc_server.service.audit import AuditInput, AuditLog, JobRecord, KeptOutput
 from mpc_server.service.grant_book import GrantBook, Reservation
+from mpc_server.service.job_outputs import JobOutputs
 from mpc_server.service.job_plan import JobPlan, JobPlanner
 from mpc_server.service.model import (
     DatasetRef,
@@ -47,10 +47,7 @@ from mpc_server.service.model import (
     JobSpec,
     JobStats,
     StoredDataset,
-    StoredOutput,
-    output_key,
 )
-from mpc_server.service.output_store import DeferredWriter
 from mpc_server.service.programs import BoundInputs, rescale
 from mpc_server.service.store import DatasetStore, OutputStore
 
@@ -146,22 +143,16 @@ class JobService:
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._deferred = DeferredWriter(self._outputs)
+        self._results = JobOutputs(self._outputs, self._datasets)
         self._draining = False
 
     def activity(self) -> None:
         """Clients are busy (e.g. fetching an output): postpone background writes."""
-        self._deferred.activity()
+        self._results.activity()
 
     def drop_output_soon(self, submitter: str, job_id: str) -> None:
-        """The receiver has the job's output and wants no server copy.
-
-        It is dropped with the next background batch, within about a second
-        and never written: retries of the job racing the answer still get it.
-        """
-        key = output_key(submitter, job_id)
-        self._outputs.handed_over(key)
-        self._deferred.add(key, keep=False)
+        """The receiver has the job's outputs and wants no server copy (``JobOutputs.drop_soon``)."""
+        self._results.drop_soon(submitter, job_id)
 
     @property
     def running(self) -> int:
@@ -181,7 +172,7 @@ class JobService:
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
-                await self._deferred.flush()
+                await self._results.flush()
                 await self._audit.sync()
         except TimeoutError:
             return False
@@ -220,7 +211,7 @@ class JobService:
             raise ServerUnavailableError(self._channel.peer_name(self._channel.party), "shutting down")
         session = _session(submitter, spec.job_id)
         record = self._jobs.get((submitter, spec.job_id))
-        replay = record is not None or self._outputs.has(output_key(submitter, spec.job_id))
+        replay = record is not None or self._results.kept_any(submitter, spec.job_id)
         try:
             plan = self._planner.plan(submitter, spec, session, replay=replay)
             if not replay:
@@ -235,8 +226,10 @@ class JobService:
             if record.digest != plan.digest:
                 raise AlreadyExistsError(f"job id {spec.job_id} is already used by another job")
             return await asyncio.shield(record.done), False
-        kept = self._kept_result(plan)
-        if kept is not None:
+        if replay:  # it ran before a restart: its delivered outputs are kept
+            kept = self._results.recorded(plan)
+            if kept is None:
+                raise AlreadyExistsError(f"job id {spec.job_id} is already used by another job")
             return kept, False
         return await self._start(plan, timeout, fetched_now), True
 
@@ -246,7 +239,7 @@ class JobService:
             raise ServerUnavailableError(missing, "not connected in both directions")
 
     async def _start(self, plan: JobPlan, timeout: float, fetched_now: bool) -> JobResult:
-        self._deferred.activity()
+        self._results.activity()
         record = _JobRecord(plan.digest, asyncio.get_running_loop().create_future())
         key = (plan.submitter, plan.spec.job_id)
         self._jobs[key] = record
@@ -270,16 +263,6 @@ class JobService:
         record.done.set_result(result)
         return result
 
-    def _kept_result(self, plan: JobPlan) -> JobResult | None:
-        """The result of a job that ran before a restart (its output is kept)."""
-        try:
-            output = self._outputs.get(output_key(plan.submitter, plan.spec.job_id))
-        except NotFoundError:
-            return None
-        if output.job_digest != plan.digest:
-            raise AlreadyExistsError(f"job id {plan.spec.job_id} is already used by another job")
-        return JobResult(plan.spec.job_id, output.info, JobStats(0, 0, 0, 0.0))
-
     async def _execute(self, plan: JobPlan, timeout: float, fetched_now: bool) -> JobResult:
         spec = plan.spec
         started = time.perf_counter()
@@ -298,8 +281,8 @@ class JobService:
             await self._spend(reservation)
             self._records[(plan.submitter, spec.job_id)] = audit
             inputs = await self._load(plan)
-            share = await plan.program.run(ctx, inputs, plan.program_plan)
-            share = await rescale(ctx, share, plan.program_plan)
+            natural = await plan.program.run(ctx, inputs, plan.program_plan)
+            shares = {o.name: await rescale(ctx, natural[o.name], o) for o in plan.program_plan.outputs}
         except (Exception, asyncio.CancelledError) as exc:
             reason = str(exc) if isinstance(exc, MpcError) else "job cancelled or failed internally"
             _log.warning("job %s failed: %s", spec.job_id, reason)
@@ -308,8 +291,7 @@ class JobService:
             raise
         finally:
             self._channel.close_job(plan.session)
-        output = StoredOutput(spec.job_id, spec.receiver, plan.info, share, plan.digest, plan.submitter)
-        await self._keep(output, background=fetched_now)
+        await self._results.store(plan, shares, background=fetched_now)
         self._finish(plan, audit, None)
         stats = JobStats(
             bytes_sent=ctx.stats.bytes_sent,
@@ -318,7 +300,7 @@ class JobService:
             duration_seconds=time.perf_counter() - started,
         )
         _log.info("job %s finished in %.3f s", spec.job_id, stats.duration_seconds)
-        return JobResult(spec.job_id, plan.info, stats)
+        return JobResult(spec.job_id, plan.outputs, stats)
 
     async def _spend(self, reservation: Reservation) -> None:
         """Spend the reserved uses; limited grants' counts are durable before computing."""
@@ -346,7 +328,20 @@ class JobService:
             for i in plan.spec.inputs
         )
         spec = plan.spec
-        return JobRecord(spec.job_id, plan.submitter, spec.receiver, spec.program, inputs, time.time())
+        kept = tuple(
+            KeptOutput(o.name, o.kept_as, o.kept_version) for o in plan.outputs if o.kept_as is not None
+        )
+        params = tuple(sorted(plan.program_plan.params.items()))
+        return JobRecord(
+            spec.job_id,
+            plan.submitter,
+            spec.receiver,
+            spec.program,
+            inputs,
+            time.time(),
+            parameters=params,
+            kept=kept,
+        )
 
     def _finish(self, plan: JobPlan, audit: JobRecord, error: BaseException | None) -> None:
         """Append the job's outcome to the audit trail, if it got past the agreement."""
@@ -356,13 +351,6 @@ class JobService:
         message = "" if error is None or not isinstance(error, MpcError) else str(error)
         self._audit.append(replace(audit, finished_at=time.time(), status=status, error=message))
         self._audit.sync_soon()
-
-    async def _keep(self, output: StoredOutput, *, background: bool) -> None:
-        if not background:
-            await asyncio.to_thread(self._outputs.put, output)
-            return
-        self._outputs.put(output, durable=False)
-        self._deferred.add(output.key)
 
 
 def _distinct(plan: JobPlan) -> list[DatasetSummary]:

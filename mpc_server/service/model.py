@@ -80,15 +80,33 @@ class JobInput:
 
 
 @dataclass(frozen=True)
+class KeepRequest:
+    """Keep one output of a job on the servers as a dataset of the receiver."""
+
+    output: str
+    dataset: str
+    grants: tuple[Grant, ...] = ()
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate the dataset name."""
+        validate_name(self.dataset, "kept dataset name")
+
+
+@dataclass(frozen=True)
 class JobSpec:
-    """What a client asked for: program, inputs and the one output receiver."""
+    """What a client asked for: program, inputs, parameters, the receiver, outputs to keep."""
 
     job_id: str
     program: str
     inputs: tuple[JobInput, ...]
     receiver: str
     output_fractional_bits: int | None = None
-    """The scale the receiver wants the output at; None: the program's natural scale."""
+    """The scale the receiver wants the outputs at; None: the program's natural scale."""
+    parameters: tuple[tuple[str, float | int | bool], ...] = ()
+    """The public parameters as given (the program checks them and fills in defaults)."""
+    keep: tuple[KeepRequest, ...] = ()
+    """Outputs kept as datasets of the receiver instead of delivered."""
 
     def __post_init__(self) -> None:
         """Validate the names (programs are checked by the registry)."""
@@ -98,10 +116,12 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class OutputInfo:
-    """Shape, ring, fixed-point scale and public bound of a job output.
+    """Name, shape, ring, fixed-point scale and public bound of a job output.
 
     ``truncation_failure_log2`` bounds (log2) the probability that a
     probabilistic truncation gave a wrong element; None when none ran.
+    ``kept_as`` and ``kept_version`` name the dataset an output kept on the
+    servers became.
     """
 
     shape: tuple[int, ...]
@@ -109,6 +129,9 @@ class OutputInfo:
     ring_bits: int
     magnitude_bits: int = 0
     truncation_failure_log2: float | None = None
+    name: str = ""
+    kept_as: DatasetRef | None = None
+    kept_version: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -123,11 +146,21 @@ class JobStats:
 
 @dataclass(frozen=True)
 class JobResult:
-    """A finished job, as reported to the submitter."""
+    """A finished job, as reported to the submitter: every output, in the program's order."""
 
     job_id: str
-    output: OutputInfo
+    outputs: tuple[OutputInfo, ...]
     stats: JobStats
+
+    @property
+    def output(self) -> OutputInfo:
+        """The program's first output."""
+        return self.outputs[0]
+
+    @property
+    def delivered(self) -> tuple[OutputInfo, ...]:
+        """The outputs kept for the receiver to fetch (not kept as datasets)."""
+        return tuple(o for o in self.outputs if o.kept_as is None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,13 +175,20 @@ class StoredOutput:
     """The job description's digest, to recognise a replayed job id."""
     submitter: str = ""
     """Who submitted the job: job ids are scoped by submitter (empty: the receiver)."""
+    index: int = 0
+    """The output's position among the program's outputs (0: the first)."""
 
     @property
     def key(self) -> str:
-        """The output's name on this server: ``submitter/job_id``."""
-        return output_key(self.submitter or self.receiver, self.job_id)
+        """The output's name on this server: ``submitter/job_id/output``."""
+        return output_key(self.submitter or self.receiver, self.job_id, self.info.name)
 
 
-def output_key(submitter: str, job_id: str) -> str:
-    """The name of a job's output: ``submitter/job_id`` (both are names, so ``/`` is unambiguous)."""
+def output_key(submitter: str, job_id: str, output: str) -> str:
+    """The name of one output of a job: ``submitter/job_id/output`` (names hold no ``/``)."""
+    return f"{submitter}/{job_id}/{output}"
+
+
+def job_key(submitter: str, job_id: str) -> str:
+    """The prefix of every output key of a job: ``submitter/job_id``."""
     return f"{submitter}/{job_id}"

@@ -1,9 +1,10 @@
 """Durable job outputs under ``<data>/outputs``, kept within a retention policy and quotas.
 
-One share file per output (``share_files``), named by the job's submitter
-and id (``outputs/<submitter>/<job id>.share``: job ids are scoped by
-submitter). An output is deleted when its receiver releases it or when it
-is older than the maximum age; nothing else evicts it. Storage is accounted
+One share file per output (``share_files``), named by the job's submitter,
+its id and the output's name (``outputs/<submitter>/<job id>/<output>.share``:
+job ids are scoped by submitter, and a program may have several outputs).
+An output is deleted when its receiver releases it or when it is older
+than the maximum age; nothing else evicts it. Storage is accounted
 per client, charged to the client that submitted the job (by default its
 receiver: a third party submitting jobs for a receiver spends its own quota,
 so it cannot fill the receiver's). A job whose output would take its
@@ -18,12 +19,12 @@ operations hold one lock, since files are written in worker threads.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ from typing import Any
 from mpc_core.errors import NotFoundError, ResourceLimitError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
-from mpc_server.service.model import OutputInfo, StoredOutput, output_key
-from mpc_server.service.store import SUFFIX, OutputStore, clean_tmp
+from mpc_server.service.model import OutputInfo, StoredOutput, job_key, output_key
+from mpc_server.service.store import SUFFIX, clean_tmp
 
 _log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class _Entry:
     digest: bytes
     nbytes: int
     submitter: str
+    index: int = 0
+    """The output's position among its program's outputs."""
     in_memory: StoredOutput | None = None
     """The output itself: always until its file is written, then while it fits the memory budget."""
     written: bool = True
@@ -69,7 +72,7 @@ class _Entry:
 
     @property
     def key(self) -> str:
-        return output_key(self.submitter, self.job_id)
+        return output_key(self.submitter, self.job_id, self.info.name)
 
 
 class FileOutputStore:
@@ -94,9 +97,11 @@ class FileOutputStore:
         self._resident_bytes = 0
         self._accounts: dict[str, tuple[int, int]] = {}
         """Bytes and number of outputs kept per submitter."""
+        self._by_job: dict[str, dict[str, int]] = {}
+        """The kept outputs of each job (``submitter/job_id``): key -> position in the program."""
         self._lock = threading.RLock()
         loaded = []
-        for path in self._dir.glob(f"*/*{SUFFIX}"):
+        for path in self._dir.glob(f"*/*/*{SUFFIX}"):
             try:
                 loaded.append(_entry_from_header(share_files.check(path)))
             except (share_files.StorageError, KeyError, ValueError) as exc:
@@ -144,15 +149,20 @@ class FileOutputStore:
         with self._lock:
             return key in self._entries
 
+    def outputs_of(self, submitter: str, job_id: str) -> list[str]:
+        """The keys of a job's kept outputs, in the program's order."""
+        self.expire()
+        with self._lock:
+            kept = self._by_job.get(job_key(submitter, job_id), {})
+            return sorted(kept, key=kept.__getitem__)
+
     def get(self, key: str) -> StoredOutput:
         """The output named ``key`` (``submitter/job_id``)."""
         self.expire()
         with self._lock:
             entry = self._entries.get(key)
         if entry is None:
-            raise NotFoundError(
-                f"no output for job {key.partition('/')[2]} (never computed, released or expired)"
-            )
+            raise NotFoundError(f"no output {key} (never computed, released or expired)")
         if entry.in_memory is not None:
             return entry.in_memory
         try:
@@ -166,6 +176,7 @@ class FileOutputStore:
             ReplicatedShare(first, second),
             entry.digest,
             entry.submitter,
+            entry.index,
         )
 
     def put(self, output: StoredOutput, *, durable: bool = True) -> None:
@@ -220,7 +231,10 @@ class FileOutputStore:
         """Drop the output named ``key`` and its file, if kept."""
         with self._lock:
             if self._unindex(key):
-                share_files.remove(self._path(key))
+                path = self._path(key)
+                share_files.remove(path)
+                with suppress(OSError):
+                    path.parent.rmdir()  # the job's directory, once its last output is gone
 
     def expire(self) -> int:
         """Drop outputs older than the retention age; returns how many."""
@@ -249,6 +263,7 @@ class FileOutputStore:
         self._entries[entry.key] = entry
         self._bytes += entry.nbytes
         self._charge(entry, 1)
+        self._by_job.setdefault(job_key(entry.submitter, entry.job_id), {})[entry.key] = entry.index
         if entry.in_memory is not None:
             self._resident[entry.key] = None
             self._resident_bytes += entry.nbytes
@@ -260,6 +275,10 @@ class FileOutputStore:
         self._bytes -= entry.nbytes
         if entry.charged:
             self._charge(entry, -1)
+        outputs = self._by_job.get(job_key(entry.submitter, entry.job_id), {})
+        outputs.pop(key, None)
+        if not outputs:
+            self._by_job.pop(job_key(entry.submitter, entry.job_id), None)
         if self._resident.pop(key, False) is None:
             self._resident_bytes -= entry.nbytes
         return True
@@ -273,8 +292,8 @@ class FileOutputStore:
             self._accounts.pop(entry.submitter, None)
 
     def _path(self, key: str) -> Path:
-        submitter, _, job_id = key.partition("/")
-        return self._dir / submitter / f"{job_id}{SUFFIX}"
+        submitter, job_id, output = key.split("/")
+        return self._dir / submitter / job_id / f"{output}{SUFFIX}"
 
 
 def _entry(output: StoredOutput, created: float) -> _Entry:
@@ -288,6 +307,7 @@ def _entry(output: StoredOutput, created: float) -> _Entry:
         output.job_digest,
         nbytes,
         submitter,
+        output.index,
         written=False,
     )
 
@@ -300,18 +320,28 @@ def _entry_from_header(header: dict[str, Any]) -> _Entry:
         int(header.get("ring_bits", 64)),
         int(header.get("magnitude_bits", 0)),
         None if failure is None else float(failure),
+        name=str(header["output"]),
     )
     nbytes = 2 * (info.ring_bits // 8) * int(header["count"])
     digest = bytes.fromhex(header["digest"])
     submitter = header.get("submitter") or header["receiver"]  # files from before scoping: receiver
     return _Entry(
-        float(header["created"]), header["job_id"], header["receiver"], info, digest, nbytes, submitter
+        float(header["created"]),
+        header["job_id"],
+        header["receiver"],
+        info,
+        digest,
+        nbytes,
+        submitter,
+        int(header.get("index", 0)),
     )
 
 
 def _header(entry: _Entry) -> dict[str, object]:
     return {
         "job_id": entry.job_id,
+        "output": entry.info.name,
+        "index": entry.index,
         "submitter": entry.submitter,
         "receiver": entry.receiver,
         "shape": list(entry.info.shape),
@@ -321,65 +351,3 @@ def _header(entry: _Entry) -> dict[str, object]:
         "digest": entry.digest.hex(),
         "created": entry.created,
     }
-
-
-class DeferredWriter:
-    """Writes outputs kept with ``durable=False``, in batches, when jobs pause.
-
-    Such outputs were already handed to their receiver with the job's
-    answer; writing their server copy right away would compete with the
-    next jobs for the CPU. They are written once no job has started for
-    ``quiet_seconds`` (nor an output been kept or streamed out, so one
-    fetched with release in the meantime is never written), and at the
-    latest ``max_delay_seconds`` after the first of a batch was kept (or at
-    shutdown, :meth:`flush`). Outputs their receiver wants no copy of are
-    dropped at that time instead: never written, yet still there for a
-    retry of the job that races the first answer.
-    """
-
-    def __init__(
-        self, store: OutputStore, quiet_seconds: float = 0.05, max_delay_seconds: float = 1.0
-    ) -> None:
-        """Write into ``store``."""
-        self._store = store
-        self._quiet = quiet_seconds
-        self._max_delay = max_delay_seconds
-        self._pending: dict[str, bool] = {}
-        """Job ids in order, each with whether to write (True) or drop its output."""
-        self._last_activity = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def activity(self) -> None:
-        """A job started: postpone writing a little."""
-        self._last_activity = asyncio.get_running_loop().time()
-
-    def add(self, job_id: str, *, keep: bool = True) -> None:
-        """Write ``job_id``'s output soon, or with ``keep=False`` drop it soon."""
-        self.activity()
-        self._pending[job_id] = keep and self._pending.get(job_id, True)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._write_soon())
-
-    async def _write_soon(self) -> None:
-        loop = asyncio.get_running_loop()
-        first = loop.time()
-        while self._pending:
-            while loop.time() - self._last_activity < self._quiet and loop.time() - first < self._max_delay:
-                await asyncio.sleep(self._quiet)
-            batch, self._pending = self._pending, {}
-            await asyncio.to_thread(self._write, batch)
-            first = loop.time()
-
-    def _write(self, batch: dict[str, bool]) -> None:
-        for job_id, keep in batch.items():
-            if keep:
-                self._store.persist(job_id)
-            else:
-                self._store.delete(job_id)
-
-    async def flush(self) -> None:
-        """Write (or drop) everything pending now."""
-        if self._task is not None:
-            self._last_activity = 0.0
-            self._max_delay = 0.0
-            await self._task

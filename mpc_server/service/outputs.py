@@ -22,24 +22,28 @@ class OutputService:
         self._outputs = outputs
         self.activity = on_activity
 
-    def fetch(self, requester: str, submitter: str, job_id: str) -> StoredOutput:
-        """This server's share of the output of ``submitter``'s job ``job_id``, for its receiver.
+    def fetch(self, requester: str, submitter: str, job_id: str, output: str = "") -> StoredOutput:
+        """This server's share of one output of ``submitter``'s job ``job_id``, for its receiver.
+
+        ``output`` names it (empty: the first output the job delivered).
 
         Raises:
             NotFoundError: no such output here, or ``requester`` is not its
                 receiver (the same answer: nobody learns which job ids exist).
         """
+        keys = self._outputs.outputs_of(submitter, job_id)
+        key = output_key(submitter, job_id, output) if output else next(iter(keys), "")
         try:
-            output = self._outputs.get(output_key(submitter, job_id))
+            stored = self._outputs.get(key) if key in keys else None
         except NotFoundError:
-            output = None
-        if output is None or output.receiver != requester:
+            stored = None
+        if stored is None or stored.receiver != requester:
             raise NotFoundError(
                 f"no output of job {job_id} for {requester} (never computed, released or expired)"
             )
-        return output
+        return stored
 
-    def release(self, requester: str, submitter: str, job_id: str) -> None:
+    def release(self, requester: str, submitter: str, job_id: str, output: str = "") -> None:
         """Delete the output once its receiver has it all."""
-        output = self.fetch(requester, submitter, job_id)
-        self._outputs.delete(output.key)
+        stored = self.fetch(requester, submitter, job_id, output)
+        self._outputs.delete(stored.key)

@@ -3,7 +3,7 @@
 Layout::
 
     <data>/datasets/<owner>/<name>.share   one file per dataset (share_files)
-    <data>/outputs/<job id>.share          one file per kept job output
+    <data>/outputs/<submitter>/<job id>/<output>.share   one file per kept job output
     <data>/tmp/                            files being written; emptied at start
 
 The stores keep an index rebuilt from the files at start, so everything
@@ -35,7 +35,7 @@ DEFAULT_CACHE_BYTES = 512 << 20
 
 
 class DatasetStore(Protocol):
-    """Where a server keeps its shares of uploaded datasets."""
+    """Where a server keeps its shares of uploaded datasets (and of job outputs kept as datasets)."""
 
     def summary(self, ref: DatasetRef) -> DatasetSummary:
         """What is known of the dataset without its shares, or :class:`NotFoundError`."""
@@ -43,6 +43,10 @@ class DatasetStore(Protocol):
 
     def get(self, ref: DatasetRef) -> StoredDataset:
         """The dataset with its shares (may read a file: call off the event loop)."""
+        ...
+
+    def keep(self, summary: DatasetSummary, share: ReplicatedShare, overwrite: bool) -> StoredDataset:
+        """Store a job output as a dataset (blocking: call off the event loop)."""
         ...
 
 
@@ -67,6 +71,10 @@ class OutputStore(Protocol):
 
     def has(self, key: str) -> bool:
         """Whether an output named ``key`` is kept (no file is read)."""
+        ...
+
+    def outputs_of(self, submitter: str, job_id: str) -> list[str]:
+        """The keys of a job's kept outputs, in the program's order."""
         ...
 
     def handed_over(self, key: str) -> None:
@@ -248,6 +256,19 @@ class FileDatasetStore:
             self._forget(pending.ref)
             self._remember(dataset)
         return dataset
+
+    def keep(self, summary: DatasetSummary, share: ReplicatedShare, overwrite: bool) -> StoredDataset:
+        """Store a job's output as a dataset (blocking): written, fsynced, published atomically."""
+        if summary.ref in self._uploading:
+            raise AlreadyExistsError(f"an upload of dataset {summary.ref} is in progress")
+        self._uploading.add(summary.ref)
+        pending = PendingDataset(summary, share.first.reshape(-1), share.second.reshape(-1))
+        try:
+            temp = self.write(pending)
+        except BaseException:
+            self._uploading.discard(summary.ref)
+            raise
+        return self.publish(pending, temp, overwrite)
 
     def discard(self, pending: PendingDataset, temp: Path | None = None) -> None:
         """Abandon an upload: its name is free again."""

@@ -73,7 +73,13 @@ def test_status_table_of_a_ready_cluster(cluster: LocalCluster, capsys: pytest.C
         assert line.startswith(f"server-{index}  {cluster.addresses[index]}")
         assert "yes" in line and "SERVING" in line and "READY" in line and "down" not in line
         assert "Z_2^128, f=32" in line
-    assert lines[-1] == "3 of 3 servers reachable and ready"
+    assert "3 of 3 servers reachable and ready" in lines
+    programs = lines[lines.index("programs:") + 1 :]
+    assert any(
+        line.strip().startswith("linear_regression.predict(features[1..64], weights, intercept[0..1])")
+        and "-> predictions" in line
+        for line in programs
+    ), programs
 
 
 def test_status_json_of_a_ready_cluster(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,6 +94,7 @@ def test_status_json_of_a_ready_cluster(cluster: LocalCluster, capsys: pytest.Ca
         assert server["ring"] == "Z_2^128" and server["fractional_bits"] == 32
         assert server["software_version"] and not server["errors"]
         assert server["peers"] == {f"server-{p}": True for p in range(3) if p != index}
+        assert {p["name"] for p in server["programs"]} >= {"linear_regression.predict", "dot"}
 
 
 def test_status_shows_an_unreachable_server(

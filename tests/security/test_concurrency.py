@@ -333,7 +333,7 @@ def test_the_output_store_survives_the_servers_own_threading(tmp_path: Path) -> 
         end = time.monotonic() + 3
         while time.monotonic() < end and not errors:
             try:
-                store.get("tenant-0/kept-1")
+                store.get("tenant-0/kept-1/out")
             except RuntimeError as exc:
                 errors.append(exc)
     finally:
@@ -357,5 +357,9 @@ def _output(job_id: str) -> Any:
 
     zeros = np.zeros(4, dtype=np.uint64)
     return StoredOutput(
-        job_id, "tenant-0", OutputInfo((4,), 32, 64), ReplicatedShare(zeros, zeros.copy()), bytes(32)
+        job_id,
+        "tenant-0",
+        OutputInfo((4,), 32, 64, name="out"),
+        ReplicatedShare(zeros, zeros.copy()),
+        bytes(32),
     )

@@ -78,7 +78,7 @@ def _tamper(hybrid: Hybrid, submitter: str, job_id: str, components: tuple[str, 
 
     async def flip() -> Any:
         store = hybrid.server.output_store
-        original = store.get(output_key(submitter, job_id))  # outputs are kept per (submitter, job id)
+        original = store.get(output_key(submitter, job_id, "product"))  # per (submitter, job id, output)
         kept = dataclasses.replace(
             original,
             share=ReplicatedShare(

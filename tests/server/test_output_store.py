@@ -10,8 +10,9 @@ import pytest
 
 from mpc_core.errors import NotFoundError, ResourceLimitError
 from mpc_core.sharing import ReplicatedShare
+from mpc_server.service.deferred_writer import DeferredWriter
 from mpc_server.service.model import OutputInfo, StoredOutput
-from mpc_server.service.output_store import DeferredWriter, FileOutputStore, OutputRetention
+from mpc_server.service.output_store import FileOutputStore, OutputRetention
 
 
 class Clock:
@@ -28,11 +29,17 @@ RECEIVER = "model-owner"
 def _output(job_id: str, words: int, receiver: str = RECEIVER, submitter: str = "") -> StoredOutput:
     first = np.arange(words, dtype=np.uint64)
     share = ReplicatedShare(first, first + 1)
-    return StoredOutput(job_id, receiver, OutputInfo((words,), 32, 64), share, b"d" * 32, submitter)
+    return StoredOutput(
+        job_id, receiver, OutputInfo((words,), 32, 64, name="out"), share, b"d" * 32, submitter
+    )
 
 
 def _key(job_id: str, submitter: str = RECEIVER) -> str:
-    return f"{submitter}/{job_id}"
+    return f"{submitter}/{job_id}/out"
+
+
+def _file(root: Path, job_id: str) -> Path:
+    return root / "outputs" / RECEIVER / job_id / "out.share"
 
 
 def test_outputs_expire_after_the_retention_age(tmp_path: Path) -> None:
@@ -46,7 +53,7 @@ def test_outputs_expire_after_the_retention_age(tmp_path: Path) -> None:
         store.get(_key("a"))
     assert store.get(_key("b")).job_id == "b"
     assert store.stored_bytes == 64
-    assert not (tmp_path / "outputs" / RECEIVER / "a.share").exists()
+    assert not _file(tmp_path, "a").exists()
 
 
 def test_a_full_server_refuses_new_outputs_and_evicts_nothing(tmp_path: Path) -> None:
@@ -72,7 +79,7 @@ def test_each_client_has_its_own_quota(tmp_path: Path) -> None:
         store.put(_output(name, 1, receiver="attacker"))
     with pytest.raises(ResourceLimitError, match="have 3 outputs"):
         store.check_quota("attacker", 16)
-    assert store.get("bank-1/victim").share.first.tolist() == [0, 1, 2, 3, 4]
+    assert store.get("bank-1/victim/out").share.first.tolist() == [0, 1, 2, 3, 4]
     store.delete(_key("x", "attacker"))
     store.check_quota("attacker", 64)  # releasing frees the quota
 
@@ -93,9 +100,9 @@ def test_job_ids_are_scoped_by_submitter(tmp_path: Path) -> None:
     store.put(_output("same", 2, submitter="bank-1"))
     store.put(_output("same", 3, submitter="bank-2"))
     reopened = FileOutputStore(tmp_path)
-    assert reopened.get("bank-1/same").share.first.tolist() == [0, 1]
-    assert reopened.get("bank-2/same").share.first.tolist() == [0, 1, 2]
-    assert reopened.get("bank-2/same").submitter == "bank-2"
+    assert reopened.get("bank-1/same/out").share.first.tolist() == [0, 1]
+    assert reopened.get("bank-2/same/out").share.first.tolist() == [0, 1, 2]
+    assert reopened.get("bank-2/same/out").submitter == "bank-2"
     with pytest.raises(NotFoundError):
         reopened.get(_key("same"))
 
@@ -115,7 +122,7 @@ def test_outputs_survive_a_restart_with_their_values(tmp_path: Path) -> None:
     reopened = FileOutputStore(tmp_path, clock=clock)
     output = reopened.get(_key("kept"))
     assert output.share.first.tolist() == [0, 1, 2] and output.share.second.tolist() == [1, 2, 3]
-    assert output.info == OutputInfo((3,), 32, 64) and output.job_digest == b"d" * 32
+    assert output.info == OutputInfo((3,), 32, 64, name="out") and output.job_digest == b"d" * 32
     clock.now += 7200  # past the default age: dropped when next looked at
     with pytest.raises(NotFoundError):
         FileOutputStore(tmp_path, clock=clock).get(_key("kept"))
@@ -132,13 +139,13 @@ def test_background_persistence_writes_only_kept_outputs(tmp_path: Path) -> None
     store = FileOutputStore(tmp_path)
     store.put(_output("later", 2), durable=False)
     assert store.get(_key("later")).job_id == "later"
-    assert not (tmp_path / "outputs" / RECEIVER / "later.share").exists()
+    assert not _file(tmp_path, "later").exists()
     store.persist(_key("later"))
     assert FileOutputStore(tmp_path).get(_key("later")).share.second.tolist() == [1, 2]
     store.put(_output("released", 2), durable=False)
     store.delete(_key("released"))
     store.persist(_key("released"))  # released before it was written: nothing appears
-    assert not (tmp_path / "outputs" / RECEIVER / "released.share").exists()
+    assert not _file(tmp_path, "released").exists()
     assert list((tmp_path / "tmp" / "outputs").iterdir()) == []
 
 
@@ -153,7 +160,7 @@ def test_the_deferred_writer_writes_kept_outputs_and_drops_unwanted_ones(tmp_pat
         writer.add(_key("returned"), keep=False)  # its receiver has it and wants no copy
         present_before = store.get(_key("returned")).job_id == "returned"  # retries still find it
         await writer.flush()
-        return present_before, (tmp_path / "outputs" / RECEIVER / "returned.share").exists()
+        return present_before, _file(tmp_path, "returned").exists()
 
     present_before, written = asyncio.run(main())
     assert present_before and not written
@@ -173,3 +180,18 @@ def test_an_output_handed_over_inline_no_longer_counts_against_the_quota(tmp_pat
     assert store.get(_key("inline")).job_id == "inline"  # still there for a retry
     store.delete(_key("inline"))
     store.check_quota(RECEIVER, 32)
+
+
+def test_a_jobs_outputs_are_listed_in_the_programs_order(tmp_path: Path) -> None:
+    store = FileOutputStore(tmp_path)
+    share = ReplicatedShare(np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.uint64))
+    for index, name in ((1, "intercept"), (0, "weights")):
+        info = OutputInfo((1,), 32, 64, name=name)
+        store.put(StoredOutput("fit", RECEIVER, info, share, b"d" * 32, RECEIVER, index))
+    expected = [f"{RECEIVER}/fit/weights", f"{RECEIVER}/fit/intercept"]
+    assert store.outputs_of(RECEIVER, "fit") == expected
+    assert FileOutputStore(tmp_path).outputs_of(RECEIVER, "fit") == expected  # after a restart
+    store.delete(expected[0])
+    store.delete(expected[1])
+    assert store.outputs_of(RECEIVER, "fit") == []
+    assert not (tmp_path / "outputs" / RECEIVER / "fit").exists()

@@ -11,10 +11,19 @@ analysis, the final rescale) is in :mod:`.base`.
 
 from __future__ import annotations
 
-from mpc_server.service.programs.base import BoundInputs, PlanInputs, Program, ProgramPlan, RoleSpec, rescale
+from mpc_server.service.programs.base import (
+    BoundInputs,
+    OutputPlan,
+    PlanInputs,
+    Program,
+    ProgramPlan,
+    RoleSpec,
+    rescale,
+)
 from mpc_server.service.programs.dot import Dot
 from mpc_server.service.programs.elementwise import ElementwiseMultiply
 from mpc_server.service.programs.linear_regression import LinearRegressionPredict
+from mpc_server.service.programs.params import Params, ParamSpec, ParamType, ParamValue, resolve
 
 
 def default_programs() -> dict[str, Program]:
@@ -23,4 +32,18 @@ def default_programs() -> dict[str, Program]:
     return {program.name: program for program in programs}
 
 
-__all__ = ["BoundInputs", "PlanInputs", "Program", "ProgramPlan", "RoleSpec", "default_programs", "rescale"]
+__all__ = [
+    "BoundInputs",
+    "OutputPlan",
+    "ParamSpec",
+    "ParamType",
+    "ParamValue",
+    "Params",
+    "PlanInputs",
+    "Program",
+    "ProgramPlan",
+    "RoleSpec",
+    "default_programs",
+    "rescale",
+    "resolve",
+]

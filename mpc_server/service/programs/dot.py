@@ -24,23 +24,30 @@ from mpc_server.service.programs.base import (
     single,
     single_share,
 )
+from mpc_server.service.programs.params import Params, ParamSpec
 
 
 class Dot:
     """``<x, y>`` over all elements; one round, one element."""
 
     name = "dot"
+    summary = "the dot product <x, y> over all elements"
     roles: tuple[RoleSpec, ...] = (RoleSpec("x"), RoleSpec("y"))
+    parameters: tuple[ParamSpec, ...] = ()
+    outputs: tuple[str, ...] = ("value",)
 
-    def plan(self, ring: Ring, inputs: PlanInputs, output_bits: int | None) -> ProgramPlan:
+    def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Both inputs must have the same shape; the sum must fit the ring."""
         x, y = single(inputs, "x"), single(inputs, "y")
         same_shape(x, y)
         bound = x.size * magnitude(x) * magnitude(y)
         natural = x.fractional_bits + y.fractional_bits
         what = f"the dot product of {x.ref} and {y.ref}"
-        return finish_plan(ring, (), natural, bound, output_bits=output_bits, what=what)
+        return finish_plan(ring, (), natural, bound, output_bits=output_bits, what=what, name="value")
 
-    async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
+    async def run(
+        self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan
+    ) -> dict[str, ReplicatedShare]:
         """A dot product with one reshare (ABY3 §5)."""
-        return await arithmetic.dot(ctx, single_share(inputs, "x").share, single_share(inputs, "y").share)
+        x, y = single_share(inputs, "x").share, single_share(inputs, "y").share
+        return {"value": await arithmetic.dot(ctx, x, y)}

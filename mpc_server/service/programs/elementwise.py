@@ -26,23 +26,30 @@ from mpc_server.service.programs.base import (
     single,
     single_share,
 )
+from mpc_server.service.programs.params import Params, ParamSpec
 
 
 class ElementwiseMultiply:
     """``x * y`` elementwise; one round."""
 
     name = "elementwise.multiply"
+    summary = "x * y elementwise"
     roles: tuple[RoleSpec, ...] = (RoleSpec("x"), RoleSpec("y"))
+    parameters: tuple[ParamSpec, ...] = ()
+    outputs: tuple[str, ...] = ("product",)
 
-    def plan(self, ring: Ring, inputs: PlanInputs, output_bits: int | None) -> ProgramPlan:
+    def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Both inputs must have the same shape; the products must fit the ring."""
         x, y = single(inputs, "x"), single(inputs, "y")
         same_shape(x, y)
         bound = magnitude(x) * magnitude(y)
         natural = x.fractional_bits + y.fractional_bits
         what = f"the products of {x.ref} and {y.ref}"
-        return finish_plan(ring, x.shape, natural, bound, output_bits=output_bits, what=what)
+        return finish_plan(ring, x.shape, natural, bound, output_bits=output_bits, what=what, name="product")
 
-    async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
+    async def run(
+        self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan
+    ) -> dict[str, ReplicatedShare]:
         """One multiplication (Araki et al. / ABY3 §3)."""
-        return await arithmetic.mul(ctx, single_share(inputs, "x").share, single_share(inputs, "y").share)
+        x, y = single_share(inputs, "x").share, single_share(inputs, "y").share
+        return {"product": await arithmetic.mul(ctx, x, y)}

@@ -40,6 +40,7 @@ from mpc_server.service.programs.base import (
     single,
     single_share,
 )
+from mpc_server.service.programs.params import Params, ParamSpec
 
 MAX_FEATURE_BLOCKS = 64
 
@@ -57,13 +58,16 @@ class LinearRegressionPredict:
     """``y = X w + c`` for features split across owners; one round."""
 
     name = "linear_regression.predict"
+    summary = "predictions y = X w + c for features split across owners"
     roles: tuple[RoleSpec, ...] = (
         RoleSpec("features", 1, MAX_FEATURE_BLOCKS),
         RoleSpec("weights"),
         RoleSpec("intercept", 0, 1),
     )
+    parameters: tuple[ParamSpec, ...] = ()
+    outputs: tuple[str, ...] = ("predictions",)
 
-    def plan(self, ring: Ring, inputs: PlanInputs, output_bits: int | None) -> ProgramPlan:
+    def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Rows agree across blocks; weights have one entry per column; the result fits."""
         blocks = inputs["features"]
         shapes = [feature_columns(block) for block in blocks]
@@ -92,10 +96,19 @@ class LinearRegressionPredict:
         what = "the predictions of linear_regression.predict from " + ", ".join(str(b.ref) for b in blocks)
         rows = (shapes[0][0],)
         return finish_plan(
-            ring, rows, natural, bound, output_bits=output_bits, what=what, details={"lifts": lifts}
+            ring,
+            rows,
+            natural,
+            bound,
+            output_bits=output_bits,
+            what=what,
+            name="predictions",
+            details={"lifts": lifts},
         )
 
-    async def run(self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan) -> ReplicatedShare:
+    async def run(
+        self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan
+    ) -> dict[str, ReplicatedShare]:
         """ABY3 §5 matrix-vector product, fused across blocks, one reshare.
 
         1. For each feature block ``X^(k)`` with weight slice ``w^(k)``, add
@@ -108,7 +121,7 @@ class LinearRegressionPredict:
         tag = ctx.allocate_tag()
         size = sum(d.share.size for d in inputs["features"])
         terms = await ctx.compute(size, _linear_terms, inputs, plan)
-        return await arithmetic.reshare(ctx, terms, tag)
+        return {"predictions": await arithmetic.reshare(ctx, terms, tag)}
 
 
 def _linear_terms(inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
@@ -130,7 +143,8 @@ def _linear_terms(inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
     if terms is None:
         raise InvalidArgumentError("linear regression needs at least one feature block")
     for intercept in inputs.get("intercept", ()):
-        lifted = ring.shl(intercept.share.first.reshape(1), plan.natural_bits - intercept.fractional_bits)
+        natural = plan.first.natural_bits
+        lifted = ring.shl(intercept.share.first.reshape(1), natural - intercept.fractional_bits)
         terms = ring.add(terms, _broadcast(ring, lifted, terms.size), out=terms)
     return terms
 

@@ -1,0 +1,89 @@
+"""Where a finished job's outputs go: kept for the receiver to fetch, or stored as its datasets.
+
+The one owner of that step for the job service. A delivered output goes to
+the output store under ``submitter/job_id/output`` (durably before the job
+answers, or written in the background when the receiver takes it with the
+answer: ``DeferredWriter``). A kept output (``JobSpec.keep``) becomes a
+dataset of the receiver, with the grants the job gave it and a version the
+three servers derive from the job digest; nothing of it is ever delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+from mpc_core.sharing import ReplicatedShare
+from mpc_server.service.deferred_writer import DeferredWriter
+from mpc_server.service.job_plan import JobPlan
+from mpc_server.service.model import DatasetSummary, JobResult, JobStats, StoredOutput
+from mpc_server.service.store import DatasetStore, OutputStore
+
+
+class JobOutputs:
+    """Stores the outputs of the jobs one server runs."""
+
+    def __init__(self, outputs: OutputStore, datasets: DatasetStore) -> None:
+        """Deliver into ``outputs``, keep into ``datasets``."""
+        self._outputs = outputs
+        self._datasets = datasets
+        self._deferred = DeferredWriter(outputs)
+
+    def activity(self) -> None:
+        """Clients are busy: postpone background writes."""
+        self._deferred.activity()
+
+    async def flush(self) -> None:
+        """Write (or drop) every output pending in the background."""
+        await self._deferred.flush()
+
+    def kept_any(self, submitter: str, job_id: str) -> bool:
+        """Whether an output of this job is still kept (the job ran before, perhaps before a restart)."""
+        return bool(self._outputs.outputs_of(submitter, job_id))
+
+    def drop_soon(self, submitter: str, job_id: str) -> None:
+        """The receiver has every delivered output and wants no server copy.
+
+        They are dropped with the next background batch, within about a second
+        and never written: retries of the job racing the answer still get them.
+        """
+        for key in self._outputs.outputs_of(submitter, job_id):
+            self._outputs.handed_over(key)
+            self._deferred.add(key, keep=False)
+
+    def recorded(self, plan: JobPlan) -> JobResult | None:
+        """The result of a job that ran before a restart (its delivered outputs are kept), if any."""
+        keys = self._outputs.outputs_of(plan.submitter, plan.spec.job_id)
+        if not keys:
+            return None
+        stored = [self._outputs.get(key) for key in keys]
+        if any(output.job_digest != plan.digest for output in stored):
+            return None
+        return JobResult(plan.spec.job_id, plan.outputs, JobStats(0, 0, 0, 0.0))
+
+    async def store(self, plan: JobPlan, shares: Mapping[str, ReplicatedShare], *, background: bool) -> None:
+        """Deliver or keep every output of a finished job."""
+        for index, info in enumerate(plan.outputs):
+            share = shares[info.name]
+            if info.kept_as is not None:
+                keep = plan.keeps[info.name]
+                summary = DatasetSummary(
+                    info.kept_as,
+                    info.shape,
+                    info.ring_bits,
+                    info.fractional_bits,
+                    info.magnitude_bits,
+                    info.kept_version,
+                    time.time(),
+                    keep.grants,
+                )
+                await asyncio.to_thread(self._datasets.keep, summary, share, keep.overwrite)
+                continue
+            spec = plan.spec
+            output = StoredOutput(spec.job_id, spec.receiver, info, share, plan.digest, plan.submitter, index)
+            if background:
+                self._outputs.put(output, durable=False)
+                self._deferred.add(output.key)
+            else:
+                await asyncio.to_thread(self._outputs.put, output)
