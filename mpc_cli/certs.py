@@ -6,7 +6,14 @@ certificates carry the server's identity both as the URI SAN
 clients verify the TLS connection against), plus any DNS names and IP
 addresses it is reached at. Client certificates carry only
 ``urn:mpc:client:<id>``. Existing files are kept unless ``force`` is set, so
-re-running the tool only fills in what is missing.
+re-running the tool only fills in what is missing. The CA carries
+``pathlen:0`` and every leaf ``CA:FALSE``; the servers and the SDK
+additionally accept only leaves signed by the CA key itself.
+
+:func:`revoke` adds a certificate to the cluster's revocation list (a deny
+list of SHA-256 fingerprints and serial numbers, see
+``mpc_core.certificates.RevocationList``); a revoked certificate counts as
+missing, so the next run issues a new key and certificate for its identity.
 """
 
 from __future__ import annotations
@@ -24,10 +31,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mpc_core.certificates import (
+    CertificateInfo,
+    RevocationList,
+    describe,
+    parse_revocation_list,
+    revocation_entry,
+)
 from mpc_core.errors import ConfigError
 from mpc_core.identity import Principal, Role, validate_name
 
 CA_NAME = "ca"
+REVOKED_NAME = "revoked.txt"
+REVOCATION_HEADER = (
+    "# Certificates the cluster no longer accepts: sha256:<fingerprint> and/or serial:<hex> per line.\n"
+    "# Written by `mpc certs revoke`; servers re-read it when it changes, without a restart.\n"
+)
 DEFAULT_DAYS = 365
 CA_DAYS = 3650
 
@@ -163,14 +182,96 @@ def _load_pair(directory: Path, stem: str) -> tuple[ec.EllipticCurvePrivateKey, 
     return key, cert
 
 
+def read_revocation_list(path: Path) -> RevocationList:
+    """The list at ``path`` (empty if the file does not exist)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return RevocationList()
+    except OSError as exc:
+        raise ConfigError(f"cannot read revocation list {path}: {exc.strerror}") from None
+    return parse_revocation_list(text, str(path))
+
+
+def ensure_revocation_list(path: Path) -> bool:
+    """Create an empty revocation list at ``path`` unless one exists; True if created."""
+    if path.exists():
+        read_revocation_list(path)  # a broken list is an error now, not when a server starts
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, REVOCATION_HEADER.encode())
+    return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` in one rename, so a server never reads half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def revoke(
+    cert_path: Path, list_path: Path, ca_cert: x509.Certificate | None = None
+) -> tuple[CertificateInfo, bool]:
+    """Add the certificate in ``cert_path`` to the revocation list at ``list_path``.
+
+    The list is created if missing and replaced atomically. With ``ca_cert``,
+    only certificates that CA issued are accepted. Returns what the
+    certificate says and whether it was added (False: already revoked).
+
+    Raises:
+        ConfigError: the certificate or the list cannot be read, or another CA issued it.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read certificate {cert_path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{cert_path} is not a PEM certificate") from None
+    if ca_cert is not None and cert == ca_cert:
+        raise ConfigError("the CA certificate cannot be revoked: make a new CA instead (deploy/README.md)")
+    info = describe(cert, f"certificate {cert_path}")
+    if ca_cert is not None:
+        try:
+            cert.verify_directly_issued_by(ca_cert)
+        except (ValueError, TypeError, InvalidSignature):
+            raise ConfigError(f"certificate {cert_path} was not issued by this CA") from None
+    if read_revocation_list(list_path).revokes(info):
+        return info, False
+    try:
+        existing = list_path.read_bytes()
+    except FileNotFoundError:
+        existing = REVOCATION_HEADER.encode()
+    except OSError as exc:
+        raise ConfigError(f"cannot read revocation list {list_path}: {exc.strerror}") from None
+    if existing and not existing.endswith(b"\n"):
+        existing += b"\n"
+    line = revocation_entry(info, f"revoked {_now():%Y-%m-%dT%H:%MZ}, valid until {info.not_after:%Y-%m-%d}")
+    list_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(list_path, existing + line.encode() + b"\n")
+    return info, True
+
+
 class CertificateAuthority:
     """A CA kept in a directory (``ca.pem``, ``ca.key``), created on first use."""
 
-    def __init__(self, directory: Path, *, force: bool = False, days: int = DEFAULT_DAYS) -> None:
-        """Load the CA from ``directory`` or create it (always when ``force``)."""
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        force: bool = False,
+        days: int = DEFAULT_DAYS,
+        revoked: Path | None = None,
+    ) -> None:
+        """Load the CA from ``directory`` or create it (always when ``force``).
+
+        Certificates on the revocation list ``revoked`` (if given) count as
+        missing: :meth:`ensure` issues new ones.
+        """
         self.directory = directory
         self.force = force
         self.days = days
+        self.revoked = read_revocation_list(revoked) if revoked is not None else RevocationList()
         directory.mkdir(parents=True, exist_ok=True)
         existing = None if force else _load_pair(directory, CA_NAME)
         self.created = existing is None
@@ -206,6 +307,11 @@ class CertificateAuthority:
         except (ValueError, TypeError, InvalidSignature):
             return False
         if cert.not_valid_after_utc <= _now():
+            return False
+        try:
+            if self.revoked.revokes(describe(cert)):
+                return False
+        except ConfigError:  # no (or no single) identity: not one of ours, issue a new one
             return False
         wanted = {str(n.value) for n in _san(principal, hosts)}
         have = {

@@ -3,10 +3,12 @@
 For every server of a cluster file it asks, over mutual TLS with a client
 certificate and concurrently, ``grpc.health.v1`` (SERVING once both peers
 are connected) and ``GetServerInfo`` (identity, versions, readiness and the
-state of each peer link). Every call has a deadline: a server that cannot
+state of each peer link, and whether it can store shares: ``storage``,
+with the problems an operator must fix, such as a full disk or damaged
+share files). Every call has a deadline: a server that cannot
 be reached is reported as unreachable after at most twice ``--timeout``
 seconds, never waited for indefinitely. The exit code is 0 only if all
-three servers are reachable and ready.
+three servers are reachable and ready and report no storage problem.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class ServerStatus:
     peers: dict[str, bool] = field(default_factory=dict)
     programs: list[dict[str, Any]] = field(default_factory=list)
     """The programs a job can run: name, summary, roles, parameters, outputs."""
+    storage: str | None = None
+    """``OK``, ``PROBLEM`` (see ``storage_problems``), or None if the server does not say."""
+    storage_problems: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -70,9 +75,14 @@ class ServerStatus:
             and all(self.peers.values())
         )
 
+    @property
+    def healthy(self) -> bool:
+        """Ready, and no storage problem reported."""
+        return self.ready and self.storage != "PROBLEM"
+
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dictionary, including the derived ``ready``."""
-        return {**asdict(self), "ready": self.ready}
+        """A JSON-ready dictionary, including the derived ``ready`` and ``healthy``."""
+        return {**asdict(self), "ready": self.ready, "healthy": self.healthy}
 
 
 def register(commands: Any) -> None:
@@ -83,9 +93,10 @@ def register(commands: Any) -> None:
         description=(
             "Ask each server of the cluster file, over mutual TLS with a client certificate, for "
             "its health (grpc.health.v1), identity, software and protocol version, readiness and "
-            "peer links. Prints a table (or JSON with --json). Unreachable servers are shown as "
-            "such after at most twice --timeout seconds. Exit code 0 only if all three servers "
-            "are reachable and ready, 1 otherwise."
+            "peer links and storage (full disk, failed writes, damaged share files). Prints a table "
+            "(or JSON with --json). Unreachable servers are shown as such after at most twice "
+            "--timeout seconds. Exit code 0 only if all three servers are reachable and ready and "
+            "report no storage problem, 1 otherwise."
         ),
     )
     parser.add_argument(
@@ -132,6 +143,9 @@ def query_server(endpoint: ServerEndpoint, material: tls.TlsMaterial, timeout: f
     status.readiness = _readiness_name(info.readiness)
     status.peers = {peer.identity: peer.connected for peer in info.peers}
     status.programs = [_program(p) for p in info.programs]
+    if info.storage.state != pb.STORAGE_STATE_UNSPECIFIED:
+        status.storage = pb.StorageState.Name(info.storage.state).removeprefix("STORAGE_STATE_")
+        status.storage_problems = list(info.storage.problems)
     if info.identity != endpoint.identity:
         status.errors.append(f"reports identity {info.identity!r}, expected {endpoint.identity!r}")
     return status
@@ -182,7 +196,7 @@ def _row(status: ServerStatus) -> tuple[str, ...]:
         status.identity,
         status.address,
         "yes" if status.reachable else "NO",
-        status.health or "-",
+        (status.health or "-") + (", storage PROBLEM" if status.storage == "PROBLEM" else ""),
         status.software_version or "-",
         "-" if status.protocol_version is None else str(status.protocol_version),
         "-" if status.ring is None else f"{status.ring}, f={status.fractional_bits}",
@@ -199,8 +213,12 @@ def render_table(statuses: list[ServerStatus]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     lines += [f"{status.identity}: {error}" for status in statuses for error in status.errors]
+    lines += [f"{s.identity}: storage: {problem}" for s in statuses for problem in s.storage_problems]
     healthy = sum(status.ready for status in statuses)
     lines.append(f"{healthy} of {len(statuses)} servers reachable and ready")
+    troubled = [status.identity for status in statuses if status.storage == "PROBLEM"]
+    if troubled:
+        lines.append(f"storage problems on {', '.join(troubled)}")
     listed = next((status.programs for status in statuses if status.programs), [])
     if listed:
         lines += ["programs:", *(describe_program(program) for program in listed)]
@@ -225,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     cluster = load_cluster(args.cluster)
     material = load_client_material(args.cert, args.key, cluster.ca_path)
     statuses = collect(cluster, material, args.timeout)
-    healthy = all(status.ready for status in statuses)
+    healthy = all(status.healthy for status in statuses)
     if args.json:
         print(
             json.dumps({"healthy": healthy, "servers": [status.as_json() for status in statuses]}, indent=2)

@@ -21,6 +21,8 @@ The SDK imports only the pure core and the generated protocol code, never
 the server.
 """
 
+from mpc_client._align import TokenIntegrityError
+from mpc_client._tables import Table, table_from_arrays
 from mpc_client.client import MpcClient
 from mpc_client.types import (
     SELF,
@@ -42,6 +44,7 @@ from mpc_client.types import (
 from mpc_core.errors import (
     AlreadyExistsError,
     ConfigError,
+    DataLossError,
     EncodingError,
     FailedPreconditionError,
     InvalidArgumentError,
@@ -62,6 +65,7 @@ __all__ = [
     "AlreadyExistsError",
     "AuditInput",
     "ConfigError",
+    "DataLossError",
     "DatasetInfo",
     "DatasetRef",
     "EncodingError",
@@ -88,5 +92,8 @@ __all__ = [
     "ServerJobStats",
     "ServerUnavailableError",
     "ShareFormatError",
+    "Table",
+    "TokenIntegrityError",
     "UnauthenticatedError",
+    "table_from_arrays",
 ]

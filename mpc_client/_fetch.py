@@ -15,14 +15,16 @@ same check at half the traffic. A mismatch raises
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from mpc_client._transport import ServerConnection
+from mpc_client._transport import ServerConnection, fan_out
 from mpc_client.types import ProgramDescription, ServerInfo
 from mpc_core import protowire, tags
 from mpc_core.errors import OutputIntegrityError, ShareFormatError
@@ -60,6 +62,8 @@ class OutputPart:
     second: RingArray | None = None
     second_digest: bytes = b""
     first_digest: bytes = b""
+    row_tokens: bytes = b""
+    """A keyed output's row tokens (16 bytes per row), as the server sent them."""
 
     def __repr__(self) -> str:
         """No share values in logs."""
@@ -97,16 +101,23 @@ def fetch_part(
     )
     stream = connection.fetch_raw(request, timeout=timeout)
     header = _output_header(connection.name, next(stream, b""))
+    if output and header.name and header.name != output:
+        raise ShareFormatError(f"{connection.name} sent output {header.name!r} for {output!r}")
     shape = tuple(int(d) for d in header.shape)
     count = element_count(shape)
     ring = ring_from_proto(connection.name, header.ring)
     first = ring.empty(count)
     tagger = tags.Tagger(check_key)
-    filled, second_digest = 0, b""
+    filled, second_digest, tokens = 0, b"", bytearray()
     for response in stream:
         number, item = _decode(connection.name, response)
         if number == protowire.ITEM_SECOND_DIGEST and not isinstance(item, protowire.ChunkView):
             second_digest = bytes(item)
+            continue
+        if number == protowire.ITEM_ROW_TOKENS and not isinstance(item, protowire.ChunkView):
+            if not header.keyed or filled or len(tokens) + len(item) > 16 * (shape[0] if shape else 1):
+                raise ShareFormatError(f"{connection.name}: unexpected row tokens in an output stream")
+            tokens += item
             continue
         if not isinstance(item, protowire.ChunkView):
             raise ShareFormatError(f"{connection.name}: unexpected message in an output stream")
@@ -118,6 +129,8 @@ def fetch_part(
         filled += size
     if filled != count or not second_digest:
         raise ShareFormatError(f"{connection.name}: sent {filled} of {count} output elements")
+    if header.keyed and len(tokens) != 16 * (shape[0] if shape else 1):
+        raise ShareFormatError(f"{connection.name}: sent the row tokens of a keyed output incompletely")
     return OutputPart(
         connection.name,
         shape,
@@ -126,7 +139,46 @@ def fetch_part(
         first,
         second_digest=second_digest,
         first_digest=tagger.tag(),
+        row_tokens=bytes(tokens),
     )
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """Which output to fetch, and how."""
+
+    job_id: str
+    submitter: str
+    output: str
+    release: bool
+    deadline: float
+
+
+def fetch_output(
+    connections: tuple[ServerConnection, ...], pool: ThreadPoolExecutor, request: FetchRequest
+) -> tuple[npt.NDArray[np.float64], bytes]:
+    """Fetch from all three servers, check, reconstruct; also the row tokens of a keyed output."""
+    keys = [secrets.token_bytes(tags.MAC_KEY_BYTES) for _ in connections]  # one per server, once
+
+    def fetch_one(connection: ServerConnection) -> OutputPart:
+        party = connection.endpoint.party
+        own, check = keys[party], keys[(party - 1) % len(keys)]
+        return fetch_part(
+            connection,
+            request.job_id,
+            request.submitter,
+            request.deadline,
+            (own, check),
+            release=request.release,
+            output=request.output,
+        )
+
+    parts = fan_out(connections, fetch_one, pool)
+    tokens = {part.row_tokens for part in parts}
+    if len(tokens) != 1:
+        names = ", ".join(part.server for part in parts)
+        raise OutputIntegrityError((parts[0].server, parts[1].server), f"row tokens ({names} differ)")
+    return reconstruct_output(parts), tokens.pop()
 
 
 def _decode(server: str, data: bytes) -> tuple[int, protowire.ChunkView | memoryview]:

@@ -1,8 +1,12 @@
 """Channels to the three servers, and translation of RPC failures into errors.
 
-Each server gets one mutual-TLS channel that verifies the server's identity
-(``grpc.ssl_target_name_override`` = its identity), never just its address.
-Calls fan out to the three servers concurrently; :func:`raise_combined`
+Each server gets one mutual-TLS channel that verifies the server's identity,
+never just its address: before first use the SDK handshakes with the server
+itself and checks its certificate's ``urn:mpc:server:<identity>`` URI SAN
+(and that it is a current, unrevoked leaf issued directly by the cluster CA,
+over TLS 1.3), then pins the gRPC channel to exactly that certificate
+(``mpc_client._server_identity``). Calls fan out to the three servers
+concurrently; :func:`raise_combined`
 turns the per-server failures into one exception of the most telling class,
 whose message names every server and what it said.
 """
@@ -16,9 +20,13 @@ from typing import TypeVar
 
 import grpc
 
+from mpc_client._server_identity import PinnedChannel, ServerChecker
+from mpc_core.certificates import inspect_certificate
 from mpc_core.cluster import ClusterConfig, ServerEndpoint
 from mpc_core.errors import (
     AlreadyExistsError,
+    ConfigError,
+    DataLossError,
     FailedPreconditionError,
     InvalidArgumentError,
     JobAbortedError,
@@ -47,6 +55,7 @@ _PRIORITY: tuple[type[MpcError], ...] = (
     FailedPreconditionError,
     ServerUnavailableError,
     ProtocolTimeoutError,
+    DataLossError,
     JobAbortedError,
 )
 
@@ -74,14 +83,20 @@ class ClientCredentials:
 class ServerConnection:
     """One server's channel and stub."""
 
-    def __init__(self, endpoint: ServerEndpoint, credentials: ClientCredentials) -> None:
-        """Open a lazy mutual-TLS channel to ``endpoint``."""
+    def __init__(
+        self, endpoint: ServerEndpoint, credentials: ClientCredentials, checker: ServerChecker | None = None
+    ) -> None:
+        """Prepare a mutual-TLS channel to ``endpoint``, pinned when first used (see the module doc)."""
         self.endpoint = endpoint
-        channel_credentials = grpc.ssl_channel_credentials(
-            credentials.ca_pem, credentials.key_pem, credentials.cert_pem
-        )
+        if checker is None:
+            checker = ServerChecker(credentials.cert_pem, credentials.key_pem, credentials.ca_pem)
         options = [("grpc.ssl_target_name_override", endpoint.identity), *_KEEPALIVE]
-        self.channel = grpc.secure_channel(endpoint.address, channel_credentials, options=options)
+
+        def open_channel(pinned_pem: bytes) -> grpc.Channel:
+            trusted = grpc.ssl_channel_credentials(pinned_pem, credentials.key_pem, credentials.cert_pem)
+            return grpc.secure_channel(endpoint.address, trusted, options=options)
+
+        self.channel: PinnedChannel = PinnedChannel(endpoint, checker, open_channel)
         self.stub = pb_grpc.ClientServiceStub(self.channel)
         # The share-carrying methods take and give encoded bytes (mpc_core.protowire).
         self.upload_raw: grpc.StreamUnaryMultiCallable[bytes, pb.UploadDatasetResponse]
@@ -156,6 +171,8 @@ def fan_out(
             results.append(future.result())
         except grpc.RpcError as exc:
             failures[connection.name] = error_from_rpc(connection.name, exc)
+            if isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.UNAVAILABLE:
+                connection.channel.mark_stale()  # check the server again: it may have a new certificate
         except MpcError as exc:
             failures[connection.name] = exc
     raise_combined(failures)
@@ -163,5 +180,18 @@ def fan_out(
 
 
 def connect_all(cluster: ClusterConfig, credentials: ClientCredentials) -> tuple[ServerConnection, ...]:
-    """One connection per server, in party order."""
-    return tuple(ServerConnection(endpoint, credentials) for endpoint in cluster.servers)
+    """One connection per server, in party order (nothing is sent before the first call).
+
+    Raises:
+        ConfigError: the revocation list the cluster file names is unusable, or revokes our certificate.
+    """
+    checker = ServerChecker(
+        credentials.cert_pem, credentials.key_pem, credentials.ca_pem, cluster.revoked_path
+    )
+    own = inspect_certificate(credentials.cert_pem, "client certificate")
+    if checker.revoked(own):
+        raise ConfigError(
+            f"the client certificate ({own.principal.uri}, serial {own.serial:x}) is on the "
+            f"revocation list {cluster.revoked_path}: ask the CA operator for a new one"
+        )
+    return tuple(ServerConnection(endpoint, credentials, checker) for endpoint in cluster.servers)

@@ -37,26 +37,41 @@ def _header(header: pb.UploadHeader) -> bytes:
     return pb.UploadDatasetRequest(header=header).SerializeToString()
 
 
-def plain_requests(header: pb.UploadHeader, pair: ReplicatedShare) -> Iterator[bytes]:
-    """The header, then both components of ``pair`` in chunks (encoded requests)."""
+TOKEN_MESSAGE_BYTES = 2 << 20
+
+
+def _tokens(tokens: bytes) -> Iterator[bytes]:
+    """A keyed upload's row tokens in messages of at most 2 MiB."""
+    for start in range(0, len(tokens), TOKEN_MESSAGE_BYTES):
+        yield pb.UploadDatasetRequest(tokens=tokens[start : start + TOKEN_MESSAGE_BYTES]).SerializeToString()
+
+
+def plain_requests(header: pb.UploadHeader, pair: ReplicatedShare, tokens: bytes = b"") -> Iterator[bytes]:
+    """The header, the row tokens (if keyed), then both components of ``pair`` in chunks."""
     yield _header(header)
+    yield from _tokens(tokens)
     yield from _chunks(ring_of(pair.first), pair.first, pair.second)
 
 
-def seeded_requests(header: pb.UploadHeader, split: SeededSplit, party: PartyId) -> Iterator[bytes]:
-    """Server ``party``'s seed-compressed upload of ``split`` (encoded requests)."""
+def seeded_requests(
+    header: pb.UploadHeader, split: SeededSplit, party: PartyId, tokens: bytes = b""
+) -> Iterator[bytes]:
+    """Server ``party``'s seed-compressed upload of ``split`` (the same row tokens to every server)."""
     own = pb.UploadHeader()
     own.CopyFrom(header)
     if party == 0:
         own.first_seed, own.second_seed = split.seed_0, split.seed_1
         yield _header(own)
+        yield from _tokens(tokens)
     elif party == 1:
         own.first_seed = split.seed_1
         yield _header(own)
+        yield from _tokens(tokens)
         yield from _chunks(split.ring, None, split.x_2)
     else:
         own.second_seed = split.seed_0
         yield _header(own)
+        yield from _tokens(tokens)
         yield from _chunks(split.ring, split.x_2, None)
 
 

@@ -21,11 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from mpc_client import _fetch, _jobs, _upload
+from mpc_client._align import AlignmentCalls
 from mpc_client._catalog import CatalogCalls, grant_to_proto
 from mpc_client._jobs import InputSpec, KeepSpec
+from mpc_client._keyed import KeyedCalls, KeyMap, default_key_dir
+from mpc_client._progress import ProgressArg, counting, progress_bar
 from mpc_client._transport import ClientCredentials, ServerConnection, connect_all, fan_out
 from mpc_client.types import DatasetRef, Grant, JobResult, ParamValue, ServerInfo
-from mpc_core import tags
 from mpc_core.certificates import check_certificate
 from mpc_core.cluster import ClusterConfig, parse_cluster
 from mpc_core.errors import (
@@ -51,13 +53,18 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-class MpcClient(CatalogCalls):
+class MpcClient(CatalogCalls, AlignmentCalls, KeyedCalls):
     """A connection to the three servers of a cluster under one identity."""
 
     def __init__(
-        self, cluster: ClusterConfig, credentials: ClientCredentials, *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        cluster: ClusterConfig,
+        credentials: ClientCredentials,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        key_dir: str | Path | None = None,
     ) -> None:
-        """Use :meth:`connect` unless you already hold the parsed parts."""
+        """Use :meth:`connect` unless you already hold the parsed parts (``key_dir``: see upload_table)."""
         info = check_certificate(
             credentials.cert_pem, credentials.key_pem, credentials.ca_pem, "client certificate"
         )
@@ -70,10 +77,17 @@ class MpcClient(CatalogCalls):
         self.fixed_point = FixedPoint(cluster.fractional_bits, cluster.ring)
         self._connections = connect_all(cluster, credentials)
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mpc-client")
+        self.key_map = KeyMap(Path(key_dir) if key_dir else default_key_dir(self.identity))
 
     @classmethod
     def connect(
-        cls, cluster_file: str | Path, cert: str | Path, key: str | Path, *, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        cluster_file: str | Path,
+        cert: str | Path,
+        key: str | Path,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        key_dir: str | Path | None = None,
     ) -> MpcClient:
         """Connect with a cluster file and this identity's certificate and key."""
         path = Path(cluster_file)
@@ -86,7 +100,7 @@ class MpcClient(CatalogCalls):
             _read(Path(key), "private key"),
             _read(cluster.ca_path, "CA certificate"),
         )
-        return cls(cluster, credentials, timeout=timeout)
+        return cls(cluster, credentials, timeout=timeout, key_dir=key_dir)
 
     def __repr__(self) -> str:
         """Identity and servers, nothing secret."""
@@ -124,6 +138,7 @@ class MpcClient(CatalogCalls):
         compress: bool = True,
         fractional_bits: int | None = None,
         bound: float | None = None,
+        progress: ProgressArg = None,
         timeout: float | None = None,
     ) -> DatasetRef:
         """Secret-share ``values`` and upload one share pair to each server.
@@ -149,6 +164,27 @@ class MpcClient(CatalogCalls):
             EncodingError: a value is NaN, infinite, out of range or above ``bound``.
             MpcError: a server refused the upload (the message names it).
         """
+        if type(values).__module__.startswith("pandas"):
+            raise InvalidArgumentError(
+                "pandas objects keep their keys and column names only through upload_table(name, frame, ...)"
+            )
+        options = (grants, overwrite, compress, fractional_bits, bound, timeout)
+        return self._send(name, values, *options, progress=progress)
+
+    def _send(  # noqa: PLR0917 - upload's options, passed through
+        self,
+        name: str,
+        values: npt.ArrayLike,
+        grants: Iterable[GrantSpec],
+        overwrite: bool,
+        compress: bool,
+        fractional_bits: int | None,
+        bound: float | None,
+        timeout: float | None,
+        keyed: tuple[str, tuple[str, ...], bytes] | None = None,
+        progress: ProgressArg = None,
+    ) -> DatasetRef:
+        """Upload ``values``; ``keyed`` is (alignment, column names, row tokens) for a keyed table."""
         validate_name(name, "dataset name")
         grant_list = [g if isinstance(g, Grant) else Grant(*g) for g in grants]
         array = np.asarray(values, dtype=np.float64) if not isinstance(values, np.ndarray) else values
@@ -168,21 +204,30 @@ class MpcClient(CatalogCalls):
             ring=_fetch.RING_ENUM[self.ring.bits],
             magnitude_bits=magnitude,
         )
+        alignment, columns, tokens = keyed or ("", (), b"")
+        header.alignment, header.columns[:] = alignment, list(columns)
         deadline = self._deadline(timeout)
         if compress:
             split = split_seeded(self.ring, encoded)
-            streams = [_upload.seeded_requests(header, split, c.endpoint.party) for c in self._connections]
+            streams = [
+                _upload.seeded_requests(header, split, c.endpoint.party, tokens) for c in self._connections
+            ]
         else:
             shares = share(self.ring, encoded)
-            streams = [_upload.plain_requests(header, shares[c.endpoint.party]) for c in self._connections]
+            streams = [
+                _upload.plain_requests(header, shares[c.endpoint.party], tokens) for c in self._connections
+            ]
         by_server = dict(zip((c.name for c in self._connections), streams, strict=True))
+        total = (2 if compress else 6) * encoded.nbytes + 3 * len(tokens)
 
-        def send(connection: ServerConnection) -> pb.UploadDatasetResponse:
-            requests = by_server[connection.name]
-            response: pb.UploadDatasetResponse = connection.upload_raw(requests, timeout=deadline)
-            return response
+        with progress_bar(progress, total, f"uploading {name}", "B") as advance:
 
-        replies = fan_out(self._connections, send, self._pool)
+            def send(connection: ServerConnection) -> pb.UploadDatasetResponse:
+                requests = counting(by_server[connection.name], advance)
+                response: pb.UploadDatasetResponse = connection.upload_raw(requests, timeout=deadline)
+                return response
+
+            replies = fan_out(self._connections, send, self._pool)
         _upload.check_stored(self._connections, replies, header.upload_id, int(array.size))
         return DatasetRef(self.identity, name, header.upload_id.hex())
 
@@ -320,18 +365,9 @@ class MpcClient(CatalogCalls):
         by = submitter or (job.submitter if isinstance(job, JobResult) and job.submitter else self.identity)
         if not output and isinstance(job, JobResult) and job.outputs:
             output = _jobs.delivered(job)[0]
-        deadline = self._deadline(timeout)
-        keys = [secrets.token_bytes(tags.MAC_KEY_BYTES) for _ in self._connections]  # one per server, once
-
-        def fetch_one(connection: ServerConnection) -> _fetch.OutputPart:
-            party = connection.endpoint.party
-            own, check = keys[party], keys[(party - 1) % len(keys)]
-            return _fetch.fetch_part(
-                connection, job_id, by, deadline, (own, check), release=release, output=output
-            )
-
-        parts = fan_out(self._connections, fetch_one, self._pool)
-        return _fetch.reconstruct_output(parts)
+        request = _fetch.FetchRequest(job_id, by, output, release, self._deadline(timeout))
+        values, _ = _fetch.fetch_output(self._connections, self._pool, request)
+        return values
 
     def fetch_all(
         self, job: JobResult, *, release: bool = False, timeout: float | None = None

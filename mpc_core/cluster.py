@@ -3,6 +3,7 @@
 One TOML file describes a cluster for servers and clients alike::
 
     ca = "certs/ca.pem"          # relative to the cluster file
+    revoked = "certs/revoked.txt"  # optional: the certificate deny list, also relative
     ring = 128                   # Z_2^128 (default) or 64 for Z_2^64
     fractional_bits = 32         # default: 32 in Z_2^128, 16 in Z_2^64
 
@@ -15,7 +16,8 @@ Parsing is pure (text in, :class:`ClusterConfig` out); callers read files.
 :attr:`ClusterConfig.fingerprint` hashes what all parties must agree on (the
 server identities in order, the ring, the default scale and the CA certificate),
 but not the addresses, which differ between inside and outside a container
-network.
+network, nor the revocation list, which changes while the cluster runs (servers
+re-read it when it changes; see ``mpc_core.certificates.RevocationList``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class ClusterConfig:
     fractional_bits: int = default_fractional_bits(RING128)
     """The scale clients encode new datasets at unless they choose another."""
     ring: Ring = RING128
+    revoked_path: Path | None = None
+    """The certificate revocation list (deny list) named by ``revoked``, if any."""
 
     def server(self, party: PartyId) -> ServerEndpoint:
         """The endpoint of ``party``."""
@@ -130,7 +134,7 @@ def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cluster file is not valid TOML: {exc}") from None
-    unknown = set(data) - {"ca", "ring", "fractional_bits", "servers"}
+    unknown = set(data) - {"ca", "revoked", "ring", "fractional_bits", "servers"}
     if unknown:
         raise ConfigError(f"cluster file: unknown keys {sorted(unknown)}")
     servers = data.get("servers")
@@ -148,7 +152,13 @@ def parse_cluster(text: str, base_dir: Path) -> ClusterConfig:
     if isinstance(bits, bool) or not isinstance(bits, int) or not 0 < bits <= limit:
         raise ConfigError(f"cluster file: fractional_bits must be 1..{limit} in {ring.name}")
     ca_path = Path(ca) if Path(ca).is_absolute() else base_dir / ca
-    return ClusterConfig((endpoints[0], endpoints[1], endpoints[2]), ca_path, bits, ring)
+    revoked = data.get("revoked")
+    if revoked is not None and (not isinstance(revoked, str) or not revoked):
+        raise ConfigError("cluster file: 'revoked' must name the certificate revocation list file")
+    revoked_path = (
+        None if revoked is None else Path(revoked) if Path(revoked).is_absolute() else base_dir / revoked
+    )
+    return ClusterConfig((endpoints[0], endpoints[1], endpoints[2]), ca_path, bits, ring, revoked_path)
 
 
 def _parse_ring(value: Any) -> Ring:
@@ -171,12 +181,14 @@ def render_cluster(
     ca: str,
     fractional_bits: int | None = None,
     ring_bits: int = DEFAULT_RING_BITS,
+    revoked: str | None = None,
 ) -> str:
     """Write a cluster file for ``(identity, address)`` pairs in party order."""
     bits = default_fractional_bits(ring_for_bits(ring_bits)) if fractional_bits is None else fractional_bits
     lines = [
         "# MPC cluster file: the three servers in party order, the CA, the ring and the scale.",
         f"ca = {_toml_string(ca)}",
+        *([f"revoked = {_toml_string(revoked)}"] if revoked is not None else []),
         f"ring = {ring_bits}",
         f"fractional_bits = {bits}",
     ]

@@ -123,7 +123,20 @@ class JobAbortedError(MpcError):
         super().__init__(f"server {peer} aborted the job: {reason}")
 
 
-class OutputIntegrityError(MpcError):
+class DataLossError(MpcError):
+    """Shares are damaged or lost, so no result is computed from them.
+
+    A server raises it when a stored share file fails its checksum or cannot
+    be read, or when an output it was to keep could not be written; the
+    message names that server and the dataset or output. The client raises
+    its subclass :class:`OutputIntegrityError` when servers' output shares
+    disagree.
+    """
+
+    grpc_status: ClassVar[str] = "DATA_LOSS"
+
+
+class OutputIntegrityError(DataLossError):
     """Servers returned output shares that do not fit together.
 
     Most often two servers sent different copies of the same share
@@ -162,6 +175,7 @@ _BY_STATUS: dict[str, type[MpcError]] = {
         ProtocolTimeoutError,
         JobAbortedError,
         OutputIntegrityError,
+        DataLossError,  # what a server reports as DATA_LOSS (OutputIntegrityError is the client's own)
     )
 }
 

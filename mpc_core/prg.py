@@ -30,6 +30,7 @@ import secrets
 import sys
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc_core.errors import InvalidArgumentError
@@ -156,3 +157,8 @@ def prg_elements(ring: Ring, seed: bytes, n: int) -> RingArray:
 def prf_elements(ring: Ring, key: SecretKey, tag: bytes, n: int) -> RingArray:
     """``F(k, tag, n)`` as ``n`` pseudo-random elements of ``ring``."""
     return ring.from_words(prf_words(key, tag, n * ring.words_per_element))
+
+
+def random_permutation(n: int) -> npt.NDArray[np.intp]:
+    """A uniformly random order of ``n`` rows (argsort of CSPRNG-keyed AES-CTR words)."""
+    return np.argsort(random_words(n), kind="stable")

@@ -33,6 +33,10 @@ CHUNK_OFFSET, CHUNK_FIRST, CHUNK_SECOND = 1, 2, 3
 # UploadDatasetRequest and FetchOutputResponse (client_service.proto): the
 # oneof ``item``, whose ``chunk`` member is a ShareChunk in both.
 ITEM_HEADER, ITEM_CHUNK, ITEM_SECOND_DIGEST = 1, 2, 3
+ITEM_TOKENS = 3
+"""UploadDatasetRequest.tokens (field 3 of that oneof, as second_digest is of FetchOutputResponse's)."""
+ITEM_ROW_TOKENS = 4
+"""FetchOutputResponse.row_tokens."""
 
 Field = tuple[int, int, "int | memoryview"]
 """A decoded field: number, wire type, value (an int, or a slice of the input)."""
@@ -210,7 +214,7 @@ def decode_item(data: bytes | memoryview) -> tuple[int, ChunkView | memoryview]:
     Raises:
         WireFormatError: malformed bytes, or not exactly one member set.
     """
-    members = (ITEM_HEADER, ITEM_CHUNK, ITEM_SECOND_DIGEST)
+    members = (ITEM_HEADER, ITEM_CHUNK, ITEM_SECOND_DIGEST, ITEM_ROW_TOKENS)
     items = [field for field in fields(memoryview(data)) if field[0] in members]
     if len(items) != 1:
         raise WireFormatError(f"expected one item in the message, found {len(items)}")

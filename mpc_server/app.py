@@ -23,21 +23,26 @@ from mpc_core.errors import ConfigError
 from mpc_core.identity import Role
 from mpc_core.types import PARTIES, PartyId
 from mpc_core.version import PROTOCOL_VERSION, SOFTWARE_VERSION
+from mpc_proto.v1 import alignment_service_pb2 as alignment_pb
 from mpc_proto.v1 import client_service_pb2 as client_pb
 from mpc_proto.v1 import peer_service_pb2 as peer_pb
 from mpc_server.api import convert
+from mpc_server.api.alignment_servicer import AlignmentServicer
 from mpc_server.api.client_servicer import ClientServicer
 from mpc_server.config import ServerConfig
 from mpc_server.observability import ServerMetrics, TransportReadings
 from mpc_server.protocol.mailbox import Mailbox
+from mpc_server.service.alignment import AlignmentService
 from mpc_server.service.audit import AuditLog
 from mpc_server.service.catalog import Catalog
 from mpc_server.service.grant_book import GrantBook
 from mpc_server.service.job_plan import JobPlanner
 from mpc_server.service.jobs import JobService, JobServices
+from mpc_server.service.key_store import KeyStore
 from mpc_server.service.output_store import FileOutputStore
 from mpc_server.service.outputs import OutputService
 from mpc_server.service.programs import default_programs
+from mpc_server.service.storage_state import StorageState
 from mpc_server.service.store import FileDatasetStore
 from mpc_server.service.uploads import UploadService
 from mpc_server.transport import tls
@@ -52,8 +57,12 @@ _log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     client_pb.DESCRIPTOR.services_by_name["ClientService"].full_name,
     peer_pb.DESCRIPTOR.services_by_name["PeerService"].full_name,
+    alignment_pb.DESCRIPTOR.services_by_name["AlignmentService"].full_name,
 )
 _SWEEP_SECONDS = 30.0
+STORAGE_HEALTH_SERVICE = "mpc.v1.Storage"
+"""grpc.health.v1 name under which a server reports whether it can store shares."""
+_STORAGE_POLL_SECONDS = 5.0
 _STREAM_GRACE_SECONDS = 1.0
 
 
@@ -71,6 +80,7 @@ class MpcServer:
                 f"certificate {config.cert} is for {principal.uri}, but this is "
                 f"server {self.endpoint.identity}"
             )
+        self.verifier = tls.peer_verifier(self.material, config.cluster)
         self.fingerprint = config.cluster.fingerprint(self.material.ca_pem)
         names = {party: config.cluster.server(party).identity for party in PARTIES}
         self.peers = tuple(p for p in PARTIES if p != self.endpoint.party)
@@ -81,22 +91,32 @@ class MpcServer:
         self.channel = GrpcPeerChannel(self.endpoint.party, names, self.links, self.mailbox, self.inbound)
         programs = default_programs()
         self.programs = [convert.program_info(p) for p in programs.values()]
-        datasets = FileDatasetStore(config.data_dir)
+        self.storage = StorageState(config.data_dir, self.endpoint.identity)
+        datasets = FileDatasetStore(config.data_dir, storage=self.storage)
         grants = GrantBook(config.data_dir)
         self.audit = AuditLog(config.data_dir)
-        self.output_store = FileOutputStore(config.data_dir, config.outputs)
+        self.output_store = FileOutputStore(config.data_dir, config.outputs, storage=self.storage)
         self.metrics = ServerMetrics(self._readings())
-        planner = JobPlanner(datasets, grants, programs, config.cluster.ring)
+        self.keys = KeyStore(config.data_dir)
+        self.output_keys = KeyStore(config.data_dir, subdir="output-keys")
+        planner = JobPlanner(datasets, grants, programs, config.cluster.ring, keys=self.keys)
         self.jobs = JobService(
             self.channel,
-            JobServices(planner, datasets, grants, self.output_store, self.audit),
+            JobServices(planner, datasets, grants, self.output_store, self.audit, self.output_keys),
             config.jobs,
             observer=self.metrics,
             unready_peer=self.unready_peer,
         )
-        self.outputs = OutputService(self.output_store, on_activity=self.jobs.activity)
+        self.outputs = OutputService(self.output_store, on_activity=self.jobs.activity, keys=self.output_keys)
+        self.alignments = AlignmentService(self.channel)
         self.uploads = UploadService(
-            datasets, self.channel, programs, config.cluster.ring, config.uploads, grants=grants
+            datasets,
+            self.channel,
+            programs,
+            config.cluster.ring,
+            config.uploads,
+            grants=grants,
+            keys=self.keys,
         )
         self.catalog = Catalog(datasets, grants, self.audit, programs, config.uploads.max_grants)
         self.health = health_aio.HealthServicer()
@@ -153,8 +173,10 @@ class MpcServer:
         policy = {
             SERVICE_NAMES[0]: require_role(Role.CLIENT),
             SERVICE_NAMES[1]: require_role(Role.SERVER, self.config.cluster.identities),
+            SERVICE_NAMES[2]: require_role(Role.CLIENT),
         }
-        server = grpc.aio.server(interceptors=[RoleInterceptor(policy)], options=tls.SERVER_OPTIONS)
+        interceptor = RoleInterceptor(policy, self.verifier)
+        server = grpc.aio.server(interceptors=[interceptor], options=tls.SERVER_OPTIONS)
         self.client_servicer = ClientServicer(
             self.uploads,
             self.jobs,
@@ -175,6 +197,11 @@ class MpcServer:
             self.peer_servicer,
             peer_pb.DESCRIPTOR.services_by_name["PeerService"],
             raw_requests={"Exchange"},
+        )
+        add_servicer(
+            server,
+            AlignmentServicer(self.alignments, authenticate),
+            alignment_pb.DESCRIPTOR.services_by_name["AlignmentService"],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -212,7 +239,13 @@ class MpcServer:
                 for link in self.links.values()
             ],
             programs=self.programs,
+            storage=self._storage_status(),
         )
+
+    def _storage_status(self) -> client_pb.StorageStatus:
+        problems = self.storage.problems()
+        state = client_pb.STORAGE_STATE_PROBLEM if problems else client_pb.STORAGE_STATE_OK
+        return client_pb.StorageStatus(state=state, problems=problems)
 
     async def start(self) -> int:
         """Bind the listening address, start serving and connect to the peers."""
@@ -232,6 +265,7 @@ class MpcServer:
         self._tasks += [
             asyncio.create_task(self._watch_health(), name="health"),
             asyncio.create_task(self._sweep(), name="sweep"),
+            asyncio.create_task(self._watch_storage(), name="storage"),
         ]
         _log.info(
             "%s listening on %s (party %d)", self.endpoint.identity, self.config.listen, self.endpoint.party
@@ -246,6 +280,28 @@ class MpcServer:
         )
         for service in ("", *SERVICE_NAMES):
             await self.health.set(service, status)
+        await self._publish_storage()
+
+    async def _publish_storage(self) -> bool:
+        """Report the storage in grpc.health.v1 (``mpc.v1.Storage``); True if it is fine."""
+        fine = not self.storage.problems()
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await self.health.set(
+            STORAGE_HEALTH_SERVICE, serving if fine else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        return fine
+
+    async def _watch_storage(self) -> None:
+        """Measure free space now and then (off the loop); log and publish every change."""
+        was_fine = True
+        while True:
+            await asyncio.to_thread(self.storage.refresh)
+            fine = await self._publish_storage()
+            if fine != was_fine:
+                was_fine = fine
+                problems = "; ".join(self.storage.problems()) or "storage is fine again"
+                (_log.info if fine else _log.error)("%s storage: %s", self.endpoint.identity, problems)
+            await asyncio.sleep(_STORAGE_POLL_SECONDS)
 
     async def _watch_health(self) -> None:
         was_ready = None

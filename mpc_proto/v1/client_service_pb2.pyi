@@ -45,6 +45,29 @@ READINESS_STATE_WAITING_FOR_PEERS: ReadinessState.ValueType  # 2
 """At least one peer is not (yet) connected."""
 Global___ReadinessState: _TypeAlias = ReadinessState  # noqa: Y015
 
+class _StorageState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StorageStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StorageState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STORAGE_STATE_UNSPECIFIED: _StorageState.ValueType  # 0
+    """Not reported (a server from before this field)."""
+    STORAGE_STATE_OK: _StorageState.ValueType  # 1
+    """Nothing is known to be wrong."""
+    STORAGE_STATE_PROBLEM: _StorageState.ValueType  # 2
+    """Something needs an operator: see StorageStatus.problems."""
+
+class StorageState(_StorageState, metaclass=_StorageStateEnumTypeWrapper): ...
+
+STORAGE_STATE_UNSPECIFIED: StorageState.ValueType  # 0
+"""Not reported (a server from before this field)."""
+STORAGE_STATE_OK: StorageState.ValueType  # 1
+"""Nothing is known to be wrong."""
+STORAGE_STATE_PROBLEM: StorageState.ValueType  # 2
+"""Something needs an operator: see StorageStatus.problems."""
+Global___StorageState: _TypeAlias = StorageState  # noqa: Y015
+
 class _ParameterType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -84,6 +107,8 @@ class UploadHeader(_message.Message):
     SECOND_SEED_FIELD_NUMBER: _builtins.int
     RING_FIELD_NUMBER: _builtins.int
     MAGNITUDE_BITS_FIELD_NUMBER: _builtins.int
+    ALIGNMENT_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name of the dataset, unique per owner: 1-128 characters of [A-Za-z0-9._-]
     starting with a letter or digit.
@@ -131,6 +156,11 @@ class UploadHeader(_message.Message):
     smaller than the data is the uploader's error: results computed from such
     a dataset may be wrong.
     """
+    alignment: _builtins.str
+    """A keyed dataset: the alignment ("opener/alignment_id") whose tokens key
+    its rows; the rows' tokens follow as UploadDatasetRequest.tokens. The
+    shape must be (rows,) or (rows, columns). Empty: rows are positional.
+    """
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Shape of the array; an empty list is a scalar. The number of elements
@@ -140,6 +170,12 @@ class UploadHeader(_message.Message):
     @_builtins.property
     def grants(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Grant]:
         """Who may receive outputs of which programs computed from this dataset."""
+
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the columns (the last dimension), e.g. a DataFrame's; empty:
+        unnamed. A job may select columns by name (JobInput.columns).
+        """
 
     def __init__(
         self,
@@ -154,10 +190,12 @@ class UploadHeader(_message.Message):
         second_seed: _builtins.bytes = ...,
         ring: _types_pb2.Ring.ValueType = ...,
         magnitude_bits: _builtins.int | None = ...,
+        alignment: _builtins.str = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_fractional_bits", b"_fractional_bits", "_magnitude_bits", b"_magnitude_bits", "fractional_bits", b"fractional_bits", "magnitude_bits", b"magnitude_bits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fractional_bits", b"_fractional_bits", "_magnitude_bits", b"_magnitude_bits", "first_seed", b"first_seed", "fractional_bits", b"fractional_bits", "grants", b"grants", "magnitude_bits", b"magnitude_bits", "name", b"name", "overwrite", b"overwrite", "ring", b"ring", "second_seed", b"second_seed", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fractional_bits", b"_fractional_bits", "_magnitude_bits", b"_magnitude_bits", "alignment", b"alignment", "columns", b"columns", "first_seed", b"first_seed", "fractional_bits", b"fractional_bits", "grants", b"grants", "magnitude_bits", b"magnitude_bits", "name", b"name", "overwrite", b"overwrite", "ring", b"ring", "second_seed", b"second_seed", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__fractional_bits: _TypeAlias = _typing.Literal["fractional_bits"]  # noqa: Y015
     _WhichOneofArgType__fractional_bits: _TypeAlias = _typing.Literal["_fractional_bits", b"_fractional_bits"]  # noqa: Y015
@@ -176,6 +214,12 @@ class UploadDatasetRequest(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    tokens: _builtins.bytes
+    """For a keyed dataset (UploadHeader.alignment): the join tokens of the
+    rows, 16 bytes per row, in row order, in as many messages as needed (at
+    most 2 MiB each). The same tokens go to all three servers.
+    """
     @_builtins.property
     def header(self) -> Global___UploadHeader: ...
     @_builtins.property
@@ -185,12 +229,13 @@ class UploadDatasetRequest(_message.Message):
         *,
         header: Global___UploadHeader | None = ...,
         chunk: _types_pb2.ShareChunk | None = ...,
+        tokens: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "tokens", b"tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["header", "chunk", "tokens"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
@@ -229,6 +274,7 @@ class JobInput(_message.Message):
 
     ROLE_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """The role the dataset plays in the program, e.g. "features" or "weights".
     The order of the inputs within a role matters: the "features" blocks of
@@ -237,15 +283,22 @@ class JobInput(_message.Message):
     """
     @_builtins.property
     def dataset(self) -> _types_pb2.DatasetRef: ...
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Use only these columns of the dataset, in this order (by the names it was
+        uploaded with); empty: all of them.
+        """
+
     def __init__(
         self,
         *,
         role: _builtins.str = ...,
         dataset: _types_pb2.DatasetRef | None = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "dataset", b"dataset", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -396,6 +449,7 @@ class OutputInfo(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     KEPT_AS_FIELD_NUMBER: _builtins.int
     KEPT_VERSION_FIELD_NUMBER: _builtins.int
+    KEYED_FIELD_NUMBER: _builtins.int
     SHAPE_FIELD_NUMBER: _builtins.int
     FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
     RING_FIELD_NUMBER: _builtins.int
@@ -404,6 +458,11 @@ class OutputInfo(_message.Message):
     name: _builtins.str
     """The program's name for the output, e.g. "predictions" or "weights"."""
     kept_version: _builtins.bytes
+    keyed: _builtins.bool
+    """The rows carry join tokens (the job joined keyed datasets): FetchOutput
+    streams them (FetchOutputResponse.row_tokens) after the header, 16 bytes
+    per row, in row order. Inline outputs are never keyed.
+    """
     fractional_bits: _builtins.int
     """Scale of the output's fixed-point encoding (f_x + f_w after a final
     product): decode with dec(u) = signed(u) / 2^fractional_bits.
@@ -430,6 +489,7 @@ class OutputInfo(_message.Message):
         name: _builtins.str = ...,
         kept_as: _types_pb2.DatasetRef | None = ...,
         kept_version: _builtins.bytes = ...,
+        keyed: _builtins.bool = ...,
         shape: _abc.Iterable[_builtins.int] | None = ...,
         fractional_bits: _builtins.int = ...,
         ring: _types_pb2.Ring.ValueType = ...,
@@ -438,7 +498,7 @@ class OutputInfo(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "kept_as", b"kept_as", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "fractional_bits", b"fractional_bits", "kept_as", b"kept_as", "kept_version", b"kept_version", "magnitude_bits", b"magnitude_bits", "name", b"name", "ring", b"ring", "shape", b"shape", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2", "fractional_bits", b"fractional_bits", "kept_as", b"kept_as", "kept_version", b"kept_version", "keyed", b"keyed", "magnitude_bits", b"magnitude_bits", "name", b"name", "ring", b"ring", "shape", b"shape", "truncation_failure_log2", b"truncation_failure_log2"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__truncation_failure_log2: _TypeAlias = _typing.Literal["truncation_failure_log2"]  # noqa: Y015
     _WhichOneofArgType__truncation_failure_log2: _TypeAlias = _typing.Literal["_truncation_failure_log2", b"_truncation_failure_log2"]  # noqa: Y015
@@ -583,7 +643,12 @@ class FetchOutputResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     SECOND_DIGEST_FIELD_NUMBER: _builtins.int
+    ROW_TOKENS_FIELD_NUMBER: _builtins.int
     second_digest: _builtins.bytes
+    row_tokens: _builtins.bytes
+    """A keyed output's row tokens (16 bytes per row, in order), right after
+    the header, in messages of at most 2 MiB.
+    """
     @_builtins.property
     def header(self) -> Global___OutputInfo: ...
     @_builtins.property
@@ -594,12 +659,13 @@ class FetchOutputResponse(_message.Message):
         header: Global___OutputInfo | None = ...,
         chunk: _types_pb2.ShareChunk | None = ...,
         second_digest: _builtins.bytes = ...,
+        row_tokens: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "second_digest", b"second_digest"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "row_tokens", b"row_tokens", "second_digest", b"second_digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "second_digest", b"second_digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "item", b"item", "row_tokens", b"row_tokens", "second_digest", b"second_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["header", "chunk", "second_digest"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["header", "chunk", "second_digest", "row_tokens"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
@@ -693,6 +759,8 @@ class DatasetInfo(_message.Message):
     FRACTIONAL_BITS_FIELD_NUMBER: _builtins.int
     MAGNITUDE_BITS_FIELD_NUMBER: _builtins.int
     GRANTS_FIELD_NUMBER: _builtins.int
+    ALIGNMENT_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     upload_id: _builtins.bytes
     """The version: the upload_id of the upload stored."""
@@ -702,10 +770,14 @@ class DatasetInfo(_message.Message):
     fractional_bits: _builtins.int
     magnitude_bits: _builtins.int
     """The public bound; absent for a dataset stored before bounds existed."""
+    alignment: _builtins.str
+    """For a keyed dataset: the alignment of its tokens."""
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
     def grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___GrantState]: ...
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -717,10 +789,12 @@ class DatasetInfo(_message.Message):
         fractional_bits: _builtins.int = ...,
         magnitude_bits: _builtins.int | None = ...,
         grants: _abc.Iterable[Global___GrantState] | None = ...,
+        alignment: _builtins.str = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits", "magnitude_bits", b"magnitude_bits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits", "created_at", b"created_at", "fractional_bits", b"fractional_bits", "grants", b"grants", "magnitude_bits", b"magnitude_bits", "name", b"name", "ring", b"ring", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits", "alignment", b"alignment", "columns", b"columns", "created_at", b"created_at", "fractional_bits", b"fractional_bits", "grants", b"grants", "magnitude_bits", b"magnitude_bits", "name", b"name", "ring", b"ring", "shape", b"shape", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__magnitude_bits: _TypeAlias = _typing.Literal["magnitude_bits"]  # noqa: Y015
     _WhichOneofArgType__magnitude_bits: _TypeAlias = _typing.Literal["_magnitude_bits", b"_magnitude_bits"]  # noqa: Y015
@@ -1108,6 +1182,7 @@ class GetServerInfoResponse(_message.Message):
     TRANSPORT_FIELD_NUMBER: _builtins.int
     RING_FIELD_NUMBER: _builtins.int
     PROGRAMS_FIELD_NUMBER: _builtins.int
+    STORAGE_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The server's identity (the name in its urn:mpc:server:<name> URI SAN)."""
     party: _builtins.int
@@ -1126,6 +1201,12 @@ class GetServerInfoResponse(_message.Message):
     def programs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProgramInfo]:
         """The programs a job can run, with their roles, parameters and outputs."""
 
+    @_builtins.property
+    def storage(self) -> Global___StorageStatus:
+        """Whether this server can store shares: free space, failed writes, damaged
+        files. Also in grpc.health.v1 under the service name "mpc.v1.Storage".
+        """
+
     def __init__(
         self,
         *,
@@ -1139,14 +1220,48 @@ class GetServerInfoResponse(_message.Message):
         transport: Global___TransportStats | None = ...,
         ring: _types_pb2.Ring.ValueType = ...,
         programs: _abc.Iterable[Global___ProgramInfo] | None = ...,
+        storage: Global___StorageStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["transport", b"transport"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["storage", b"storage", "transport", b"transport"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "programs", b"programs", "protocol_version", b"protocol_version", "readiness", b"readiness", "ring", b"ring", "software_version", b"software_version", "transport", b"transport"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fractional_bits", b"fractional_bits", "identity", b"identity", "party", b"party", "peers", b"peers", "programs", b"programs", "protocol_version", b"protocol_version", "readiness", b"readiness", "ring", b"ring", "software_version", b"software_version", "storage", b"storage", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerInfoResponse: _TypeAlias = GetServerInfoResponse  # noqa: Y015
+
+@_typing.final
+class StorageStatus(_message.Message):
+    """What is wrong with a server's storage, in words an operator can act on. It
+    names no dataset, output or client and gives no sizes (every client may ask);
+    the server's log has the details.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    state: Global___StorageState.ValueType
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """E.g. "disk full: the last write of a share file failed (No space left on
+        device): ...", "free space on the data volume is low (below 64 MiB)",
+        "1 stored share file is damaged (failed checksum or unreadable): ...".
+        """
+
+    def __init__(
+        self,
+        *,
+        state: Global___StorageState.ValueType = ...,
+        problems: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["problems", b"problems", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StorageStatus: _TypeAlias = StorageStatus  # noqa: Y015
 
 @_typing.final
 class ProgramInfo(_message.Message):

@@ -26,7 +26,8 @@ from mpc_server.service.catalog import Catalog
 from mpc_server.service.jobs import JobService
 from mpc_server.service.model import DatasetRef
 from mpc_server.service.outputs import OutputService
-from mpc_server.service.uploads import ShareChunk, UploadService
+from mpc_server.service.upload_session import ShareChunk, TokenChunk
+from mpc_server.service.uploads import UploadService
 from mpc_server.transport.status import streaming_errors, unary_errors
 
 _Context = grpc.aio.ServicerContext[Any, Any]
@@ -124,7 +125,9 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
             upload_id=dataset.upload_id,
         )
 
-    async def _chunks(self, owner: str, requests: AsyncIterator[bytes]) -> AsyncIterator[ShareChunk]:
+    async def _chunks(
+        self, owner: str, requests: AsyncIterator[bytes]
+    ) -> AsyncIterator[ShareChunk | TokenChunk]:
         async for request in requests:
             self.traffic.count(owner, received=len(request))
             yield convert.upload_chunk_from_bytes(request)
@@ -148,7 +151,7 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         inline = request.return_output and submitter == spec.receiver
         result = await self._jobs.run(submitter, spec, timeout, fetched_now=inline)
         response = convert.run_job_response(result)
-        if inline and len(result.delivered) == 1:
+        if inline and len(result.delivered) == 1 and not result.delivered[0].keyed:
             output = self._outputs.fetch(submitter, submitter, spec.job_id)
             if output.share.size <= INLINE_OUTPUT_ELEMENTS:
                 response.output_share.CopyFrom(convert.whole_share_chunk(output.share))
@@ -175,9 +178,11 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
         checked = request.second_mac_key or request.second_as_digest
         digest = await convert.digest_of(output.share.second, request.second_mac_key) if checked else None
         header = pb.FetchOutputResponse(header=convert.output_info_to_proto(output.info))
+        tokens = await asyncio.to_thread(self._outputs.row_tokens, output) if output.info.keyed else b""
         last = [pb.FetchOutputResponse(second_digest=digest).SerializeToString()] if digest else []
         chunks = convert.output_responses(output.share, with_second=digest is None)
-        for response in chain([header.SerializeToString()], chunks, last):
+        rows = convert.token_responses(tokens)
+        for response in chain([header.SerializeToString()], rows, chunks, last):
             self.traffic.count(requester, sent=len(response))
             self._outputs.activity()
             yield response

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from mpc_core import protowire, tags
 from mpc_core.errors import InvalidArgumentError
-from mpc_core.identity import shown
+from mpc_core.identity import shown, validate_name
 from mpc_core.ring import RingArray, ring_of
 from mpc_core.sharing import ReplicatedShare
 from mpc_proto.v1 import client_service_pb2 as pb
@@ -33,7 +33,7 @@ from mpc_server.service.model import (
 )
 from mpc_server.service.programs import Program
 from mpc_server.service.programs.params import ParamType, ParamValue, type_of
-from mpc_server.service.uploads import ShareChunk, UploadHeader
+from mpc_server.service.upload_session import ShareChunk, TokenChunk, UploadHeader
 
 DIGEST_INLINE_BYTES = 1 << 16
 RING_BITS = {types_pb2.RING_Z2_64: 64, types_pb2.RING_Z2_128: 128}
@@ -192,11 +192,15 @@ def upload_header_from_bytes(data: bytes) -> UploadHeader:
     return upload_header_from_proto(header)
 
 
-def upload_chunk_from_bytes(data: bytes) -> ShareChunk:
-    """Decode a later message of an upload, which must carry a chunk (no copies)."""
-    _, value = protowire.decode_item(data)
+def upload_chunk_from_bytes(data: bytes) -> ShareChunk | TokenChunk:
+    """Decode a later message of an upload: a chunk of shares, or of row tokens (no copies)."""
+    number, value = protowire.decode_item(data)
+    if number == protowire.ITEM_TOKENS and isinstance(value, memoryview):
+        return TokenChunk(value)
     if not isinstance(value, protowire.ChunkView):
-        raise InvalidArgumentError("only share chunks may follow the upload header")
+        raise InvalidArgumentError(
+            "only share chunks (and a keyed dataset's tokens) may follow the upload header"
+        )
     return ShareChunk(value.offset, value.first, value.second)
 
 
@@ -213,6 +217,8 @@ def upload_header_from_proto(message: pb.UploadHeader) -> UploadHeader:
         second_seed=message.second_seed,
         ring_bits=ring_bits_from_proto(message.ring),
         magnitude_bits=message.magnitude_bits if message.HasField("magnitude_bits") else None,
+        alignment=message.alignment,
+        columns=tuple(message.columns),
     )
 
 
@@ -222,7 +228,8 @@ def job_spec_from_proto(message: pb.JobSpec) -> JobSpec:
     for item in message.inputs:
         if not item.HasField("dataset"):
             raise InvalidArgumentError(f"job input {shown(item.role)} names no dataset")
-        inputs.append(JobInput(item.role, dataset_ref_from_proto(item.dataset)))
+        columns = tuple(validate_name(c, "column name") for c in item.columns)
+        inputs.append(JobInput(item.role, dataset_ref_from_proto(item.dataset), columns))
     output_bits = message.output_fractional_bits if message.HasField("output_fractional_bits") else None
     keep = tuple(
         KeepRequest(k.output, k.dataset, tuple(grant_from_proto(g) for g in k.grants), k.overwrite)
@@ -248,6 +255,7 @@ def output_info_to_proto(info: OutputInfo) -> pb.OutputInfo:
         ring=RING_ENUM[info.ring_bits],
         magnitude_bits=info.magnitude_bits,
         kept_version=info.kept_version,
+        keyed=info.keyed,
     )
     if info.kept_as is not None:
         message.kept_as.CopyFrom(dataset_ref_to_proto(info.kept_as))
@@ -266,6 +274,17 @@ def run_job_response(result: JobResult) -> pb.RunJobResponse:
     )
     outputs = [output_info_to_proto(info) for info in result.outputs]
     return pb.RunJobResponse(job_id=result.job_id, output=outputs[0], outputs=outputs, stats=stats)
+
+
+TOKEN_MESSAGE_BYTES = 2 << 20
+
+
+def token_responses(tokens: bytes) -> Iterator[bytes]:
+    """A keyed output's row tokens as ``FetchOutputResponse.row_tokens`` messages of at most 2 MiB."""
+    for start in range(0, len(tokens), TOKEN_MESSAGE_BYTES):
+        yield pb.FetchOutputResponse(
+            row_tokens=tokens[start : start + TOKEN_MESSAGE_BYTES]
+        ).SerializeToString()
 
 
 def whole_share_chunk(share: ReplicatedShare) -> types_pb2.ShareChunk:

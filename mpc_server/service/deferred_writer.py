@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from mpc_server.service.store import OutputStore
+
+_log = logging.getLogger(__name__)
 
 
 class DeferredWriter:
@@ -19,6 +22,12 @@ class DeferredWriter:
     shutdown, :meth:`flush`). Outputs their receiver wants no copy of are
     dropped at that time instead: never written, yet still there for a
     retry of the job that races the first answer.
+
+    A write that fails (disk full, I/O error) is logged at ERROR with the
+    output's key (``submitter/job id/output``) and does not stop the rest
+    of the batch; the output store keeps the output in memory and records
+    its loss, so that a fetch after a restart fails clearly
+    (``FileOutputStore.persist``).
     """
 
     def __init__(
@@ -56,10 +65,24 @@ class DeferredWriter:
 
     def _write(self, batch: dict[str, bool]) -> None:
         for key, keep in batch.items():
-            if keep:
-                self._store.persist(key)
-            else:
-                self._store.delete(key)
+            try:
+                if keep:
+                    self._store.persist(key)
+                else:
+                    self._store.delete(key)
+            except Exception as exc:  # noqa: BLE001 - logged; one output's failure must not lose the others
+                submitter, job_id, output = key.split("/")
+                _log.error(
+                    "background %s of output %s of job %s (submitted by %s) failed: %s; %s",
+                    "write" if keep else "removal",
+                    output,
+                    job_id,
+                    submitter,
+                    exc,
+                    "it stays in memory until this server restarts, after which fetching it fails"
+                    if keep
+                    else "its file may remain until it expires",
+                )
 
     async def flush(self) -> None:
         """Write (or drop) everything pending now."""

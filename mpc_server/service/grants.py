@@ -39,6 +39,8 @@ from mpc_core.identity import validate_name
 from mpc_server.service.model import DatasetRef, JobInput
 from mpc_server.service.programs.params import (
     MAX_PARAMETERS,
+    ParamSpec,
+    ParamType,
     ParamValue,
     params_from_json,
     params_to_json,
@@ -147,7 +149,7 @@ class Grant:
             return f"it allows the dataset in the role {self.role!r} only"
         for name, value in self.parameters:
             given = job.params.get(name)
-            if given is None or type_of(given) is not type_of(value) or given != value:
+            if given is None or not _same_value(given, value):
                 return f"it fixes the parameter {name} to {value!r}"
         if self.keep_outputs and not job.keeps_all:
             return "it allows only jobs that keep every output on the servers"
@@ -168,6 +170,13 @@ class Grant:
             if pin.upload_id and pin.dataset != dataset and job.version_of(pin.dataset) != pin.upload_id:
                 return f"it pins {pin.dataset} to a version that has been replaced"
         return None
+
+
+def _same_value(given: ParamValue, fixed: ParamValue) -> bool:
+    """Whether a job's parameter equals a grant's (an integer fixes a number parameter to that number)."""
+    if type_of(given) is ParamType.NUMBER and type_of(fixed) is ParamType.INTEGER:
+        return given == float(fixed)
+    return type_of(given) is type_of(fixed) and given == fixed
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,21 @@ def check_grants(
             raise InvalidArgumentError(f"{grant.label} names an unknown program (known: {known})")
         if grant.scope is GrantScope.PINNED and dataset not in {pin.dataset for pin in grant.inputs}:
             raise InvalidArgumentError(f"{grant.label} pins inputs that do not include {dataset} itself")
+        specs = (
+            getattr(programs.get(grant.program), "parameters", ()) if isinstance(programs, Mapping) else None
+        )
+        if specs is not None:
+            _check_fixed(grant, {spec.name: spec for spec in specs})
+
+
+def _check_fixed(grant: Grant, specs: Mapping[str, ParamSpec]) -> None:
+    """A grant may fix only parameters its program has, each with a value of the parameter's type."""
+    for name, value in grant.parameters:
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(specs) or "none"
+            raise InvalidArgumentError(f"{grant.label} fixes {name}, which {grant.program} has not ({known})")
+        spec.check(value, grant.program)
 
 
 def grant_to_json(grant: Grant) -> dict[str, Any]:

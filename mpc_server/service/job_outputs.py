@@ -17,17 +17,19 @@ from collections.abc import Mapping
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service.deferred_writer import DeferredWriter
 from mpc_server.service.job_plan import JobPlan
-from mpc_server.service.model import DatasetSummary, JobResult, JobStats, StoredOutput
+from mpc_server.service.key_store import KeyStore
+from mpc_server.service.model import DatasetRef, DatasetSummary, JobResult, JobStats, StoredOutput
 from mpc_server.service.store import DatasetStore, OutputStore
 
 
 class JobOutputs:
     """Stores the outputs of the jobs one server runs."""
 
-    def __init__(self, outputs: OutputStore, datasets: DatasetStore) -> None:
-        """Deliver into ``outputs``, keep into ``datasets``."""
+    def __init__(self, outputs: OutputStore, datasets: DatasetStore, keys: KeyStore | None = None) -> None:
+        """Deliver into ``outputs``, keep into ``datasets``; a keyed job's row tokens into ``keys``."""
         self._outputs = outputs
         self._datasets = datasets
+        self.keys = keys
         self._deferred = DeferredWriter(outputs)
 
     def activity(self) -> None:
@@ -63,7 +65,15 @@ class JobOutputs:
         return JobResult(plan.spec.job_id, plan.outputs, JobStats(0, 0, 0, 0.0))
 
     async def store(self, plan: JobPlan, shares: Mapping[str, ReplicatedShare], *, background: bool) -> None:
-        """Deliver or keep every output of a finished job."""
+        """Deliver or keep every output of a finished job (a keyed job's row tokens first)."""
+        join = plan.layout.join
+        if (
+            join is not None
+            and self.keys is not None
+            and any(o.keyed and o.kept_as is None for o in plan.outputs)
+        ):
+            ref = DatasetRef(plan.submitter, plan.spec.job_id)
+            await asyncio.to_thread(self.keys.write, ref, plan.digest[:16], "job", join.tokens.tobytes())
         for index, info in enumerate(plan.outputs):
             share = shares[info.name]
             if info.kept_as is not None:

@@ -24,21 +24,27 @@ digest, so the three servers name it alike without another message.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from mpc_core.bounds import STATISTICAL_SECURITY_BITS
 from mpc_core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from mpc_core.identity import shown
 from mpc_core.ring import Ring
 from mpc_core.version import PROTOCOL_VERSION
 from mpc_server.service.grant_book import GrantBook
 from mpc_server.service.grants import Grant, JobView, check_grants, grant_to_json
+from mpc_server.service.join import Join, inner_join
+from mpc_server.service.key_store import KeyStore
 from mpc_server.service.model import DatasetRef, DatasetSummary, JobSpec, KeepRequest, OutputInfo
 from mpc_server.service.programs import Params, Program, ProgramPlan, resolve
 from mpc_server.service.programs.params import params_to_json
+from mpc_server.service.row_layout import RowLayout, keyed_datasets, layout_of, program_view
 from mpc_server.service.store import DatasetStore
 
 PlanInputs = Mapping[str, tuple[DatasetSummary, ...]]
@@ -61,6 +67,8 @@ class JobPlan:
     """The protocol session (message tags) of the job: ``job/<submitter>/<id>``."""
     keeps: Mapping[str, KeepRequest]
     """The outputs to keep as datasets, by output name."""
+    layout: RowLayout
+    """Which rows and columns of each input the program sees (``service.row_layout``)."""
 
     @property
     def outputs(self) -> tuple[OutputInfo, ...]:
@@ -68,12 +76,19 @@ class JobPlan:
         infos = []
         for output in self.program_plan.outputs:
             keep = self.keeps.get(output.name)
+            info = replace(output.info, keyed=self.layout.keyed and output.name in self.row_outputs)
             if keep is None:
-                infos.append(output.info)
+                infos.append(info)
             else:
                 kept = DatasetRef(self.spec.receiver, keep.dataset)
-                infos.append(replace(output.info, kept_as=kept, kept_version=self.kept_version(output.name)))
+                infos.append(replace(info, kept_as=kept, kept_version=self.kept_version(output.name)))
         return tuple(infos)
+
+    @property
+    def row_outputs(self) -> tuple[str, ...]:
+        """The program's outputs with one row per input row (keyed when the job is)."""
+        rows: tuple[str, ...] = getattr(self.program, "row_outputs", ())
+        return rows
 
     @property
     def info(self) -> OutputInfo:
@@ -107,8 +122,11 @@ class JobPlanner:
         programs: Mapping[str, Program],
         ring: Ring,
         clock: Callable[[], float] = time.time,
+        *,
+        keys: KeyStore | None = None,
     ) -> None:
-        """Plan jobs in ``ring`` over ``datasets`` with consent from ``grants``."""
+        """Plan jobs in ``ring`` over ``datasets`` with consent from ``grants`` (``keys``: join tokens)."""
+        self._keys = keys
         self._datasets = datasets
         self._grants = grants
         self._programs = programs
@@ -119,7 +137,7 @@ class JobPlanner:
         """Whether ``program`` is a program of this server."""
         return program in self._programs
 
-    def plan(self, submitter: str, spec: JobSpec, session: str, *, replay: bool = False) -> JobPlan:
+    async def plan(self, submitter: str, spec: JobSpec, session: str, *, replay: bool = False) -> JobPlan:
         """Check the job locally (steps 1-4 of the module docstring).
 
         With ``replay`` (a job of this id ran here) the grants' use limits are
@@ -139,11 +157,24 @@ class JobPlanner:
             count_uses=not replay,
         )
         self._check_rings(inputs)
+        keyed = keyed_datasets(program, inputs)
+        join = await asyncio.to_thread(self._join, keyed) if keyed else None  # after consent, off the loop
+        layout = layout_of(program, spec.inputs, inputs, join, keyed)
         program_plan = replace(
-            program.plan(self.ring, inputs, params, spec.output_fractional_bits), params=params
+            program.plan(self.ring, program_view(inputs, layout), params, spec.output_fractional_bits),
+            params=params,
         )
+        _check_job_budget(program_plan)
         digest = job_digest(submitter, spec, params, inputs, allowed_by)
-        return JobPlan(submitter, spec, program, inputs, allowed_by, program_plan, digest, session, keeps)
+        return JobPlan(
+            submitter, spec, program, inputs, allowed_by, program_plan, digest, session, keeps, layout
+        )
+
+    def _join(self, keyed: list[DatasetSummary]) -> Join:
+        if self._keys is None:
+            raise InvalidArgumentError("this server keeps no join tokens: keyed datasets cannot be joined")
+        keys = self._keys
+        return inner_join([keys.read(d.ref, d.upload_id, d.rows) for d in keyed])
 
     def _keeps(self, submitter: str, spec: JobSpec, program: Program, replay: bool) -> dict[str, KeepRequest]:
         """The outputs to keep, checked: program outputs, distinct names, grants an owner can give."""
@@ -260,6 +291,21 @@ class JobPlanner:
             )
 
 
+def _check_job_budget(plan: ProgramPlan) -> None:
+    """The final rescales' truncations together may fail with probability at most 2^-40 per job."""
+    failures = [
+        2.0**output.info.truncation_failure_log2
+        for output in plan.outputs
+        if output.truncate_bits and output.info.truncation_failure_log2 is not None
+    ]
+    if len(failures) > 1 and sum(failures) > 2.0**-STATISTICAL_SECURITY_BITS:
+        raise InvalidArgumentError(
+            f"truncating the job's {len(failures)} outputs could fail with probability up to "
+            f"2^{math.log2(sum(failures)):.1f} in all, above the limit of 2^-{STATISTICAL_SECURITY_BITS}; "
+            "ask for the outputs at their natural scale"
+        )
+
+
 def job_digest(
     submitter: str,
     spec: JobSpec,
@@ -277,7 +323,7 @@ def job_digest(
         "receiver": spec.receiver,
         "submitter": submitter,
         "output_fractional_bits": spec.output_fractional_bits,
-        "inputs": [[item.role, str(item.dataset)] for item in spec.inputs],
+        "inputs": [[item.role, str(item.dataset), list(item.columns)] for item in spec.inputs],
         "datasets": {
             str(d.ref): {
                 "upload_id": d.upload_id.hex(),

@@ -40,6 +40,7 @@ from mpc_server.service.audit import AuditInput, AuditLog, JobRecord, KeptOutput
 from mpc_server.service.grant_book import GrantBook, Reservation
 from mpc_server.service.job_outputs import JobOutputs
 from mpc_server.service.job_plan import JobPlan, JobPlanner
+from mpc_server.service.key_store import KeyStore
 from mpc_server.service.model import (
     DatasetRef,
     DatasetSummary,
@@ -49,6 +50,7 @@ from mpc_server.service.model import (
     StoredDataset,
 )
 from mpc_server.service.programs import BoundInputs, rescale
+from mpc_server.service.row_layout import select
 from mpc_server.service.store import DatasetStore, OutputStore
 
 _log = logging.getLogger(__name__)
@@ -113,6 +115,8 @@ class JobServices:
     grants: GrantBook
     outputs: OutputStore
     audit: AuditLog
+    output_keys: KeyStore | None = None
+    """Where keyed jobs' row tokens are kept for their outputs' receivers."""
 
 
 class JobService:
@@ -143,7 +147,7 @@ class JobService:
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._results = JobOutputs(self._outputs, self._datasets)
+        self._results = JobOutputs(self._outputs, self._datasets, services.output_keys)
         self._draining = False
 
     def activity(self) -> None:
@@ -213,7 +217,7 @@ class JobService:
         record = self._jobs.get((submitter, spec.job_id))
         replay = record is not None or self._results.kept_any(submitter, spec.job_id)
         try:
-            plan = self._planner.plan(submitter, spec, session, replay=replay)
+            plan = await self._planner.plan(submitter, spec, session, replay=replay)
             if not replay:
                 self._require_peers()
                 self._outputs.check_quota(submitter, plan.output_bytes)
@@ -313,11 +317,11 @@ class JobService:
         loaded: dict[str, tuple[StoredDataset, ...]] = {}
         for role, summaries in plan.inputs.items():
             datasets = []
-            for summary in summaries:
+            for summary, view in zip(summaries, plan.layout.views[role], strict=True):
                 dataset = await asyncio.to_thread(self._datasets.get, summary.ref)
                 if dataset.upload_id != summary.upload_id:
                     raise FailedPreconditionError(f"dataset {summary.ref} was replaced while the job started")
-                datasets.append(dataset)
+                datasets.append(await asyncio.to_thread(select, dataset, view))  # joined rows, chosen columns
             loaded[role] = tuple(datasets)
         return loaded
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mpc_core.identity import validate_name
@@ -49,6 +49,20 @@ class DatasetSummary:
     upload_id: bytes
     created_at: float
     initial_grants: tuple[Grant, ...]
+    alignment: str = field(default="", kw_only=True)
+    """For a keyed dataset: the alignment whose tokens key its rows (``service.key_store``)."""
+    columns: tuple[str, ...] = field(default=(), kw_only=True)
+    """The owner's names of its columns (a keyed table's features); empty: unnamed."""
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the rows carry join tokens."""
+        return bool(self.alignment)
+
+    @property
+    def rows(self) -> int:
+        """The first dimension (1 for a scalar)."""
+        return self.shape[0] if self.shape else 1
 
     @property
     def ring(self) -> Ring:
@@ -77,6 +91,8 @@ class JobInput:
 
     role: str
     dataset: DatasetRef
+    columns: tuple[str, ...] = ()
+    """Only these columns, by name, in this order (empty: all)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +148,8 @@ class OutputInfo:
     name: str = ""
     kept_as: DatasetRef | None = None
     kept_version: bytes = b""
+    keyed: bool = False
+    """Its rows carry the job's join tokens (a keyed job's row-wise output)."""
 
 
 @dataclass(frozen=True)

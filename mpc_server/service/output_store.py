@@ -15,6 +15,16 @@ index holds metadata; fresh outputs are also kept in memory within a
 budget (always until their file is written, for outputs handed to their
 receiver inline and written right after by :meth:`persist`). All index
 operations hold one lock, since files are written in worker threads.
+
+Files carry checksums (``share_files``): one that fails its check when
+read is ``DataLossError`` naming the server, the job and the output. A
+write refused for a full disk is ``DiskFullError`` (RESOURCE_EXHAUSTED).
+When the background write of an output fails (:meth:`persist`), the
+output stays in memory, so its receiver can still fetch it while this
+server runs, and a loss record is written in its place
+(``output_files``): after a restart a fetch fails with ``DataLossError``
+saying so, rather than "not found". Write failures and damaged files are
+reported to the server's ``StorageState`` (health, ``mpc status``).
 """
 
 from __future__ import annotations
@@ -27,12 +37,21 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from mpc_core.errors import NotFoundError, ResourceLimitError
+from mpc_core.errors import DataLossError, NotFoundError, ResourceLimitError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
-from mpc_server.service.model import OutputInfo, StoredOutput, job_key, output_key
+from mpc_server.service.model import StoredOutput, job_key
+from mpc_server.service.output_files import (
+    LOST_SUFFIX,
+    Entry,
+    entry_from_header,
+    entry_of,
+    header_of,
+    read_loss_record,
+    write_loss_record,
+)
+from mpc_server.service.storage_state import StorageState
 from mpc_server.service.store import SUFFIX, clean_tmp
 
 _log = logging.getLogger(__name__)
@@ -53,28 +72,6 @@ class OutputRetention:
     """Outputs also kept in memory (the rest are read from their files)."""
 
 
-@dataclass
-class _Entry:
-    created: float
-    job_id: str
-    receiver: str
-    info: OutputInfo
-    digest: bytes
-    nbytes: int
-    submitter: str
-    index: int = 0
-    """The output's position among its program's outputs."""
-    in_memory: StoredOutput | None = None
-    """The output itself: always until its file is written, then while it fits the memory budget."""
-    written: bool = True
-    charged: bool = True
-    """Whether it counts against its submitter's quota (not once handed over for good)."""
-
-    @property
-    def key(self) -> str:
-        return output_key(self.submitter, self.job_id, self.info.name)
-
-
 class FileOutputStore:
     """Job outputs as share files, within a retention policy."""
 
@@ -83,14 +80,17 @@ class FileOutputStore:
         root: Path,
         retention: OutputRetention = OutputRetention(),
         clock: Callable[[], float] = time.time,
+        *,
+        storage: StorageState | None = None,
     ) -> None:
-        """Open (or create) the store and index the kept outputs, oldest first."""
+        """Open (or create) the store and index the kept outputs, oldest first (reporting to ``storage``)."""
         self._dir = root / "outputs"
         self._tmp = clean_tmp(root / "tmp" / "outputs")
         self._dir.mkdir(parents=True, exist_ok=True)
+        self.storage = storage or StorageState(root)
         self.retention = retention
         self._clock = clock
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._bytes = 0
         self._resident: OrderedDict[str, None] = OrderedDict()
         """Entries whose output is in memory, oldest first."""
@@ -103,9 +103,18 @@ class FileOutputStore:
         loaded = []
         for path in self._dir.glob(f"*/*/*{SUFFIX}"):
             try:
-                loaded.append(_entry_from_header(share_files.check(path)))
-            except (share_files.StorageError, KeyError, ValueError) as exc:
-                _log.error("ignoring unreadable output file %s: %s", path, exc)
+                loaded.append(entry_from_header(share_files.check(path)))
+            except (share_files.StorageError, KeyError, ValueError, TypeError) as exc:
+                _log.error("%s: ignoring unreadable output file %s: %s", self.storage.server, path, exc)
+                self.storage.damaged(path, str(exc))
+        for path in self._dir.glob(f"*/*/*{LOST_SUFFIX}"):
+            try:
+                if path.with_suffix(SUFFIX).exists():  # written after all (a later attempt)
+                    path.unlink()
+                    continue
+                loaded.append(read_loss_record(path))
+            except (OSError, KeyError, ValueError, TypeError) as exc:
+                _log.error("%s: ignoring unreadable loss record %s: %s", self.storage.server, path, exc)
         for entry in sorted(loaded, key=lambda e: e.created):
             self._index(entry)
         self.expire()
@@ -165,10 +174,24 @@ class FileOutputStore:
             raise NotFoundError(f"no output {key} (never computed, released or expired)")
         if entry.in_memory is not None:
             return entry.in_memory
+        what = f"output {entry.info.name} of job {entry.job_id} on {self.storage.server}"
+        if entry.lost is not None:
+            raise DataLossError(
+                f"{what} was lost: the server could not write it ({entry.lost}) and has restarted "
+                "since; run the job again under a new job id"
+            )
+        path = self._path(key)
         try:
-            _, first, second = share_files.read(self._path(key))
+            _, first, second = share_files.read(path)
         except FileNotFoundError:
             raise NotFoundError(f"no output for job {entry.job_id} (released or expired)") from None
+        except share_files.CorruptFileError as exc:
+            _log.error("%s: %s is damaged: %s", self.storage.server, what, exc)
+            self.storage.damaged(path, exc.detail)
+            raise DataLossError(
+                f"{what} is damaged: its stored share file {exc.detail}; it cannot be returned. "
+                "Run the job again under a new job id"
+            ) from None
         return StoredOutput(
             entry.job_id,
             entry.receiver,
@@ -185,15 +208,11 @@ class FileOutputStore:
         The file is written before it is indexed; with ``durable=False`` the
         output is kept in memory until :meth:`persist` writes it.
         """
-        entry = _entry(output, self._clock())
-        temp = (
-            share_files.write_temp(self._tmp, _header(entry), output.share.first, output.share.second)
-            if durable
-            else None
-        )
+        entry = entry_of(output, self._clock())
+        temp = self._write(entry, output) if durable else None
         with self._lock:
             if temp is not None:
-                share_files.publish(temp, self._path(output.key))
+                self._publish(entry, temp)
             entry.in_memory = output  # fresh outputs are usually fetched soon
             entry.written = temp is not None
             self._unindex(output.key)
@@ -201,20 +220,64 @@ class FileOutputStore:
             self._trim_memory()
 
     def persist(self, key: str) -> None:
-        """Write a kept output's file unless it was dropped meanwhile (blocking)."""
+        """Write a kept output's file unless it was dropped meanwhile (blocking).
+
+        Raises:
+            DiskFullError, StorageWriteError: it could not be written. The
+                output stays in memory (and fetchable) while the server runs;
+                a loss record makes later fetches fail clearly after a restart.
+        """
         with self._lock:
             entry = self._entries.get(key)
-        if entry is None or entry.written or entry.in_memory is None:
+        if entry is None or entry.written or entry.lost is not None or entry.in_memory is None:
             return
-        share = entry.in_memory.share
-        temp = share_files.write_temp(self._tmp, _header(entry), share.first, share.second)
-        with self._lock:
-            if self._entries.get(key) is entry:
-                share_files.publish(temp, self._path(key))
-                entry.written = True
-                self._trim_memory()
-                return
-        temp.unlink(missing_ok=True)
+        try:
+            temp = self._write(entry, entry.in_memory)
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    self._publish(entry, temp)
+                    entry.written = True
+                    self._trim_memory()
+                    return
+            temp.unlink(missing_ok=True)
+        except share_files.WriteFailure as exc:
+            entry.lost = str(exc.os_error.strerror or exc.os_error)
+            self._record_loss(entry)
+            raise
+
+    def _write(self, entry: Entry, output: StoredOutput) -> Path:
+        what = f"output {entry.info.name} of job {entry.job_id} (submitted by {entry.submitter})"
+        share, named = output.share, f"{what} on {self.storage.server}"
+        try:
+            return share_files.write_temp(self._tmp, header_of(entry), share.first, share.second, what=named)
+        except share_files.WriteFailure as exc:
+            self.storage.write_failed(what, exc.os_error)
+            raise
+
+    def _publish(self, entry: Entry, temp: Path) -> None:
+        """Move a written output file into place (holding the lock)."""
+        try:
+            share_files.publish(temp, self._path(entry.key), what=f"output of job {entry.job_id}")
+        except share_files.WriteFailure as exc:
+            temp.unlink(missing_ok=True)
+            self.storage.write_failed(f"output of job {entry.job_id}", exc.os_error)
+            raise
+        self.storage.write_succeeded()
+
+    def _record_loss(self, entry: Entry) -> None:
+        """Leave a loss record for an output that could not be written (best effort)."""
+        target = self._path(entry.key).with_suffix(LOST_SUFFIX)
+        try:
+            write_loss_record(self._tmp, target, entry, entry.lost or "write failed")
+        except OSError as exc:
+            _log.error(
+                "%s: cannot record the loss of output %s of job %s either (%s): after a restart, "
+                "fetching it will answer not found",
+                self.storage.server,
+                entry.info.name,
+                entry.job_id,
+                exc,
+            )
 
     def handed_over(self, key: str) -> None:
         """The receiver has the output and wants no copy: stop charging it to the submitter.
@@ -233,6 +296,8 @@ class FileOutputStore:
             if self._unindex(key):
                 path = self._path(key)
                 share_files.remove(path)
+                share_files.remove(path.with_suffix(LOST_SUFFIX))
+                self.storage.repaired(path)
                 with suppress(OSError):
                     path.parent.rmdir()  # the job's directory, once its last output is gone
 
@@ -259,10 +324,11 @@ class FileOutputStore:
                 del self._resident[job_id]
                 self._resident_bytes -= entry.nbytes
 
-    def _index(self, entry: _Entry) -> None:
+    def _index(self, entry: Entry) -> None:
         self._entries[entry.key] = entry
         self._bytes += entry.nbytes
-        self._charge(entry, 1)
+        if entry.charged:
+            self._charge(entry, 1)
         self._by_job.setdefault(job_key(entry.submitter, entry.job_id), {})[entry.key] = entry.index
         if entry.in_memory is not None:
             self._resident[entry.key] = None
@@ -283,7 +349,7 @@ class FileOutputStore:
             self._resident_bytes -= entry.nbytes
         return True
 
-    def _charge(self, entry: _Entry, sign: int) -> None:
+    def _charge(self, entry: Entry, sign: int) -> None:
         used, count = self._accounts.get(entry.submitter, (0, 0))
         used, count = used + sign * entry.nbytes, count + sign
         if count:
@@ -291,63 +357,12 @@ class FileOutputStore:
         else:
             self._accounts.pop(entry.submitter, None)
 
+    def receiver_of(self, key: str) -> str | None:
+        """The receiver of the output named ``key``, if kept (nothing is read)."""
+        with self._lock:
+            entry = self._entries.get(key)
+        return None if entry is None else entry.receiver
+
     def _path(self, key: str) -> Path:
         submitter, job_id, output = key.split("/")
         return self._dir / submitter / job_id / f"{output}{SUFFIX}"
-
-
-def _entry(output: StoredOutput, created: float) -> _Entry:
-    nbytes = int(output.share.first.nbytes + output.share.second.nbytes)
-    submitter = output.submitter or output.receiver
-    return _Entry(
-        created,
-        output.job_id,
-        output.receiver,
-        output.info,
-        output.job_digest,
-        nbytes,
-        submitter,
-        output.index,
-        written=False,
-    )
-
-
-def _entry_from_header(header: dict[str, Any]) -> _Entry:
-    failure = header.get("truncation_failure_log2")
-    info = OutputInfo(
-        tuple(header["shape"]),
-        int(header["fractional_bits"]),
-        int(header.get("ring_bits", 64)),
-        int(header.get("magnitude_bits", 0)),
-        None if failure is None else float(failure),
-        name=str(header["output"]),
-    )
-    nbytes = 2 * (info.ring_bits // 8) * int(header["count"])
-    digest = bytes.fromhex(header["digest"])
-    submitter = header.get("submitter") or header["receiver"]  # files from before scoping: receiver
-    return _Entry(
-        float(header["created"]),
-        header["job_id"],
-        header["receiver"],
-        info,
-        digest,
-        nbytes,
-        submitter,
-        int(header.get("index", 0)),
-    )
-
-
-def _header(entry: _Entry) -> dict[str, object]:
-    return {
-        "job_id": entry.job_id,
-        "output": entry.info.name,
-        "index": entry.index,
-        "submitter": entry.submitter,
-        "receiver": entry.receiver,
-        "shape": list(entry.info.shape),
-        "fractional_bits": entry.info.fractional_bits,
-        "magnitude_bits": entry.info.magnitude_bits,
-        "truncation_failure_log2": entry.info.truncation_failure_log2,
-        "digest": entry.digest.hex(),
-        "created": entry.created,
-    }

@@ -8,7 +8,11 @@ Layout::
 
 The stores keep an index rebuilt from the files at start, so everything
 survives a restart, and a bounded cache of recently used shares in memory.
-Writes are atomic (``share_files``). Outputs live in ``output_store``.
+Writes are atomic and files carry checksums (``share_files``): a file that
+fails its checksum when read is ``DataLossError`` naming the server and the
+dataset, a full disk ``DiskFullError`` (RESOURCE_EXHAUSTED) naming them;
+both are reported to the server's :class:`StorageState` (health, ``mpc
+status``). Outputs live in ``output_store``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mpc_core.errors import AlreadyExistsError, NotFoundError
+from mpc_core.errors import AlreadyExistsError, DataLossError, NotFoundError
 from mpc_core.ring import Ring, RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
 from mpc_server.service.grants import Grant, grant_from_json, grant_to_json
 from mpc_server.service.model import DatasetRef, DatasetSummary, StoredDataset, StoredOutput
+from mpc_server.service.storage_state import StorageState
 
 _log = logging.getLogger(__name__)
 SUFFIX = ".share"
@@ -71,6 +76,10 @@ class OutputStore(Protocol):
 
     def has(self, key: str) -> bool:
         """Whether an output named ``key`` is kept (no file is read)."""
+        ...
+
+    def receiver_of(self, key: str) -> str | None:
+        """The receiver of the output named ``key``, if kept (no file is read)."""
         ...
 
     def outputs_of(self, submitter: str, job_id: str) -> list[str]:
@@ -126,6 +135,8 @@ def _summary(header: dict[str, Any]) -> DatasetSummary:
         upload_id=upload_id,
         created_at=float(header.get("created_at", 0.0)),
         initial_grants=tuple(grant_from_json(g, upload_id) for g in header["grants"]),
+        alignment=str(header.get("alignment", "")),
+        columns=tuple(str(c) for c in header.get("columns", ())),
     )
 
 
@@ -138,22 +149,38 @@ class FileDatasetStore:
     worker threads (one lock guards the cache).
     """
 
-    def __init__(self, root: Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        """Open (or create) the store and index every dataset file."""
+    def __init__(
+        self, root: Path, cache_bytes: int = DEFAULT_CACHE_BYTES, *, storage: StorageState | None = None
+    ) -> None:
+        """Open (or create) the store and index every dataset file (reporting to ``storage``)."""
         self._dir = root / "datasets"
         self._tmp = clean_tmp(root / "tmp" / "datasets")
+        self.storage = storage or StorageState(root)
         self._index: dict[DatasetRef, DatasetSummary] = {}
-        self._uploading: set[DatasetRef] = set()
+        self._uploading: dict[DatasetRef, PendingDataset] = {}
+        """Names being written, each with the upload that holds it."""
         self._cache: OrderedDict[DatasetRef, StoredDataset] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached = 0
         self._lock = threading.Lock()
+        unchecked = 0
         for path in sorted(self._dir.glob(f"*/*{SUFFIX}")):
             try:
-                summary = _summary(share_files.check(path))
+                layout = share_files.inspect(path)
+                summary = _summary(layout.header)
                 self._index[summary.ref] = summary
+                unchecked += not layout.checked
             except (share_files.StorageError, KeyError, ValueError, TypeError) as exc:
-                _log.error("ignoring unreadable dataset file %s: %s", path, exc)
+                _log.error("%s: ignoring unreadable dataset file %s: %s", self.storage.server, path, exc)
+                self.storage.damaged(path, str(exc))
+        if unchecked:
+            _log.warning(
+                "%s: %d dataset file(s) predate checksums (share file format < %d) and are read "
+                "unchecked until their owners upload them again",
+                self.storage.server,
+                unchecked,
+                share_files.CHECKED_SINCE,
+            )
 
     def __len__(self) -> int:
         """Number of stored datasets."""
@@ -181,14 +208,27 @@ class FileDatasetStore:
             if cached is not None and cached.upload_id == summary.upload_id:
                 self._cache.move_to_end(ref)
                 return cached
+        path = self._path(ref)
         try:
-            header, first, second = share_files.read(self._path(ref))
+            header, first, second = share_files.read(path)
         except FileNotFoundError:
             raise NotFoundError(f"dataset {ref} not found") from None
+        except share_files.CorruptFileError as exc:
+            raise self._damaged(f"dataset {ref}", path, exc) from None
         dataset = StoredDataset(**vars(_summary(header)), share=ReplicatedShare(first, second))
         with self._lock:
             self._remember(dataset)
         return dataset
+
+    def _damaged(self, what: str, path: Path, error: share_files.CorruptFileError) -> DataLossError:
+        """Report a damaged file: logged, shown in the storage state, and the error for the caller."""
+        server = self.storage.server
+        _log.error("%s: %s is damaged: %s", server, what, error)
+        self.storage.damaged(path, error.detail)
+        return DataLossError(
+            f"{what} on {server} is damaged: its stored share file {error.detail}; no result was computed "
+            "from it. Restore the file from a backup, or upload the dataset again with overwrite"
+        )
 
     def check_replace(self, ref: DatasetRef, upload_id: bytes, overwrite: bool) -> None:
         """Refuse a replayed upload, and replacing a dataset unless ``overwrite``."""
@@ -212,6 +252,8 @@ class FileDatasetStore:
         upload_id: bytes,
         count: int,
         seeds: tuple[bytes, bytes] = share_files.NO_SEEDS,
+        alignment: str = "",
+        columns: tuple[str, ...] = (),
     ) -> PendingDataset:
         """Start an upload into memory (invisible until :meth:`publish`).
 
@@ -220,13 +262,38 @@ class FileDatasetStore:
         if ref in self._uploading:
             raise AlreadyExistsError(f"another upload of dataset {ref} is in progress")
         summary = DatasetSummary(
-            ref, shape, ring.bits, fractional_bits, magnitude_bits, upload_id, time.time(), grants
-        )
-        self._uploading.add(ref)
-        return PendingDataset(summary, ring.empty(count), ring.empty(count), seeds)
+            ref, shape, ring.bits, fractional_bits, magnitude_bits, upload_id, time.time(), grants,
+            alignment=alignment, columns=columns,
+        )  # fmt: skip
+        pending = PendingDataset(summary, ring.empty(count), ring.empty(count), seeds)
+        self._uploading[ref] = pending
+        return pending
+
+    def _release(self, pending: PendingDataset) -> None:
+        """Free ``pending``'s name (not a later upload's that holds it now)."""
+        if self._uploading.get(pending.ref) is pending:
+            del self._uploading[pending.ref]
+
+    def _what(self, ref: DatasetRef) -> str:
+        return f"dataset {ref} on {self.storage.server}"
 
     def write(self, pending: PendingDataset) -> Path:
-        """Write the upload's file under ``tmp/`` and fsync it (blocking)."""
+        """Write the upload's file under ``tmp/`` and fsync it (blocking).
+
+        Raises:
+            DiskFullError: the disk is full (RESOURCE_EXHAUSTED naming the server).
+            StorageWriteError: another I/O error. On any failure nothing is
+                left under ``tmp/`` and the name is free again.
+        """
+        try:
+            return self._write(pending)
+        except BaseException as exc:
+            self._release(pending)
+            if isinstance(exc, share_files.WriteFailure):
+                self.storage.write_failed(self._what(pending.ref), exc.os_error)
+            raise
+
+    def _write(self, pending: PendingDataset) -> Path:
         summary = pending.summary
         header = {
             "owner": summary.ref.owner,
@@ -238,18 +305,28 @@ class FileDatasetStore:
             "upload_id": summary.upload_id.hex(),
             "created_at": summary.created_at,
         }
-        return share_files.write_temp(self._tmp, header, pending.first, pending.second, pending.seeds)
+        if summary.alignment:
+            header["alignment"] = summary.alignment
+        if summary.columns:
+            header["columns"] = list(summary.columns)
+        first, second, what = pending.first, pending.second, self._what(pending.ref)
+        return share_files.write_temp(self._tmp, header, first, second, pending.seeds, what=what)
 
     def publish(self, pending: PendingDataset, temp: Path, overwrite: bool) -> StoredDataset:
         """Make a written upload the dataset, atomically (blocking)."""
+        path = self._path(pending.ref)
         try:
             self.check_replace(pending.ref, pending.summary.upload_id, overwrite)
-            share_files.publish(temp, self._path(pending.ref))
-        except BaseException:
+            share_files.publish(temp, path, what=self._what(pending.ref))
+        except BaseException as exc:
             temp.unlink(missing_ok=True)
+            if isinstance(exc, share_files.WriteFailure):
+                self.storage.write_failed(self._what(pending.ref), exc.os_error)
             raise
         finally:
-            self._uploading.discard(pending.ref)
+            self._release(pending)
+        self.storage.write_succeeded()
+        self.storage.repaired(path)
         self._index[pending.ref] = pending.summary
         dataset = pending.dataset()
         with self._lock:
@@ -261,20 +338,16 @@ class FileDatasetStore:
         """Store a job's output as a dataset (blocking): written, fsynced, published atomically."""
         if summary.ref in self._uploading:
             raise AlreadyExistsError(f"an upload of dataset {summary.ref} is in progress")
-        self._uploading.add(summary.ref)
         pending = PendingDataset(summary, share.first.reshape(-1), share.second.reshape(-1))
-        try:
-            temp = self.write(pending)
-        except BaseException:
-            self._uploading.discard(summary.ref)
-            raise
+        self._uploading[summary.ref] = pending
+        temp = self.write(pending)  # frees the name if it fails
         return self.publish(pending, temp, overwrite)
 
     def discard(self, pending: PendingDataset, temp: Path | None = None) -> None:
         """Abandon an upload: its name is free again."""
         if temp is not None:
             temp.unlink(missing_ok=True)
-        self._uploading.discard(pending.ref)
+        self._release(pending)
 
     def delete(self, ref: DatasetRef) -> None:
         """Delete a dataset's file and forget it."""
@@ -283,6 +356,7 @@ class FileDatasetStore:
         with self._lock:
             self._forget(ref)
         share_files.remove(self._path(ref))
+        self.storage.repaired(self._path(ref))
 
     def _remember(self, dataset: StoredDataset) -> None:
         size = dataset.share.first.nbytes + dataset.share.second.nbytes

@@ -23,33 +23,31 @@ behind.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from mpc_core import tags
 from mpc_core.errors import (
     FailedPreconditionError,
     InconsistentSharesError,
     InvalidArgumentError,
     MpcError,
     ResourceLimitError,
-    ShareFormatError,
 )
 from mpc_core.fixed_point import max_fractional_bits
 from mpc_core.identity import NAME_PATTERN, validate_name
-from mpc_core.prg import KEY_BYTES, prf_words, prg_fill
-from mpc_core.ring import Ring, RingArray, element_count, ring_of
-from mpc_core.version import PROTOCOL_VERSION
+from mpc_core.prg import KEY_BYTES, prf_words
+from mpc_core.ring import Ring, element_count
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.consistency import check_replicas
 from mpc_server.protocol.context import PartyContext
 from mpc_server.protocol.setup import agree_and_setup_keys
 from mpc_server.service.grant_book import GrantBook
-from mpc_server.service.grants import Grant, check_grants, grant_to_json
+from mpc_server.service.grants import check_grants
+from mpc_server.service.key_store import KeyStore
 from mpc_server.service.model import DatasetRef, StoredDataset
-from mpc_server.service.store import FileDatasetStore, PendingDataset
+from mpc_server.service.store import FileDatasetStore
+from mpc_server.service.upload_session import ShareChunk, TokenChunk, UploadHeader, UploadSession
 
 UPLOAD_ID_BYTES = 16
 MAX_DIMENSIONS = 8
@@ -65,140 +63,34 @@ class UploadLimits:
     """Longest wait for the peers' digests after the last chunk."""
 
 
-@dataclass(frozen=True)
-class ShareChunk:
-    """One chunk of an upload: elements from ``offset`` of both components."""
-
-    offset: int
-    first: bytes | memoryview
-    second: bytes | memoryview
-
-
-@dataclass(frozen=True)
-class UploadHeader:
-    """The first message of an upload."""
-
-    name: str
-    shape: tuple[int, ...]
-    fractional_bits: int | None
-    grants: tuple[Grant, ...]
-    upload_id: bytes
-    overwrite: bool = False
-    first_seed: bytes = b""
-    second_seed: bytes = b""
-    ring_bits: int = 0
-    """The ring of the shares (0: not stated, which is refused)."""
-    magnitude_bits: int | None = None
-    """The owner's bound: every encoded element e has |e| <= 2^magnitude_bits."""
+async def _written(writing: asyncio.Future[Path]) -> Path | None:
+    """The file a write produced, or None if it failed (it then removed its file and freed the name)."""
+    try:
+        return await asyncio.shield(writing)
+    except Exception:  # noqa: BLE001 - the error that ended the upload is the one to report
+        return None
 
 
-def _tag(key: bytes, seed: bytes, component: RingArray) -> bytes:
-    """The tag of one component: of ``b"seed" || seed`` if it came as a seed, else of its bytes."""
-    tagger = tags.Tagger(key)
-    if seed:
-        tagger.update(b"seed" + seed)
-    else:
-        tagger.update(b"data")
-        tagger.update(ring_of(component).wire_bytes(component))
-    return tagger.tag()
-
-
-class UploadSession:
-    """Collects the chunks of one upload into memory.
-
-    A component whose seed the header carries is expanded from it at once
-    (seed-compressed upload); chunks then leave that component empty.
-    """
-
-    def __init__(
-        self,
-        pending: PendingDataset,
-        header: UploadHeader,
-        count: int,
-        discard: Callable[[PendingDataset], None],
-    ) -> None:
-        """Write into ``pending``, which has room for ``count`` elements."""
-        self.pending = pending
-        self._discard = discard
-        self.ref = pending.ref
-        self.header = header
-        self.count = count
-        self._parts = (pending.first, pending.second)
-        self._ring = ring_of(pending.first)
-        self._sent = [not header.first_seed, not header.second_seed]
-        self.received = count if not any(self._sent) else 0
-
-    def expand_seeds(self) -> None:
-        """Fill the components the header gave as seeds (blocking: off the loop)."""
-        for seed, target in zip((self.header.first_seed, self.header.second_seed), self._parts, strict=True):
-            if seed:
-                prg_fill(seed, target)
-
-    def add_chunk(self, offset: int, first: bytes | memoryview, second: bytes | memoryview) -> None:
-        """Append one chunk; chunks must arrive in order and fit the header."""
-        pairs = list(zip((first, second), self._parts, self._sent, strict=True))
-        if not any(self._sent):
-            raise ShareFormatError(
-                f"upload of {self.ref}: both components come from seeds; no chunks expected"
+def _check_keys(ref: DatasetRef, header: UploadHeader) -> None:
+    """A keyed upload is a column or a matrix, under a well-formed alignment; column names fit."""
+    if header.alignment:
+        opener, slash, name = header.alignment.partition("/")
+        if not slash:
+            raise InvalidArgumentError(f"the alignment of {ref} must be 'opener/alignment_id'")
+        validate_name(opener, "alignment opener")
+        validate_name(name, "alignment id")
+        if len(header.shape) not in (1, 2):
+            raise InvalidArgumentError(
+                f"keyed dataset {ref} must be a column (rows,) or a matrix (rows, columns)"
             )
-        if any(data for data, _, sent in pairs if not sent):
-            raise ShareFormatError(f"upload of {self.ref}: a component expanded from a seed must be empty")
-        if offset != self.received:
-            raise ShareFormatError(
-                f"upload of {self.ref}: chunk at element {offset}, expected {self.received}"
+    if header.columns:
+        width = header.shape[-1] if len(header.shape) == 2 else 1
+        if len(header.columns) != width or len(set(header.columns)) != width:
+            raise InvalidArgumentError(
+                f"dataset {ref} names {len(header.columns)} columns for {width}, each once"
             )
-        sent = [(data, target) for data, target, is_sent in pairs if is_sent]
-        if len({len(data) for data, _ in sent}) != 1:
-            raise ShareFormatError(f"upload of {self.ref}: share components differ in length")
-        size = len(sent[0][0]) // self._ring.element_bytes
-        if size == 0 or offset + size > self.count:
-            raise ShareFormatError(
-                f"upload of {self.ref}: chunk of {len(sent[0][0])} bytes at element {offset} "
-                f"does not fit {self.count} elements of {self._ring.name}"
-            )
-        for data, target in sent:
-            self._ring.assign(target, offset, self._ring.wire_view(data, size))
-        self.received += size
-
-    def require_complete(self) -> None:
-        """Refuse an upload whose chunks ended before the header's element count."""
-        if self.received != self.count:
-            raise ShareFormatError(
-                f"upload of {self.ref} ended after {self.received} of {self.count} elements"
-            )
-
-    def description_digest(self) -> bytes:
-        """SHA-256 of what all three servers must have been told alike (not the seeds)."""
-        header = self.header
-        described = {
-            "protocol_version": PROTOCOL_VERSION,
-            "dataset": str(self.ref),
-            "shape": list(header.shape),
-            "ring_bits": header.ring_bits,
-            "fractional_bits": header.fractional_bits,
-            "magnitude_bits": header.magnitude_bits,
-            "grants": sorted((grant_to_json(g) for g in header.grants), key=lambda g: str(g["id"])),
-            "upload_id": header.upload_id.hex(),
-            "overwrite": header.overwrite,
-        }
-        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).digest()
-
-    def tags(self, keys: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
-        """The tags the servers compare for both components, under one-time keys (blocking).
-
-        A component received as a seed is tagged by its seed (tagging the
-        expansion would add nothing), one received in full by its bytes; both
-        holders of a component must therefore receive it the same way.
-        """
-        seeds = (self.header.first_seed, self.header.second_seed)
-        first, second = (
-            _tag(key, seed, part) for key, seed, part in zip(keys, seeds, self._parts, strict=True)
-        )
-        return first, second
-
-    def discard(self) -> None:
-        """Drop everything received so far."""
-        self._discard(self.pending)
+        for column in header.columns:
+            validate_name(column, "column name")
 
 
 def _session_id(owner: str, header: UploadHeader) -> str | None:
@@ -220,17 +112,19 @@ class UploadService:
         limits: UploadLimits = UploadLimits(),
         *,
         grants: GrantBook,
+        keys: KeyStore,
     ) -> None:
         """Accept uploads in the cluster's ring for the known programs."""
         self._store = store
         self._grants = grants
+        self._keys = keys
         self._channel = channel
         self._programs = programs
         self._ring = ring
         self.limits = limits
 
     async def receive(
-        self, owner: str, header: UploadHeader, chunks: AsyncIterator[ShareChunk], timeout: float
+        self, owner: str, header: UploadHeader, chunks: AsyncIterator[ShareChunk | TokenChunk], timeout: float
     ) -> StoredDataset:
         """Run one upload: header, chunks, consistency check, commit.
 
@@ -246,7 +140,10 @@ class UploadService:
             raise
         try:
             async for chunk in chunks:
-                session.add_chunk(chunk.offset, chunk.first, chunk.second)
+                if isinstance(chunk, TokenChunk):
+                    session.add_tokens(chunk.data)
+                else:
+                    session.add_chunk(chunk.offset, chunk.first, chunk.second)
         except BaseException as exc:
             session.discard()
             if isinstance(exc, MpcError):
@@ -271,6 +168,7 @@ class UploadService:
             if seed and len(seed) != KEY_BYTES:
                 raise InvalidArgumentError(f"share seeds must be {KEY_BYTES} bytes, got {len(seed)}")
         check_grants(header.grants, self._programs, ref, self.limits.max_grants)
+        _check_keys(ref, header)
         self._store.check_replace(ref, header.upload_id, header.overwrite)
         pending = self._store.create(
             ref,
@@ -282,6 +180,8 @@ class UploadService:
             upload_id=header.upload_id,
             count=count,
             seeds=(header.first_seed, header.second_seed),
+            alignment=header.alignment,
+            columns=header.columns,
         )
         session = UploadSession(pending, header, count, self._store.discard)
         try:
@@ -307,10 +207,15 @@ class UploadService:
         try:
             await self._check(job_id, session, timeout)
         except BaseException:
-            temp = await asyncio.shield(writing)
-            self._store.discard(session.pending, temp)
+            self._store.discard(session.pending, await _written(writing))
             raise
-        temp = await writing
+        temp = await writing  # a failed write (e.g. DiskFullError) left no file and freed the name
+        if session.header.alignment:  # the tokens are durable before the dataset is published
+            try:
+                await asyncio.to_thread(self._write_tokens, session)
+            except BaseException:
+                self._store.discard(session.pending, temp)
+                raise
         overwrite = session.header.overwrite
         return await asyncio.to_thread(self._store.publish, session.pending, temp, overwrite)
 
@@ -338,9 +243,14 @@ class UploadService:
         finally:
             self._channel.close_job(job_id)
 
+    def _write_tokens(self, session: UploadSession) -> None:
+        header = session.header
+        self._keys.write(session.ref, header.upload_id, header.alignment, bytes(session.tokens))
+
     async def delete(self, ref: DatasetRef) -> None:
-        """Delete a stored dataset: its file and its grants are removed."""
+        """Delete a stored dataset: its file, its tokens and its grants are removed."""
         await asyncio.to_thread(self._store.delete, ref)
+        await asyncio.to_thread(self._keys.delete, ref)
         self._grants.forget(ref)
         await asyncio.to_thread(self._grants.save_durably, ref, None)
 

@@ -5,7 +5,13 @@ verified client certificate, read from ``context.auth_context()`` (gRPC's
 "only reliable source of truth" for authentication). The
 :class:`RoleInterceptor` enforces, before any servicer code runs, which
 roles may call which service: the peer API accepts only the cluster's
-server certificates and the client API only client certificates.
+server certificates and the client API only client certificates. Given a
+:class:`~mpc_server.transport.verifier.PeerVerifier` it also checks, on
+every call to every service (health and reflection included), that the
+connection is TLS 1.3 and that the caller's certificate is a current,
+unrevoked leaf issued directly by the cluster CA; on streams it re-checks
+expiry and revocation at every message, so an open connection of a
+certificate revoked meanwhile stops working.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from mpc_core.errors import PermissionDeniedError, UnauthenticatedError
+from mpc_core.errors import PermissionDeniedError, ServerUnavailableError, UnauthenticatedError
 from mpc_core.identity import Principal, Role, parse_identity_uri
+from mpc_server.transport.verifier import PeerVerifier, Verified
 
 _SAN_KEYS = ("peer_uri", "x509_subject_alternative_name")
 
@@ -51,12 +58,16 @@ class RoleInterceptor(grpc.aio.ServerInterceptor):
 
     ``policy`` maps a service's full name (``mpc.v1.PeerService``) to a
     check of the caller; services not listed (health, reflection) are open
-    to every certificate the CA signed.
+    to every certificate the CA signed. With a ``verifier``, every call of
+    every service must also pass :meth:`PeerVerifier.verify`.
     """
 
-    def __init__(self, policy: Mapping[str, Callable[[Principal], None]]) -> None:
-        """Enforce ``policy`` on every call."""
+    def __init__(
+        self, policy: Mapping[str, Callable[[Principal], None]], verifier: PeerVerifier | None = None
+    ) -> None:
+        """Enforce ``policy`` (and ``verifier``'s checks) on every call."""
         self._policy = dict(policy)
+        self._verifier = verifier
 
     async def intercept_service(
         self,
@@ -67,9 +78,9 @@ class RoleInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         service = handler_call_details.method.lstrip("/").split("/", 1)[0]
         check = self._policy.get(service)
-        if handler is None or check is None:
+        if handler is None or (check is None and self._verifier is None):
             return handler
-        return _guarded(handler, check)
+        return _guarded(handler, _Guard(check, self._verifier))
 
 
 def require_role(role: Role, allowed_names: Collection[str] | None = None) -> Callable[[Principal], None]:
@@ -84,15 +95,40 @@ def require_role(role: Role, allowed_names: Collection[str] | None = None) -> Ca
     return check
 
 
-async def _enforce(context: grpc.aio.ServicerContext[Any, Any], check: Callable[[Principal], None]) -> None:
-    try:
-        check(authenticate(context))
-    except (UnauthenticatedError, PermissionDeniedError) as exc:
-        await context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
+class _Guard:
+    """The checks of one guarded service: the caller's role, and the verifier's."""
+
+    def __init__(self, check: Callable[[Principal], None] | None, verifier: PeerVerifier | None) -> None:
+        self.check = check
+        self.verifier = verifier
+
+    async def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> Verified | None:
+        """Check the caller before the handler runs; abort the call if refused."""
+        verified = None
+        try:
+            if self.verifier is None:
+                principal = authenticate(context)
+            else:
+                verified = self.verifier.verify(context.auth_context())
+                principal = verified.principal
+            if self.check is not None:
+                self.check(principal)
+        except (UnauthenticatedError, PermissionDeniedError, ServerUnavailableError) as exc:
+            await context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
+        return verified
+
+    async def still(self, verified: Verified | None, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Between two messages of a stream: the certificate has not expired nor been revoked."""
+        if self.verifier is None or verified is None:
+            return
+        try:
+            self.verifier.recheck(verified.info)
+        except (UnauthenticatedError, ServerUnavailableError) as exc:
+            await context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
 
 
-def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
-    """Rebuild ``handler`` so that ``check`` runs before its behaviour.
+def _guarded(handler: _Handler, guard: _Guard) -> _Handler:
+    """Rebuild ``handler`` so that ``guard`` runs before its behaviour (and between messages).
 
     The servicers are ``grpc.aio`` coroutines and async generators; the
     type stubs describe the synchronous API, hence the ``Any`` behaviours.
@@ -108,7 +144,7 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
         inner_uu: Any = handler.unary_unary
 
         async def unary_unary(request: Any, context: Any) -> Any:
-            await _enforce(context, check)
+            await guard.enter(context)
             await _refuse_undecodable(request, context)
             return await inner_uu(request, context)
 
@@ -117,25 +153,27 @@ def _guarded(handler: _Handler, check: Callable[[Principal], None]) -> _Handler:
         inner_su: Any = handler.stream_unary
 
         async def stream_unary(requests: Any, context: Any) -> Any:
-            await _enforce(context, check)
-            return await inner_su(_decoded(requests, context) if decode else requests, context)
+            verified = await guard.enter(context)
+            return await inner_su(_requests(requests, context, guard, verified, bool(decode)), context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
     if handler.unary_stream is not None:
         inner_us: Any = handler.unary_stream
 
         async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            await _enforce(context, check)
+            verified = await guard.enter(context)
             await _refuse_undecodable(request, context)
             async for response in inner_us(request, context):
+                await guard.still(verified, context)
                 yield response
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **codec)
     inner_ss: Any = handler.stream_stream
 
     async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
-        await _enforce(context, check)
-        async for response in inner_ss(_decoded(requests, context) if decode else requests, context):
+        verified = await guard.enter(context)
+        async for response in inner_ss(_requests(requests, context, guard, verified, bool(decode)), context):
+            await guard.still(verified, context)
             yield response
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
@@ -157,8 +195,12 @@ async def _refuse_undecodable(request: Any, context: Any) -> None:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid mpc.v1 message")
 
 
-async def _decoded(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-    """The request stream, aborting with INVALID_ARGUMENT at an undecodable message."""
+async def _requests(
+    requests: AsyncIterator[Any], context: Any, guard: _Guard, verified: Verified | None, decoded: bool
+) -> AsyncIterator[Any]:
+    """The request stream, re-checking the caller at each message (and refusing undecodable ones)."""
     async for request in requests:
-        await _refuse_undecodable(request, context)
+        await guard.still(verified, context)
+        if decoded:
+            await _refuse_undecodable(request, context)
         yield request

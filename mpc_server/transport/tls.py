@@ -6,6 +6,15 @@ A connecting party verifies the server's certificate against the server's
 *identity* (its DNS SAN ``server-N``) via ``grpc.ssl_target_name_override``,
 not against whatever host name or IP the address uses, so the same
 certificate works inside and outside a container network.
+
+What gRPC's own TLS checks leave open is closed per call by
+:func:`peer_verifier` (``transport.verifier``): grpcio's Python API offers
+no minimum TLS version (upstream grpc/grpc#37305, #43045, #43080 are
+open), so every call on a connection that did not negotiate TLS 1.3 is
+refused; BoringSSL accepts client chains through an intermediate with
+``CA:TRUE`` despite the CA's ``pathlen:0``, so the caller's leaf must be
+signed by the CA key itself; and the revocation list named in the cluster
+file is consulted on every call.
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ from pathlib import Path
 import grpc
 
 from mpc_core.certificates import CertificateInfo, check_certificate
+from mpc_core.cluster import ClusterConfig
 from mpc_core.errors import ConfigError
+from mpc_server.transport.verifier import PeerVerifier, RevocationWatcher
 
 KEEPALIVE_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -69,6 +80,26 @@ def load_tls(cert: Path, key: Path, ca: Path) -> TlsMaterial:
     )
     info = check_certificate(cert_pem, key_pem, ca_pem, what=f"certificate {cert}")
     return TlsMaterial(cert_pem, key_pem, ca_pem, info)
+
+
+def peer_verifier(material: TlsMaterial, cluster: ClusterConfig) -> PeerVerifier:
+    """The per-call checks for a server with ``material`` in ``cluster``.
+
+    Reads the cluster's revocation list (if it names one) now, and refuses
+    to start a server whose own certificate is on it.
+
+    Raises:
+        ConfigError: the list cannot be read or parsed, or revokes our certificate.
+    """
+    watcher = None
+    if cluster.revoked_path is not None:
+        watcher = RevocationWatcher(cluster.revoked_path, material.info.principal.name)
+        if watcher.current().revokes(material.info):
+            raise ConfigError(
+                f"this server's certificate ({material.info.principal.uri}, serial "
+                f"{material.info.serial:x}) is on the revocation list {cluster.revoked_path}"
+            )
+    return PeerVerifier(material.ca_pem, watcher)
 
 
 def server_credentials(material: TlsMaterial) -> grpc.ServerCredentials:

@@ -13,8 +13,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mpc_cli.certs import CertificateAuthority, create_ca, issue
-from mpc_core.certificates import CertificateInfo, check_certificate, inspect_certificate
+from mpc_cli.certs import CertificateAuthority, create_ca, issue, read_revocation_list, revoke
+from mpc_core.certificates import (
+    CertificateInfo,
+    check_certificate,
+    check_leaf,
+    inspect_certificate,
+    load_ca,
+    parse_revocation_list,
+    revocation_entry,
+)
 from mpc_core.errors import ConfigError
 from mpc_core.identity import Principal, Role
 
@@ -280,3 +288,150 @@ def test_other_uris_are_ignored_next_to_one_identity() -> None:
     uris = ["spiffe://example.org/x", CLIENT.uri, "urn:mpc:bogus:y"]
     _, cert = leaf(ca_key, ca_cert, uris, now() - dt.timedelta(minutes=1), now() + dt.timedelta(days=1))
     assert inspect_certificate(pem(cert)).principal == CLIENT
+
+
+# --- the certificate profile: leaves the CA issued itself (issue 12) ---------------------------------
+
+
+def _leaf_with(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    uri: str,
+    *,
+    ca: bool | None = False,
+    usages: list[x509.ObjectIdentifier] | None = None,
+    key_usage: x509.KeyUsage | None = None,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now() - dt.timedelta(minutes=1))
+        .not_valid_after(now() + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+    )
+    if ca is not None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    if usages is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+CLIENT_AUTH, SERVER_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
+SIGNING = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+CERT_SIGN = x509.KeyUsage(True, False, False, False, False, True, False, False, False)
+
+
+@pytest.mark.parametrize(
+    ("uri", "options", "message"),
+    [
+        (CLIENT.uri, {"ca": True, "usages": [CLIENT_AUTH]}, r"\(bank-1\) is a CA certificate \(CA:TRUE\)"),
+        (CLIENT.uri, {"ca": None, "usages": [CLIENT_AUTH]}, "has no BasicConstraints"),
+        (CLIENT.uri, {"usages": None}, "lacks the extended key usage clientAuth"),
+        (CLIENT.uri, {"usages": [SERVER_AUTH]}, "lacks the extended key usage clientAuth"),
+        (
+            SERVER.uri,
+            {"usages": [CLIENT_AUTH]},
+            "lacks the extended key usage serverAuth: server certificates",
+        ),
+        (SERVER.uri, {"usages": [SERVER_AUTH]}, "lacks the extended key usage clientAuth"),
+        (CLIENT.uri, {"usages": [CLIENT_AUTH], "key_usage": CERT_SIGN}, "has the key usages of a CA"),
+    ],
+)
+def test_check_leaf_refuses_certificates_outside_the_profile(uri: str, options: dict, message: str) -> None:
+    ca_key, ca_cert = create_ca()
+    key, cert = _leaf_with(ca_key, ca_cert, uri, **options)
+    with pytest.raises(ConfigError, match=message):
+        check_leaf(cert, ca_cert, "the certificate")
+    with pytest.raises(ConfigError, match=message):
+        check_certificate(pem(cert), key_pem(key), pem(ca_cert))
+
+
+def test_check_leaf_accepts_the_profile_and_reports_serial_and_fingerprint() -> None:
+    ca_key, ca_cert = create_ca()
+    _, cert = _leaf_with(ca_key, ca_cert, SERVER.uri, usages=[SERVER_AUTH, CLIENT_AUTH], key_usage=SIGNING)
+    info = check_leaf(cert, ca_cert)
+    assert info.principal == SERVER
+    assert info.serial == cert.serial_number
+    assert info.fingerprint == cert.fingerprint(hashes.SHA256()).hex()
+
+
+def test_a_certificate_signed_by_a_ca_true_leaf_is_not_issued_by_the_ca() -> None:
+    ca_key, ca_cert = create_ca()
+    rogue_key, rogue = _leaf_with(ca_key, ca_cert, CLIENT.uri, ca=True, usages=[CLIENT_AUTH])
+    _, cert = _leaf_with(rogue_key, rogue, "urn:mpc:client:model-owner", usages=[CLIENT_AUTH])
+    with pytest.raises(ConfigError, match=r"\(model-owner\) was not issued by the cluster CA"):
+        check_leaf(cert, ca_cert)
+
+
+def test_the_ca_itself_is_no_leaf_and_a_non_ca_is_no_ca(authority: CertificateAuthority) -> None:
+    client = authority.ensure(CLIENT)
+    with pytest.raises(ConfigError, match="not a CA certificate"):
+        load_ca(read(client.cert_path))
+    with pytest.raises(ConfigError, match="not a CA certificate"):
+        check_certificate(read(client.cert_path), read(client.key_path), read(client.cert_path))
+
+
+# --- revocation lists -----------------------------------------------------------------------------
+
+
+def test_revocation_list_entries_comments_and_notations(authority: CertificateAuthority) -> None:
+    info = inspect_certificate(read(authority.ensure(CLIENT).cert_path))
+    colons = ":".join(info.fingerprint[i : i + 2] for i in range(0, 64, 2)).upper()
+    text = f"# header\n\n  sha256:{colons}   # bank-1\nserial:0A:ff serial:{info.serial:X}\n"
+    parsed = parse_revocation_list(text)
+    assert parsed.fingerprints == {info.fingerprint}
+    assert parsed.serials == {0x0AFF, info.serial}
+    assert parsed.revokes(info) and len(parsed) == 3
+    assert parse_revocation_list(revocation_entry(info, "note\nserial:1")).revokes(info)
+    assert parse_revocation_list(revocation_entry(info, "note\nserial:1")).serials == {info.serial}
+    assert not parse_revocation_list("").revokes(info)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("deadbeef\n", "line 1: expected sha256:<hex> or serial:<hex>"),
+        ("# ok\nsha1:00\n", "line 2: expected sha256:<hex> or serial:<hex>"),
+        ("sha256:abcd\n", "line 1: sha256: needs 64 hex digits"),
+        ("serial:xyz\n", "line 1: serial: needs hex digits"),
+        ("serial:\n", "line 1: serial: needs hex digits"),
+    ],
+)
+def test_a_bad_revocation_list_line_is_an_error(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_revocation_list(text, "revoked.txt")
+
+
+def test_a_huge_revocation_list_is_refused() -> None:
+    with pytest.raises(ConfigError, match="larger than"):
+        parse_revocation_list("#" * (2 << 20))
+
+
+def test_revoke_adds_once_and_a_revoked_certificate_is_issued_anew(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    first = ca.ensure(CLIENT)
+    listed = tmp_path / "pki" / "revoked.txt"
+    info, added = revoke(first.cert_path, listed, ca.cert)
+    assert added and info.principal == CLIENT
+    assert revoke(first.cert_path, listed, ca.cert) == (info, False)
+    assert read_revocation_list(listed).revokes(info)
+    assert CertificateAuthority(tmp_path / "pki").ensure(CLIENT).created is False  # the list not consulted
+    again = CertificateAuthority(tmp_path / "pki", revoked=listed).ensure(CLIENT)
+    assert again.created is True
+    assert not read_revocation_list(listed).revokes(inspect_certificate(read(again.cert_path)))
+
+
+def test_revoke_refuses_the_ca_and_certificates_of_other_cas(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    with pytest.raises(ConfigError, match="the CA certificate cannot be revoked"):
+        revoke(ca.cert_path, tmp_path / "revoked.txt", ca.cert)
+    other = CertificateAuthority(tmp_path / "other").ensure(CLIENT)
+    with pytest.raises(ConfigError, match="was not issued by this CA"):
+        revoke(other.cert_path, tmp_path / "revoked.txt", ca.cert)
+    assert not (tmp_path / "revoked.txt").exists()

@@ -9,6 +9,7 @@ from mpc_core import errors
 from mpc_core.errors import (
     AlreadyExistsError,
     ConfigError,
+    DataLossError,
     EncodingError,
     FailedPreconditionError,
     InvalidArgumentError,
@@ -50,7 +51,7 @@ EXPECTED = {
     "UNAVAILABLE": ServerUnavailableError,
     "DEADLINE_EXCEEDED": ProtocolTimeoutError,
     "ABORTED": JobAbortedError,
-    "DATA_LOSS": OutputIntegrityError,
+    "DATA_LOSS": DataLossError,
 }
 
 
@@ -119,9 +120,9 @@ def test_error_for_status_sets_attributes() -> None:
     assert isinstance(aborted, JobAbortedError)
     assert (aborted.peer, aborted.reason) == ("server-1", "x")
 
-    integrity = error_for_status("DATA_LOSS", "mismatch", servers=("server-0", "server-1"))
-    assert isinstance(integrity, OutputIntegrityError)
-    assert integrity.servers == ("server-0", "server-1")
+    damaged = error_for_status("DATA_LOSS", "dataset bank-1/x on server-1 is damaged", server="server-1")
+    assert isinstance(damaged, DataLossError) and damaged.server == "server-1"  # type: ignore[attr-defined]
+    assert issubclass(OutputIntegrityError, DataLossError)  # a client's mismatch is data loss too
 
     plain = error_for_status("NOT_FOUND", "missing", dataset="x", job="j")
     assert (plain.dataset, plain.job) == ("x", "j")  # type: ignore[attr-defined]

@@ -10,8 +10,11 @@ prints the result. The numbers must match plaintext within the documented
 error bound. Scales chosen per dataset, requested output scales (truncation,
 and its refusal), inline outputs and the magnitude bits both clients compute
 are checked too, and a Node owner's audit trail, dataset listing and grant
-revocation. Refusals (no grant, someone else's output, bad values, a server
-with the wrong identity, a silent server, a foreign CA) must fail with a clear
+revocation. The open program model from Node: the programs the servers list
+(roles, parameters, outputs), an output kept on the servers as a dataset and
+used by a later job, and parameters the program does not take. Refusals (no
+grant, someone else's output, bad values, an unknown parameter, a server with
+the wrong identity, a silent server, a foreign CA) must fail with a clear
 message and a non-zero exit status. The Node unit tests (``node --test``) run
 from here too, so CI executes them.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -47,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "clients" / "node"
 CLI = NODE_DIR / "bin" / "mpc-node.js"
 PROGRAM = "linear_regression.predict"
+DOT = "dot"
 CLIENTS = ("model-owner", "bank-1", "node-bank", "node-analyst")
 DEFAULT_SCALE = {64: 16, 128: 32}
 F64_EPS = 2.0**-52
@@ -583,6 +588,217 @@ def test_node_owner_audits_its_data_and_revokes_a_grant(node: str, node_cluster:
     # Refused jobs never ran: the trail still holds the one job.
     trail = json.loads(_ok(_node(node, node_cluster, "node-bank", "audit", "audited")))
     assert [r["jobId"] for r in trail["items"]] == [job.job_id]
+
+
+def test_node_lists_programs_as_the_servers_do(node: str, node_cluster: LocalCluster) -> None:
+    """``mpc-node programs``: each program's roles, parameters and outputs, as GetServerInfo has them."""
+    listing = json.loads(_ok(_node(node, node_cluster, "node-analyst", "programs")))
+    assert listing["disagreements"] == []
+    programs = {p["name"]: p for p in listing["items"]}
+    predict = programs[PROGRAM]
+    assert [(r["name"], r["minCount"], r["maxCount"]) for r in predict["roles"]] == [
+        ("features", 1, 64),
+        ("weights", 1, 1),
+        ("intercept", 0, 1),
+    ]
+    assert predict["outputs"] == ["predictions"]
+    assert predict["parameters"] == []
+    assert predict["summary"]
+    assert programs[DOT]["outputs"] == ["value"]
+    assert [r["name"] for r in programs[DOT]["roles"]] == ["x", "y"]
+    # The same programs, roles, parameter names and types and outputs as the Python SDK reads.
+    with node_cluster.client("node-analyst") as analyst:
+        infos = analyst.server_info()
+    assert sorted(programs) == sorted(p.name for p in infos[0].programs)
+    for program in infos[0].programs:
+        listed = programs[program.name]
+        assert [(r["name"], r["minCount"], r["maxCount"]) for r in listed["roles"]] == list(program.roles)
+        assert tuple(listed["outputs"]) == program.outputs
+        assert [(p["name"], p["type"]) for p in listed["parameters"]] == [
+            (n, t) for n, t, _ in program.parameters
+        ]
+        for parameter in listed["parameters"]:
+            assert parameter["required"] == (parameter["default"] is None)
+
+
+def test_node_keeps_an_output_as_a_dataset_and_a_later_job_uses_it(
+    node: str, node_cluster: LocalCluster
+) -> None:
+    """Predictions kept on the servers as node-analyst's dataset; nobody sees them; a dot job reads them."""
+    f = _scale(node_cluster)
+    # In Z_2^128 the inputs are at the cluster's scale and the predictions (natural scale 2f) are
+    # truncated to f; in Z_2^64 truncation on these bounds would be refused, so the inputs are at
+    # f/2 and the predictions' natural scale is f already. Either way the kept dataset is at f.
+    f_in = f if node_cluster.ring_bits == 128 else f // 2
+    tag = secrets.token_hex(3)
+    x_name, w_name, kept_name = f"keep-x-{tag}", f"keep-w-{tag}", f"scores-{tag}"
+    features = np.array([[1.5, -2.0], [0.25, 4.0], [3.0, 1.0]])
+    weights = np.array([0.5, -0.25])
+    job_inputs = {"features": f"node-bank/{x_name}", "weights": f"model-owner/{w_name}"}
+    with node_cluster.client("model-owner") as owner:
+        w = owner.upload(
+            w_name, weights, grants=[Grant.pinned("node-analyst", PROGRAM, job_inputs)], fractional_bits=f_in
+        )
+    _ok(
+        _node(
+            node,
+            node_cluster,
+            "node-bank",
+            "upload",
+            x_name,
+            *(str(v) for v in features.ravel()),
+            "--shape",
+            "3,2",
+            "--fractional-bits",
+            str(f_in),
+            "--grant",
+            f"node-analyst:{PROGRAM}",
+            "--pin",
+            "features=self",
+            "--pin",
+            f"weights={w.pinned}",
+            "--keep-outputs",
+        )
+    )
+    # node-bank's grant allows only jobs that keep every output on the servers: delivering is refused.
+    delivering = _node(
+        node,
+        node_cluster,
+        "node-analyst",
+        "run",
+        PROGRAM,
+        f"features=node-bank/{x_name}",
+        f"weights=model-owner/{w_name}",
+        "--fetch",
+    )
+    assert delivering.returncode == 1
+    assert "PERMISSION_DENIED" in delivering.stderr
+    assert "it allows only jobs that keep every output on the servers" in delivering.stderr
+    bank_listing = json.loads(_ok(_node(node, node_cluster, "node-bank", "datasets")))
+    (bank_info,) = [d for d in bank_listing["items"] if d["ref"]["name"] == x_name]
+    assert [g["grant"]["keepOutputs"] for g in bank_info["grants"]] == [True]
+
+    ran = _node(
+        node,
+        node_cluster,
+        "node-analyst",
+        "run",
+        PROGRAM,
+        f"features=node-bank/{x_name}",
+        f"weights=model-owner/{w_name}",
+        "--keep",
+        f"predictions={kept_name}",
+        "--grant",
+        f"node-analyst:{DOT}",
+        "--output-fractional-bits",
+        str(f),
+    )
+    job = json.loads(_ok(ran))
+    (output,) = job["outputs"]
+    assert (output["name"], output["shape"], output["fractional_bits"]) == ("predictions", [3], f)
+    assert re.fullmatch(rf"node-analyst/{kept_name}@[0-9a-f]{{32}}", output["kept_as"]), output
+    if node_cluster.ring_bits == 128:
+        assert output["truncation_failure_log2"] is not None and output["truncation_failure_log2"] <= -40
+    else:
+        assert output["truncation_failure_log2"] is None  # the natural scale: exact
+
+    # Kept, not delivered: the servers hold no output of the job for anyone to fetch.
+    fetched = _node(node, node_cluster, "node-analyst", "fetch", job["job_id"])
+    assert fetched.returncode == 1
+    assert "NOT_FOUND" in fetched.stderr
+    # It is a dataset of node-analyst at the version the job named, with the grant the job gave it.
+    listing = json.loads(_ok(_node(node, node_cluster, "node-analyst", "datasets")))
+    assert listing["disagreements"] == []
+    (info,) = [d for d in listing["items"] if d["ref"]["name"] == kept_name]
+    assert info["ref"]["pinned"] == output["kept_as"]
+    assert (info["shape"], info["fractionalBits"]) == ([3], f)
+    assert [(g["grant"]["receiver"], g["grant"]["program"]) for g in info["grants"]] == [
+        ("node-analyst", DOT)
+    ]
+    # The input owners' trail records where their data went.
+    trail = json.loads(_ok(_node(node, node_cluster, "node-bank", "audit", x_name)))
+    (record,) = [r for r in trail["items"] if r["jobId"] == job["job_id"]]
+    assert [(k["output"], k["dataset"]["pinned"]) for k in record["kept"]] == [
+        ("predictions", output["kept_as"])
+    ]
+    assert record["parameters"] == {}
+
+    # A later job uses the kept dataset like any upload: <p, p>, fetched by Node.
+    square = json.loads(
+        _ok(_node(node, node_cluster, "node-analyst", "run", DOT, f"x={kept_name}", f"y={kept_name}"))
+    )
+    assert [(o["name"], o["kept_as"]) for o in square["outputs"]] == [("value", None)]
+    assert square["fractional_bits"] == 2 * f
+    value = json.loads(
+        _ok(_node(node, node_cluster, "node-analyst", "fetch", square["job_id"], "--output", "value"))
+    )
+    assert (value["output"], value["shape"], value["fractional_bits"]) == ("value", [], 2 * f)
+    predictions = features @ weights
+    # Inputs exact at 2^-f_in; a truncation is off by at most two units of 2^-f per prediction.
+    bound = 2 * np.abs(predictions).sum() * 2.0 ** -(f - 1) + 3 * 2.0 ** -(2 * f - 2)
+    assert abs(value["values"][0] - float(predictions @ predictions)) <= bound
+    with node_cluster.client("node-analyst") as analyst:
+        (dot_record,) = [r for r in analyst.jobs().items if r.job_id == square["job_id"]]
+    assert [(i.role, i.dataset.pinned) for i in dot_record.inputs] == [
+        ("x", output["kept_as"]),
+        ("y", output["kept_as"]),
+    ]
+    # A job whose output name the program does not have is refused by the servers.
+    wrong = _node(
+        node,
+        node_cluster,
+        "node-analyst",
+        "run",
+        DOT,
+        f"x={kept_name}",
+        f"y={kept_name}",
+        "--keep",
+        f"weights=other-{tag}",
+    )
+    assert wrong.returncode == 1
+    assert "INVALID_ARGUMENT" in wrong.stderr
+    assert "program dot has no output 'weights' (outputs: value)" in wrong.stderr
+
+
+def test_node_job_with_an_unknown_parameter_is_refused(node: str, node_cluster: LocalCluster) -> None:
+    """A parameter the program does not take: refused by Node before sending, and by every server."""
+    tag = secrets.token_hex(3)
+    grants = ["--grant", f"node-analyst:{PROGRAM}"]
+    _ok(_node(node, node_cluster, "node-analyst", "upload", f"px-{tag}", "1.5", "-2", *grants))
+    _ok(_node(node, node_cluster, "node-analyst", "upload", f"pw-{tag}", "2", *grants))
+    job = ["run", PROGRAM, f"features=px-{tag}", f"weights=pw-{tag}"]
+    message = f"program {PROGRAM} has no parameter 'l2' (parameters: none)"
+
+    local = _node(node, node_cluster, "node-analyst", *job, "--param", "l2=0.5", "--job-id", f"local-{tag}")
+    assert local.returncode == 1
+    assert f"mpc-node: INVALID_ARGUMENT: {message}" in local.stderr
+    # Typed explicitly, it is sent as given: each server refuses it, in the same words.
+    sent = _node(
+        node, node_cluster, "node-analyst", *job, "--param", "l2:number=0.5", "--job-id", f"sent-{tag}"
+    )
+    assert sent.returncode == 1
+    assert f"mpc-node: INVALID_ARGUMENT: server-0, server-1, server-2: {message}" in sent.stderr
+    # A grant cannot fix a parameter the program does not take either.
+    granted = _node(
+        node,
+        node_cluster,
+        "node-analyst",
+        "upload",
+        f"pz-{tag}",
+        "1",
+        *grants,
+        "--fix-param",
+        "l2=0.5",
+    )
+    assert granted.returncode == 1
+    assert f"mpc-node: INVALID_ARGUMENT: {message}" in granted.stderr
+    # Neither ran; the job without it does.
+    ok = json.loads(_ok(_node(node, node_cluster, "node-analyst", *job, "--fetch")))
+    assert ok["values"] == [3.0, -4.0]
+    jobs = json.loads(_ok(_node(node, node_cluster, "node-analyst", "jobs")))
+    ids = {r["jobId"] for r in jobs["items"]}
+    assert ok["job_id"] in ids
+    assert not {f"local-{tag}", f"sent-{tag}"} & ids
 
 
 def test_node_refuses_bad_values_before_sending(node: str, node_cluster: LocalCluster) -> None:

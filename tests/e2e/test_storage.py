@@ -1,8 +1,10 @@
 """Durable storage: restarts keep data, crashes leave nothing half-written,
-inconsistent uploads are rejected everywhere, deletion really deletes."""
+inconsistent uploads are rejected everywhere, deletion really deletes, and
+damaged share files fail jobs instead of changing their results."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import threading
@@ -14,12 +16,14 @@ import numpy as np
 import pytest
 
 from mpc_cli.local_cluster import LocalCluster
-from mpc_client import AlreadyExistsError, Grant, NotFoundError
+from mpc_cli.main import main
+from mpc_client import AlreadyExistsError, Grant, MpcError, NotFoundError
 from mpc_core.fixed_point import FixedPoint
 from mpc_core.ring import RING128
 from mpc_core.sharing import share
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc, types_pb2
+from mpc_server.service import share_files
 
 pytestmark = pytest.mark.e2e
 MUL = "elementwise.multiply"
@@ -163,3 +167,83 @@ def test_shares_on_disk_are_private_files(local: LocalCluster) -> None:
         bank.upload("private", [1.0], grants=[Grant("model-owner", MUL)])
     for path in (local.directory / "data").glob("server-*/datasets/bank-1/private.share"):
         assert path.stat().st_mode & 0o077 == 0
+
+
+# Integrity at rest: the issue's bit-rot reports, with real server processes.
+
+PREDICT = "linear_regression.predict"
+PREDICT_INPUTS = {"features": ["bank-1/x", "bank-1/z"], "weights": "w", "intercept": "c"}
+
+
+def _predict_setup(cluster: LocalCluster, rows: int = 1000) -> np.ndarray:
+    """The showcase model over ``rows`` customers; returns the plaintext predictions."""
+    x = np.linspace(1.0, 60.0, rows)
+    z = np.linspace(-3.0, 4.0, rows)
+    w, c = np.array([0.5, -1.25]), 17.5
+    with cluster.client("model-owner") as owner:
+        grant = [Grant.pinned("model-owner", PREDICT, PREDICT_INPUTS)]
+        weights = owner.upload("w", w, grants=grant)
+        intercept = owner.upload("c", c, grants=grant)
+    pinned = [
+        Grant.pinned("model-owner", PREDICT, {**PREDICT_INPUTS, "weights": weights, "intercept": intercept})
+    ]
+    with cluster.client("bank-1") as bank:
+        bank.upload("x", x, grants=pinned)
+        bank.upload("z", z, grants=pinned)
+    expected: np.ndarray = np.column_stack([x, z]) @ w + c
+    return expected
+
+
+def _flip_stored_bit(cluster: LocalCluster, server: int, dataset: str, bit: int) -> None:
+    """Flip one bit of the stored shares (not the header) of ``dataset`` on a stopped ``server``."""
+    path = cluster.directory / "data" / f"server-{server}" / "datasets" / f"{dataset}.share"
+    layout = share_files.inspect(path)
+    assert layout.stored, "the file must hold a component in full"
+    data = bytearray(path.read_bytes())
+    data[layout.offset + bit // 8] ^= 1 << (bit % 8)
+    path.write_bytes(bytes(data))
+
+
+def _storage_problems(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> list[list[str]]:
+    certs = cluster.cert_dir
+    args = ["status", "--cluster", str(cluster.cluster_file), "--json"]
+    main([*args, "--cert", str(certs / "model-owner.pem"), "--key", str(certs / "model-owner.key")])
+    return [server["storage_problems"] for server in json.loads(capsys.readouterr().out)["servers"]]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "server", "bit"),
+    [("bank-1/x", 1, 8 * 16 * 500 + 127), ("model-owner/c", 2, 6)],
+    ids=["feature share", "intercept share"],
+)
+def test_a_flipped_bit_in_a_stored_share_fails_the_job_on_every_server(
+    local: LocalCluster, capsys: pytest.CaptureFixture[str], dataset: str, server: int, bit: int
+) -> None:
+    """The issue: one flipped bit in a feature share turned 32.06 into 1.75e9, one in an
+    intercept share shifted every prediction by -256, and nothing noticed. Now: an error
+    naming the server and the dataset, and no number."""
+    expected = _predict_setup(local)
+    with local.client("model-owner") as owner:  # the healthy cluster predicts correctly
+        assert np.allclose(owner.fetch(owner.run(PREDICT, PREDICT_INPUTS)), expected, atol=1e-6)
+    local.kill(server)  # a stopped server: its cache is gone, the damage is found when the file is read
+    _flip_stored_bit(local, server, dataset, bit)
+    local.start_server(server)
+    local.wait_ready(30)
+    job_id = f"after-the-damage-{server}"
+    with local.client("model-owner") as owner, pytest.raises(MpcError) as caught:
+        owner.run_and_fetch(PREDICT, PREDICT_INPUTS, job_id=job_id)
+    message = str(caught.value)
+    assert f"dataset {dataset} on server-{server} is damaged" in message, message
+    assert "failed its checksum" in message and "no result was computed" in message
+    log = local.log_path(server).read_text()  # the damaged server refused, and told its peers
+    assert f"job {job_id} failed: dataset {dataset} on server-{server} is damaged" in log, log[-4000:]
+    for index in {0, 1, 2} - {server}:
+        log = local.log_path(index).read_text()
+        # A peer that needs no message from the damaged server may finish its part first (from
+        # intact shares, and nobody can fetch the output without the damaged server); the others
+        # end the job when told.
+        finished = f"job {job_id} finished" in log
+        assert finished or f"server server-{server} aborted the job: dataset {dataset}" in log, log[-4000:]
+    problems = _storage_problems(local, capsys)
+    assert any("1 stored share file is damaged" in p for p in problems[server]), problems
+    assert not any(problems[i] for i in {0, 1, 2} - {server})

@@ -4,15 +4,18 @@ tests/e2e/test_refusals.py covers no certificate, a foreign CA, a client
 certificate on the peer API and a server certificate on the client API.
 Here: certificates outside their validity period, a client whose name is a
 server's, a server identity that is not in the cluster, certificates with
-no or two identities, and peers lying in the handshake. "Refused" means at
-the TLS layer (UNAVAILABLE) or by the role check (PERMISSION_DENIED /
-UNAUTHENTICATED) before any servicer code runs, and without effect: a job
-run afterwards is unaffected.
+no or two identities, peers lying in the handshake, chains through a
+CA-issued certificate that carries CA:TRUE, certificates without the key
+usages of their role, and TLS 1.2. "Refused" means at the TLS layer
+(UNAVAILABLE) or by the certificate and role checks (UNAUTHENTICATED /
+PERMISSION_DENIED) before any servicer code runs, and without effect: a
+job run afterwards is unaffected.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -20,6 +23,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import ConfigError, Grant, MpcClient
@@ -27,7 +31,9 @@ from mpc_core.version import PROTOCOL_VERSION
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
 from mpc_proto.v1 import peer_service_pb2 as peer_pb
+from mpc_proto.v1 import peer_service_pb2_grpc as peer_grpc
 
+from . import pki
 from .conftest import OK, Identity, Outcome, Raw, forge, outcome_of
 
 pytestmark = pytest.mark.e2e
@@ -250,3 +256,104 @@ def test_only_a_server_0_certificate_can_answer_as_server_0(
     assert _ask_as_server_0(cluster, serve(client_named_server_0)).code == UNAVAILABLE
     # A server certificate of the same CA for another identity: refused by the client.
     assert _ask_as_server_0(cluster, serve(server_9)).code == UNAVAILABLE
+
+
+# -- only leaves the CA issued itself, over TLS 1.3 (issue 12) ---------------------------------------
+
+
+def _fetch_as(raw: Raw, server: int, who: Identity, job_id: str) -> Outcome:
+    stub = raw.client(server, who)
+    request = pb.FetchOutputRequest(job_id=job_id, second_as_digest=True)
+    return outcome_of(server, lambda: list(stub.FetchOutput(request, timeout=5)))
+
+
+def test_a_chain_through_a_ca_true_leaf_is_refused_on_both_apis(
+    secure_cluster: LocalCluster, raw: Raw
+) -> None:
+    values = np.array([2.0, -1.0, 0.5])
+    with secure_cluster.client("model-owner") as owner:
+        owner.upload("cert-chain", values, grants=[Grant("model-owner", "dot")], overwrite=True)
+        job = owner.run("dot", {"x": "cert-chain", "y": "cert-chain"})
+        rogue = pki.rogue_intermediate(secure_cluster.cert_dir)
+        as_owner = pki.issue(rogue, uris=["urn:mpc:client:model-owner"], name="model-owner").identity
+        as_server_1 = pki.issue(
+            rogue, uris=["urn:mpc:server:server-1"], dns=["server-1"], usages=("server", "client")
+        ).identity
+        for server in range(3):
+            fetched = _fetch_as(raw, server, as_owner, job.job_id)
+            assert fetched.code == UNAUTHENTICATED, str(fetched)
+            assert "(model-owner) was not issued by the cluster CA" in fetched.details
+            handshake = _handshake(raw, server, as_server_1, party=1)
+            assert handshake.code == UNAUTHENTICATED, str(handshake)
+            assert "(server-1) was not issued by the cluster CA" in handshake.details
+            # The CA:TRUE certificate itself is no client either.
+            itself = raw.info(server, rogue.identity)
+            assert itself.code == UNAUTHENTICATED and "CA:TRUE" in itself.details, str(itself)
+        # The output is still there, for its receiver only.
+        assert float(owner.fetch(job, release=True)) == pytest.approx(float(values @ values))
+
+
+@pytest.mark.parametrize(
+    ("uris", "usages", "message"),
+    [
+        (["urn:mpc:server:server-1"], ("client",), "lacks the extended key usage serverAuth"),
+        (["urn:mpc:server:server-1"], None, "lacks the extended key usage serverAuth, clientAuth"),
+        (["urn:mpc:client:bank-1"], None, "lacks the extended key usage clientAuth"),
+    ],
+)
+def test_a_certificate_without_its_roles_key_usages_is_refused(
+    secure_cluster: LocalCluster, raw: Raw, uris: list[str], usages: tuple[str, ...] | None, message: str
+) -> None:
+    ca = pki.cluster_ca(secure_cluster.cert_dir)
+    identity = pki.issue(ca, uris=uris, dns=["server-1"], usages=usages).identity
+    for server in (0, 2):
+        for outcome in (_handshake(raw, server, identity, party=1), raw.info(server, identity)):
+            assert outcome.code == UNAUTHENTICATED and message in outcome.details, str(outcome)
+
+
+def test_tls_1_2_is_refused_on_every_service(secure_cluster: LocalCluster) -> None:
+    """grpcio cannot set a minimum TLS version: the handshake completes, but no call is served."""
+    certs = secure_cluster.cert_dir
+    for who in ("bank-1", "server-1"):
+        relay = pki.TlsRelay(
+            secure_cluster.addresses[0],
+            certs / "ca.pem",
+            certs / f"{who}.pem",
+            certs / f"{who}.key",
+            ssl.TLSVersion.TLSv1_2,
+        )
+        try:
+            with grpc.insecure_channel(relay.address) as channel:
+                calls = {
+                    "client API": lambda c=channel: pb_grpc.ClientServiceStub(c).GetServerInfo(
+                        pb.GetServerInfoRequest(), timeout=5
+                    ),
+                    "peer API": lambda c=channel: peer_grpc.PeerServiceStub(c).Handshake(
+                        peer_pb.HandshakeRequest(protocol_version=PROTOCOL_VERSION, party=1), timeout=5
+                    ),
+                    "health": lambda c=channel: health_pb2_grpc.HealthStub(c).Check(
+                        health_pb2.HealthCheckRequest(), timeout=5
+                    ),
+                }
+                for label, call in calls.items():
+                    outcome = outcome_of(0, call)
+                    assert outcome.code == UNAUTHENTICATED, f"{who}, {label}: {outcome}"
+                    assert "TLS 1.3 is required; this connection uses TLSv1.2" in outcome.details
+            assert relay.negotiated and set(relay.negotiated) == {"TLSv1.2"}
+        finally:
+            relay.close()
+    # Control: the same relay with TLS 1.3 gets an answer, so the version was the reason.
+    relay = pki.TlsRelay(
+        secure_cluster.addresses[0],
+        certs / "ca.pem",
+        certs / "bank-1.pem",
+        certs / "bank-1.key",
+        ssl.TLSVersion.TLSv1_3,
+    )
+    try:
+        with grpc.insecure_channel(relay.address) as channel:
+            stub = pb_grpc.ClientServiceStub(channel)
+            assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5).identity == "server-0"
+        assert set(relay.negotiated) == {"TLSv1.3"}
+    finally:
+        relay.close()

@@ -228,3 +228,20 @@ def test_a_forgotten_dataset_leaves_no_grant_file(tmp_path: Path) -> None:
     book.forget(INCOME)
     book.save_durably(INCOME, book.snapshot(INCOME))
     assert not (tmp_path / "grants" / "bank-1" / "income.json").exists()
+
+
+def test_a_grant_fixing_a_number_with_an_integer_fixes_that_number() -> None:
+    grant = _pinned(parameters=(("l2", 1),))
+    view = JobView("model-owner", "model-owner", PREDICT, SHOWCASE, VERSIONS.get, {"l2": 1.0})
+    assert grant.refusal(view, INCOME, 0, 0.0) is None
+    other = JobView("model-owner", "model-owner", PREDICT, SHOWCASE, VERSIONS.get, {"l2": 2.0})
+    assert grant.refusal(other, INCOME, 0, 0.0) == "it fixes the parameter l2 to 1"
+
+
+def test_a_grant_may_fix_only_parameters_its_program_has() -> None:
+    from mpc_server.service.programs import default_programs
+
+    programs = default_programs()
+    fixes_unknown = _grant(program="dot", parameters=(("no_such", 1),))
+    with pytest.raises(InvalidArgumentError, match="fixes no_such, which dot has not"):
+        check_grants([fixes_unknown], programs, INCOME, 4)

@@ -1,18 +1,24 @@
-"""Durable output storage: retention by age, per-receiver quotas, release, restart."""
+"""Durable output storage: retention by age, per-receiver quotas, release, restart, integrity."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mpc_core.errors import NotFoundError, ResourceLimitError
+from mpc_core.errors import DataLossError, NotFoundError, ResourceLimitError
 from mpc_core.sharing import ReplicatedShare
+from mpc_server.service import share_files
 from mpc_server.service.deferred_writer import DeferredWriter
 from mpc_server.service.model import OutputInfo, StoredOutput
 from mpc_server.service.output_store import FileOutputStore, OutputRetention
+from mpc_server.service.share_files import DiskFullError
+from mpc_server.service.storage_state import StorageState
 
 
 class Clock:
@@ -195,3 +201,92 @@ def test_a_jobs_outputs_are_listed_in_the_programs_order(tmp_path: Path) -> None
     store.delete(expected[1])
     assert store.outputs_of(RECEIVER, "fit") == []
     assert not (tmp_path / "outputs" / RECEIVER / "fit").exists()
+
+
+# Integrity at rest and failed writes.
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch, room: int = 0) -> None:
+    """Writes of files larger than ``room`` bytes fail as on a full disk (at their fsync)."""
+    fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if os.fstat(fd).st_size > room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(share_files.os, "fsync", full)
+
+
+def test_a_flipped_bit_in_a_stored_output_is_data_loss(tmp_path: Path) -> None:
+    FileOutputStore(tmp_path).put(_output("rotten", 64))
+    store = FileOutputStore(tmp_path, storage=StorageState(tmp_path, "server-2"))  # nothing in memory
+    path = _file(tmp_path, "rotten")
+    data = bytearray(path.read_bytes())
+    data[share_files.inspect(path).offset + 100] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataLossError, match="output out of job rotten on server-2 is damaged"):
+        store.get(_key("rotten"))
+    assert store.storage.damaged_files == 1
+    store.delete(_key("rotten"))
+    assert store.storage.problems() == []
+
+
+def test_a_full_disk_refuses_a_durable_output_and_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileOutputStore(tmp_path, storage=StorageState(tmp_path, "server-1"))
+    with monkeypatch.context() as patched:
+        _full_disk(patched)
+        with pytest.raises(DiskFullError, match="disk full: cannot store output out of job big"):
+            store.put(_output("big", 8))
+    assert not store.has(_key("big")) and store.stored_bytes == 0
+    assert list((tmp_path / "tmp" / "outputs").iterdir()) == []
+    assert store.storage.problems()[0].startswith("disk full")
+
+
+def test_a_failed_background_write_is_logged_and_a_fetch_after_a_restart_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileOutputStore(tmp_path, storage=StorageState(tmp_path, "server-1"))
+
+    async def main() -> None:
+        writer = DeferredWriter(store, quiet_seconds=0.01, max_delay_seconds=0.05)
+        for job_id in ("lost-job", "other"):
+            store.put(_output(job_id, 1024), durable=False)
+            writer.add(_key(job_id))
+        with monkeypatch.context() as patched:
+            patched.setattr(store, "persist", _failing_once(store.persist))
+            await writer.flush()
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(main())
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("lost-job" in message and "disk full" in message for message in errors), errors
+    assert store.get(_key("lost-job")).share.first.tolist() == list(range(1024))  # still in memory
+    assert FileOutputStore(tmp_path).get(_key("other")).job_id == "other"  # the rest of the batch
+    reopened = FileOutputStore(tmp_path, storage=StorageState(tmp_path, "server-1"))
+    assert reopened.outputs_of(RECEIVER, "lost-job") == [_key("lost-job")]
+    with pytest.raises(DataLossError, match="output out of job lost-job on server-1 was lost") as caught:
+        reopened.get(_key("lost-job"))
+    assert "No space left on device" in str(caught.value) and "run the job again" in str(caught.value)
+    assert reopened.receiver_of(_key("lost-job")) == RECEIVER
+    reopened.check_quota(RECEIVER, 16)  # a lost output takes no quota
+    reopened.delete(_key("lost-job"))
+    assert not list((tmp_path / "outputs").glob("*/lost-job/*"))
+    with pytest.raises(NotFoundError):
+        FileOutputStore(tmp_path).get(_key("lost-job"))
+
+
+def _failing_once(persist: Callable[[str], None]) -> Callable[[str], None]:
+    """``persist`` that meets an almost full disk for the output of job ``lost-job``."""
+
+    def attempt(key: str) -> None:
+        if "lost-job" not in key:
+            persist(key)
+            return
+        with pytest.MonkeyPatch.context() as patched:
+            _full_disk(patched, room=4096)  # the output does not fit; its small loss record does
+            persist(key)
+
+    return attempt

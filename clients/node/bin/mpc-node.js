@@ -2,19 +2,22 @@
 'use strict';
 /**
  * mpc-node: upload, run and fetch from the command line with the Node client,
- * and an owner's calls: datasets, grants, jobs and the audit trail.
+ * the programs the servers offer, and an owner's calls: datasets, grants, jobs
+ * and the audit trail.
  * Run without arguments for the usage text. Exit status: 0 on success, 1 when
  * a server refused or a check failed (the message names the servers and the
  * gRPC status), 2 for a usage error.
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const { EncodingError, Grant, GrantScope, MpcClient, MpcError, describeGrant } = require('../lib');
+const { EncodingError, Grant, GrantScope, Keep, MpcClient, MpcError, describeGrant, toJson } = require('../lib');
 
 const USAGE = `usage: mpc-node <command> [arguments] [options]
 
 commands:
   info                          each server's identity, party, ring, versions and peer links (JSON)
+  programs                      the programs a job can run, with their roles, parameters (type,
+                                default, range) and outputs, as the three servers list them (JSON)
   upload NAME [VALUE ...]       encode, secret-share and upload the values as dataset NAME;
                                 prints the version stored (owner/name@version: what other
                                 owners pin) and every grant with its id
@@ -30,14 +33,27 @@ commands:
                                 run a job on all three servers; prints the job as JSON.
                                 DATASET is owner/name, or a bare name of your own; the order
                                 of datasets within a role matters (feature blocks are columns)
-      --receiver NAME           who may fetch the output (default: you)
+      --receiver NAME           who may fetch the outputs (default: you)
       --job-id ID               choose the job id (default: random)
+      --param NAME=VALUE        a public parameter of the program (repeatable; "programs" lists
+                                them). VALUE is a number (0.1, -2, 1e-3) or true/false; it is
+                                sent as the type the program declares (5 is an integer for an
+                                integer parameter, 5.0 for a number one), and a wrong type, an
+                                unknown name or a value out of range is refused before sending.
+                                NAME:TYPE=VALUE (TYPE number, integer or flag) sends it as that
+                                type as given, without looking the program up
+      --keep OUTPUT=DATASET     keep the output OUTPUT on the servers as your new dataset DATASET
+                                instead of delivering it (repeatable; you must be the receiver);
+                                the grant options below give the new datasets their grants
+                                (--grant RECEIVER:PROGRAM ...), --overwrite replaces datasets
       --output-fractional-bits F
-                                the output's scale (default: the program's natural scale;
-                                lower means the servers truncate)
-      --fetch                   you are the receiver: take the output with the answer (small
-                                outputs) or fetch it, check it and print the values too
+                                the outputs' scale (default: the program's natural scale;
+                                lower means the servers truncate); keep outputs at the scale
+                                later jobs want (e.g. the cluster's fractional_bits)
+      --fetch                   you are the receiver: take the (first) output with the answer
+                                (small outputs) or fetch it, check it and print the values too
   fetch JOB_ID                  fetch, check and reconstruct an output you receive (JSON)
+      --output NAME             which output of the job (default: its first delivered one)
       --submitter NAME          who submitted the job (default: you); job ids are per submitter
       --digest                  receive second components as SHA-256 digests (half the traffic)
   datasets                      your datasets as the three servers hold them: versions, grants
@@ -50,7 +66,7 @@ commands:
                                 last, with each input's version and grant (JSON)
       --limit N                 jobs and audit: the newest N only (default: up to 10000)
 
-grant options (upload and add-grant; they apply to every --grant of the command):
+grant options (upload, add-grant, and run --keep; they apply to every --grant of the command):
   --pin ROLE=DATASET[,DATASET...]
                                 repeatable: allow exactly the job with these inputs, in this
                                 order; DATASET is owner/name@version (the version voids the
@@ -63,6 +79,9 @@ grant options (upload and add-grant; they apply to every --grant of the command)
                                 in the pinned job)
   --max-uses N                  at most N jobs
   --expires-at UNIX_SECONDS     no job from then on
+  --fix-param NAME=VALUE        repeatable: jobs must have exactly this parameter value (as for
+                                run --param; a parameter not fixed is the submitter's choice)
+  --keep-outputs                jobs must keep every output on the servers (nobody sees them)
   --grant-id HEX                the grant's id, 16 bytes in hex (default: random; one --grant)
 
 options for every command:
@@ -82,16 +101,23 @@ example:
       features=bank-1/income,bank-2/debt weights=weights
   mpc-node fetch --identity model-owner job-1234abcd
   mpc-node audit --identity bank-1 income
+  mpc-node programs --identity model-owner
+  mpc-node run --identity model-owner linear_regression.predict \
+      features=bank-1/income,bank-2/debt weights=weights --output-fractional-bits 32 \
+      --keep predictions=scores --grant model-owner:dot
+      (prints outputs[0].kept_as: model-owner/scores@...; nothing is delivered)
 `;
 
-const FLAGS = new Set(['--overwrite', '--plain', '--digest', '--fetch', '--any-inputs', '--help']);
+const FLAGS = new Set(['--overwrite', '--plain', '--digest', '--fetch', '--any-inputs', '--keep-outputs', '--help']);
 const OPTIONS = new Set([
   '--values-file', '--shape', '--grant', '--receiver', '--job-id', '--fractional-bits',
   '--output-fractional-bits', '--cluster', '--identity', '--cert', '--key', '--timeout',
   '--pin', '--submitter', '--role', '--max-uses', '--expires-at', '--grant-id', '--limit',
+  '--param', '--keep', '--output', '--fix-param',
 ]);
 /** Options that may be given more than once: collected in arrays. */
-const REPEATABLE = new Set(['grant', 'pin', 'submitter']);
+const REPEATABLE = new Set(['grant', 'pin', 'submitter', 'param', 'keep', 'fix-param']);
+const PARAMETER_TYPES = new Set(['number', 'integer', 'flag']);
 
 class UsageError extends Error {}
 
@@ -101,7 +127,7 @@ class UsageError extends Error {}
  */
 function parseArgs(argv) {
   const positionals = [];
-  const options = { grant: [], pin: [], submitter: [] };
+  const options = Object.fromEntries([...REPEATABLE].map((key) => [key, []]));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.startsWith('--') ? arg.split(/=(.*)/s, 2) : [arg];
@@ -132,6 +158,48 @@ function parseNumber(text) {
 }
 
 /**
+ * An integer literal: a number when exact as a double, else a BigInt.
+ * @param {string} text
+ */
+function parseInteger(text) {
+  if (!/^[+-]?\d+$/.test(text)) throw new UsageError(`not an integer: ${JSON.stringify(text)}`);
+  const big = BigInt(text);
+  return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+}
+
+/** @param {string} text */
+function parseFlag(text) {
+  if (text === 'true' || text === 'false') return text === 'true';
+  throw new UsageError(`a flag is true or false, got ${JSON.stringify(text)}`);
+}
+
+/**
+ * Parameters of --param (or --fix-param) NAME=VALUE / NAME:TYPE=VALUE, by name. Untyped values
+ * are booleans (true/false) or numbers (integer literals beyond 2^53 as BigInts): the client
+ * types them by the program's declaration. Typed ones become {type: value}, sent as given.
+ * @param {string[]} texts
+ * @param {string} option for messages
+ */
+function parametersOf(texts, option) {
+  const parameters = {};
+  for (const text of texts) {
+    const match = /^([^=:]+)(?::([^=]*))?=(.*)$/s.exec(text);
+    if (!match || !match[3]) throw new UsageError(`${option} needs NAME=VALUE or NAME:TYPE=VALUE, got ${JSON.stringify(text)}`);
+    const [, name, type, value] = match;
+    if (Object.hasOwn(parameters, name)) throw new UsageError(`${option} ${name} is given twice`);
+    if (type === undefined) {
+      parameters[name] = value === 'true' || value === 'false' ? value === 'true' : /^[+-]?\d+$/.test(value) ? parseInteger(value) : parseNumber(value);
+    } else if (!PARAMETER_TYPES.has(type)) {
+      throw new UsageError(`${option} ${name}: the type is number, integer or flag, got ${JSON.stringify(type)}`);
+    } else {
+      const parse = { number: parseNumber, integer: parseInteger, flag: parseFlag }[type];
+      parameters[name] = { [type]: parse(value) };
+    }
+  }
+  return parameters;
+}
+
+/**
  * A non-negative integer option, or undefined when not given.
  * @param {object} options
  * @param {string} key
@@ -149,7 +217,8 @@ function integerOption(options, key) {
  */
 function grantsOf(options) {
   const modifiers = options.pin.length || options['any-inputs'] || options.role !== undefined ||
-    options['max-uses'] !== undefined || options['expires-at'] !== undefined || options['grant-id'] !== undefined;
+    options['max-uses'] !== undefined || options['expires-at'] !== undefined || options['grant-id'] !== undefined ||
+    options['fix-param'].length || options['keep-outputs'];
   if (!options.grant.length) {
     if (modifiers || options.submitter.length) throw new UsageError('grant options need a --grant RECEIVER:PROGRAM');
     return [];
@@ -172,6 +241,7 @@ function grantsOf(options) {
     expiresAt = Number(options['expires-at']);
     if (!/^\d+(\.\d+)?$/.test(options['expires-at'])) throw new UsageError('--expires-at must be a Unix time in seconds');
   }
+  const parameters = parametersOf(options['fix-param'], '--fix-param');
   let scope = GrantScope.OWN_DATA;
   if (inputs.length) scope = GrantScope.PINNED;
   else if (options['any-inputs']) scope = GrantScope.ANY_INPUTS;
@@ -187,6 +257,8 @@ function grantsOf(options) {
       submitters: options.submitter,
       maxUses: integerOption(options, 'max-uses') ?? 0,
       expiresAt,
+      parameters,
+      keepOutputs: Boolean(options['keep-outputs']),
       grantId: options['grant-id'],
     });
   });
@@ -251,15 +323,40 @@ async function run(args, options, open) {
   }
   const outputFractionalBits = integerOption(options, 'output-fractional-bits');
   if (options.fetch && options.receiver !== undefined) throw new UsageError('--fetch is for your own outputs: no --receiver');
+  if (options.fetch && options.keep.length) throw new UsageError('--fetch delivers the output to you: no --keep');
+  const parameters = parametersOf(options.param, '--param');
+  const keepAs = keepsOf(options);
   const client = open();
-  const jobOptions = { jobId: options['job-id'], outputFractionalBits };
+  const jobOptions = { jobId: options['job-id'], outputFractionalBits, parameters };
   if (options.fetch) {
     const output = await client.runAndFetch(program, inputs, jobOptions);
-    console.log(JSON.stringify({ ...jobJson(output.job), inline: output.inline, values: Array.from(output.values) }));
+    console.log(toJson({ ...jobJson(output.job), inline: output.inline, output: output.name, values: Array.from(output.values) }));
     return;
   }
-  const job = await client.run(program, inputs, { ...jobOptions, receiver: options.receiver });
-  console.log(JSON.stringify(jobJson(job)));
+  const job = await client.run(program, inputs, { ...jobOptions, keepAs, receiver: options.receiver });
+  console.log(toJson(jobJson(job)));
+}
+
+/**
+ * The outputs of --keep OUTPUT=DATASET, each with the grant options' grants and --overwrite.
+ * @param {object} options
+ */
+function keepsOf(options) {
+  if (!options.keep.length) {
+    if (options.grant.length) throw new UsageError('on run, --grant gives grants to kept outputs: it needs --keep OUTPUT=DATASET');
+    if (options.overwrite) throw new UsageError('on run, --overwrite replaces kept datasets: it needs --keep OUTPUT=DATASET');
+    grantsOf(options); // grant options without --grant: refused there
+    return undefined;
+  }
+  const grants = grantsOf(options);
+  const keepAs = {};
+  for (const text of options.keep) {
+    const [output, dataset] = text.split(/=(.*)/s, 2);
+    if (!output || !dataset) throw new UsageError(`--keep needs OUTPUT=DATASET, got ${JSON.stringify(text)}`);
+    if (Object.hasOwn(keepAs, output)) throw new UsageError(`--keep ${output} is given twice`);
+    keepAs[output] = new Keep(dataset, { grants, overwrite: Boolean(options.overwrite) });
+  }
+  return keepAs;
 }
 
 /** @param {import('../lib/client').JobResult} job */
@@ -273,6 +370,14 @@ function jobJson(job) {
     fractional_bits: job.fractionalBits,
     magnitude_bits: job.magnitudeBits,
     truncation_failure_log2: job.truncationFailureLog2,
+    outputs: job.outputs.map((o) => ({
+      name: o.name,
+      shape: o.shape,
+      fractional_bits: o.fractionalBits,
+      magnitude_bits: o.magnitudeBits,
+      truncation_failure_log2: o.truncationFailureLog2,
+      kept_as: o.keptAs ? o.keptAs.pinned : null,
+    })),
     stats: job.stats,
   };
 }
@@ -285,8 +390,12 @@ function jobJson(job) {
 async function fetchOutput(args, options, open) {
   if (args.length !== 1) throw new UsageError('fetch needs exactly one JOB_ID');
   if (options.submitter.length > 1) throw new UsageError('fetch takes one --submitter');
-  const output = await open().fetch(args[0], { submitter: options.submitter[0], digest: Boolean(options.digest) });
-  console.log(JSON.stringify({ job_id: args[0], shape: output.shape, ring: output.ring.protoName,
+  const output = await open().fetch(args[0], {
+    output: options.output,
+    submitter: options.submitter[0],
+    digest: Boolean(options.digest),
+  });
+  console.log(JSON.stringify({ job_id: args[0], output: output.name, shape: output.shape, ring: output.ring.protoName,
     fractional_bits: output.fractionalBits, magnitude_bits: output.magnitudeBits, values: Array.from(output.values) }));
 }
 
@@ -327,12 +436,13 @@ function listing(call, most) {
   return async (args, options, open) => {
     if (args.length > most) throw new UsageError(`too many arguments: ${args.join(' ')}`);
     const limit = integerOption(options, 'limit') ?? 0;
-    console.log(JSON.stringify(await call(open(), args, limit), null, 2));
+    console.log(toJson(await call(open(), args, limit), 2));
   };
 }
 
 const COMMANDS = {
-  info: async (args, options, open) => console.log(JSON.stringify(await open().serverInfo(), null, 2)),
+  info: async (args, options, open) => console.log(toJson(await open().serverInfo(), 2)),
+  programs: listing((client) => client.programs(), 0),
   upload,
   run,
   fetch: fetchOutput,

@@ -1,7 +1,8 @@
 'use strict';
 /**
  * The client: mutual-TLS channels to the three servers, upload, run, fetch,
- * and the owner's calls: datasets, grants, jobs, the audit trail.
+ * the programs the servers offer, and the owner's calls: datasets, grants,
+ * jobs, the audit trail.
  *
  * Mirrors the Python SDK (`mpc_client`). Everything secret happens here, on the
  * caller's machine: `upload` encodes in fixed point, splits with the OS CSPRNG
@@ -9,7 +10,9 @@
  * checks that both copies of every component agree and only then reconstructs.
  * Consent travels with the data (`Grant`, lib/grants.js); each server keeps its
  * own record of grants, jobs and audit entries, and the listings ask all three
- * and report where they disagree.
+ * and report where they disagree. Jobs name a program with its public
+ * parameters (typed by the program's declaration, lib/params.js) and say which
+ * outputs to keep on the servers as datasets (lib/jobs.js).
  * The wire contract is `protos/mpc/v1/*.proto`, loaded at run time from the
  * repository (never copied).
  * @module client
@@ -31,6 +34,7 @@ const { decode, encodeBounded, maxFractionalBits } = require('./fixed_point');
 const {
   Grant,
   GRANT_ID_BYTES,
+  compare,
   compareDatasets,
   compareRecords,
   datasetInfo,
@@ -39,6 +43,8 @@ const {
   jobRecord,
   parseDatasetRef,
 } = require('./grants');
+const { Keep, delivered, deliveredOutput, jobOutputs } = require('./jobs');
+const { needsDeclaration, parametersToProto, programFromProto } = require('./params');
 const { elementCount, ringFromProto } = require('./ring');
 const { split, splitSeeded, shareForParty, reconstructChecked, reconstructByDigest } = require('./sharing');
 
@@ -179,6 +185,8 @@ class MpcClient {
     /** @type {import('./ring').Ring} the cluster's ring, from the cluster file */
     this.ring = cluster.ring;
     this.timeout = timeout;
+    /** @type {import('./grants').Listing | null} the programs, once asked (`programs`) */
+    this.programListing = null;
     const ClientService = loadClientService(protoDir);
     // Connect to the address, but verify the certificate against the server's identity:
     // its DNS SAN (the target-name override) and its urn:mpc:server:<identity> URI SAN.
@@ -251,7 +259,9 @@ class MpcClient {
    * with pinned inputs (for example the model owner's weights at one version);
    * `Grant.readAccess` any inputs. Returns the dataset's reference with its
    * new `version` (which other owners pin in their grants) and the grants as
-   * sent, each with its `grantId`.
+   * sent, each with its `grantId`. A grant that fixes parameters
+   * (`parameters: {l2: 0.1}`) has them typed by the program's declaration, read
+   * from the servers once (`programs`).
    * @param {string} name dataset name, unique per owner
    * @param {number | ArrayLike<any>} values a number, an array (nested for matrices) or a Float64Array
    * @param {object} [options]
@@ -270,7 +280,6 @@ class MpcClient {
     validateName(name, 'dataset name', InvalidArgumentError);
     if (!Array.isArray(grants)) throw new InvalidArgumentError('grants is an array of grants');
     const grantList = grants.map((g) => Grant.from(g));
-    const wireGrants = grantList.map((g) => grantToProto(g, this.identity, name));
     const flattened = flatten(values);
     const dims = shape ?? flattened.shape;
     const count = flattened.flat.length;
@@ -281,6 +290,7 @@ class MpcClient {
     const { ring } = this;
     const scale = fractionalBits ?? this.cluster.fractionalBits;
     const { elements, magnitudeBits } = encodeBounded(ring, flattened.flat, scale, { scalar: dims.length === 0 });
+    const wireGrants = await this.wireGrants(grantList, this.identity, name, timeout);
     const header = {
       name,
       shape: dims.map(String),
@@ -327,15 +337,28 @@ class MpcClient {
   }
 
   /**
-   * Run `program` on the named inputs on all three servers; the output is kept for `receiver`.
+   * Run `program` on the named inputs on all three servers; its outputs are kept for `receiver`.
    * @param {string} program e.g. "linear_regression.predict"
    * @param {Record<string, string | string[]>} inputs role -> "owner/name" (or a bare name of
    *   this client's), or a list of them, e.g. {features: ["bank-1/x", "bank-2/z"], weights: "w"};
    *   the order within a role matters (feature blocks are the columns in that order)
-   * @param {{receiver?: string, jobId?: string, outputFractionalBits?: number, timeout?: number}} [options]
-   *   receiver defaults to this client; outputFractionalBits asks for the output at that scale
-   *   (default: the program's natural scale, exact; lower means the servers truncate, which they
-   *   refuse when it could fail with probability above 2^-40)
+   * @param {object} [options]
+   * @param {string} [options.receiver] who may fetch the outputs (default: this client)
+   * @param {string} [options.jobId] default: random
+   * @param {Record<string, import('./params').ParamValue>} [options.parameters] the program's
+   *   public parameters, e.g. {l2: 0.1, iterations: 5} (`programs()` lists each program's). Each
+   *   is sent in the field of the type the program declares (read from the servers once):
+   *   `5` is an integer for an integer parameter and 5.0 for a number; a wrong type, an unknown
+   *   name or a value out of range is refused before anything is sent; `{integer: 5}` and the
+   *   like are sent as given (lib/params.js)
+   * @param {Record<string, string | Keep | {dataset: string, grants?: object[], overwrite?: boolean}>} [options.keepAs]
+   *   outputs to keep on the servers as new datasets of the receiver instead of delivering
+   *   them, e.g. {weights: "model-w"} or {weights: new Keep("model-w", {grants: [...]})}: nobody
+   *   sees them, later jobs use them under their grants (only the receiver may submit such a job)
+   * @param {number} [options.outputFractionalBits] the outputs' scale (default: the program's
+   *   natural scale, exact; lower means the servers truncate, which they refuse when it could
+   *   fail with probability above 2^-40); keep outputs at the scale later jobs want
+   * @param {number} [options.timeout] deadline in seconds
    * @returns {Promise<JobResult>}
    */
   async run(program, inputs, options = {}) {
@@ -344,17 +367,23 @@ class MpcClient {
   }
 
   /**
-   * Run a job for this client and reconstruct its output. Outputs of up to 65536
-   * elements come back inside the RunJob answers (saving the fetch); larger
-   * ones are fetched. Either way the three shares go through the same checked
-   * reveal, and the servers drop their copies unless `keep`.
+   * Run a job for this client and reconstruct its (first) output. Outputs of up
+   * to 65536 elements of single-output programs come back inside the RunJob
+   * answers (saving the fetch); others are fetched. Either way the three shares
+   * go through the same checked reveal, and the servers drop their copies unless
+   * `keep` (the delivered output stays fetchable until it expires; to keep
+   * outputs as datasets, `run` with `keepAs`).
    * @param {string} program
    * @param {Record<string, string | string[]>} inputs
-   * @param {{jobId?: string, keep?: boolean, outputFractionalBits?: number, timeout?: number}} [options]
-   * @returns {Promise<{job: JobResult, inline: boolean, shape: number[], fractionalBits: number,
+   * @param {{jobId?: string, parameters?: Record<string, import('./params').ParamValue>, keep?: boolean,
+   *   outputFractionalBits?: number, timeout?: number}} [options]
+   * @returns {Promise<{job: JobResult, inline: boolean, name: string, shape: number[], fractionalBits: number,
    *   ring: import('./ring').Ring, values: Float64Array}>}
    */
   async runAndFetch(program, inputs, { keep = false, ...options } = {}) {
+    if (options.keepAs !== undefined || options.receiver !== undefined) {
+      throw new InvalidArgumentError('runAndFetch delivers to this client: no receiver or keepAs (use run)');
+    }
     const { result, parts } = await this.submit(
       program,
       inputs,
@@ -373,10 +402,17 @@ class MpcClient {
    * Send one RunJob to every server; the inline output parts if all three returned one.
    * @param {string} program
    * @param {Record<string, string | string[]>} inputs
-   * @param {{receiver?: string, jobId?: string, outputFractionalBits?: number, timeout?: number}} options
+   * @param {{receiver?: string, jobId?: string, parameters?: object, keepAs?: object,
+   *   outputFractionalBits?: number, timeout?: number}} options
    * @param {{returnOutput: boolean, release?: boolean}} flags
    */
-  async submit(program, inputs, { receiver, jobId, outputFractionalBits, timeout }, { returnOutput, release = false }) {
+  async submit(
+    program,
+    inputs,
+    { receiver, jobId, parameters, keepAs, outputFractionalBits, timeout },
+    { returnOutput, release = false },
+  ) {
+    if (typeof program !== 'string' || !program) throw new InvalidArgumentError('a job names a program');
     const job = {
       job_id: jobId ? validateName(jobId, 'job id', InvalidArgumentError) : `job-${crypto.randomBytes(8).toString('hex')}`,
       program,
@@ -392,6 +428,19 @@ class MpcClient {
       }
       job.output_fractional_bits = outputFractionalBits;
     }
+    const keeps = this.keepRequests(keepAs);
+    // The declaration types the parameters: read it only when some value needs it.
+    const declaration = needsDeclaration(parameters) ? await this.programInfo(program, { timeout }) : null;
+    job.parameters = parametersToProto(program, parameters, declaration);
+    job.keep = [];
+    for (const [output, kept] of keeps) {
+      job.keep.push({
+        output,
+        dataset: kept.dataset,
+        grants: await this.wireGrants(kept.grants, job.receiver, kept.dataset, timeout),
+        overwrite: kept.overwrite,
+      });
+    }
     const options = this.callOptions(timeout);
     const request = { job, return_output: returnOutput, release };
     const responses = await this.fanOut((server) => unary(server.stub, 'RunJob', request, options));
@@ -404,25 +453,64 @@ class MpcClient {
         durationSeconds: r.stats.duration_seconds,
       };
     });
-    const output = responses[0].output;
+    const outputs = jobOutputs(this.serverNames(), responses, job.job_id);
+    const [first] = outputs;
+    const ringOf = (r) => (r.outputs?.length ? r.outputs[0] : r.output).ring;
     /** @type {JobResult} */
     const result = {
       jobId: job.job_id,
       receiver: job.receiver,
       submitter: this.identity,
-      shape: output.shape.map(Number),
-      fractionalBits: output.fractional_bits,
-      ring: ringFromProto(output.ring, `${this.servers[0].name}: the output`),
-      magnitudeBits: output.magnitude_bits,
-      truncationFailureLog2:
-        output._truncation_failure_log2 === 'truncation_failure_log2' ? output.truncation_failure_log2 : null,
+      shape: first.shape,
+      fractionalBits: first.fractionalBits,
+      ring: ringFromProto(ringOf(responses[0]), `${this.servers[0].name}: the output`),
+      magnitudeBits: first.magnitudeBits,
+      truncationFailureLog2: first.truncationFailureLog2,
+      outputs,
       stats,
     };
-    // The servers return shares inline only to the receiver, and only up to 65536 elements;
-    // otherwise output_share is absent (no error): fetch instead.
+    // The servers return shares inline only to the receiver, only when the job delivers one
+    // output, and only up to 65536 elements; otherwise output_share is absent (no error): fetch.
     if (!returnOutput || !responses.every((r) => r.output_share)) return { result, parts: null };
-    const parts = responses.map((r, i) => inlinePart(this.servers[i].name, r.output, r.output_share));
+    const parts = responses.map((r, i) => {
+      const infos = r.outputs?.length ? r.outputs : [r.output];
+      const info = infos.find((o) => !o.kept_as) ?? infos[0]; // the one output the job delivers
+      return inlinePart(this.servers[i].name, info, r.output_share);
+    });
     return { result, parts };
+  }
+
+  /**
+   * The outputs to keep, checked: output name -> Keep.
+   * @param {Record<string, string | Keep | object> | undefined} keepAs
+   * @returns {[string, Keep][]}
+   */
+  keepRequests(keepAs) {
+    if (keepAs === undefined || keepAs === null) return [];
+    if (typeof keepAs !== 'object' || Array.isArray(keepAs)) {
+      throw new InvalidArgumentError('keepAs is an object of output name: dataset name (or Keep)');
+    }
+    return Object.entries(keepAs).map(([output, spec]) => [
+      validateName(output, 'output name', InvalidArgumentError),
+      Keep.from(spec),
+    ]);
+  }
+
+  /**
+   * The wire form of grants on dataset `owner/name`; grants that fix untyped parameters are
+   * typed by their program's declaration.
+   * @param {readonly Grant[]} grants
+   * @param {string} owner
+   * @param {string} name
+   * @param {number | undefined} timeout
+   */
+  async wireGrants(grants, owner, name, timeout) {
+    const wire = [];
+    for (const grant of grants) {
+      const declaration = needsDeclaration(grant.parameters) ? await this.programInfo(grant.program, { timeout }) : null;
+      wire.push(grantToProto(grant, owner, name, declaration));
+    }
+    return wire;
   }
 
   /**
@@ -447,32 +535,82 @@ class MpcClient {
   }
 
   /**
-   * Fetch a job output's shares from the three servers, check them and reconstruct.
+   * Fetch one output's shares from the three servers, check them and reconstruct.
    * Only the job's receiver may do this: for anyone else the servers answer
    * NOT_FOUND, exactly as for an output that does not exist. Outputs are
    * keyed by (submitter, job id): `submitter` defaults to the submitter of a
    * JobResult, else to this client; name it when another identity submitted
    * the job for you.
-   * @param {string | {jobId: string, submitter?: string}} job a job id or the result of `run`
-   * @param {{submitter?: string, digest?: boolean, release?: boolean, timeout?: number}} [options]
-   *   digest: receive each server's second component as a SHA-256 digest only (half the traffic,
-   *   the same check); release: the servers delete the output once sent
-   * @returns {Promise<{shape: number[], fractionalBits: number, ring: import('./ring').Ring,
-   *   magnitudeBits: number, values: Float64Array}>} values decoded in the ring and at the scale
-   *   the output's OutputInfo states
-   * @throws {OutputIntegrityError} two servers' copies of a component (or of the shape, ring or scale) differ
+   * @param {string | {jobId: string, submitter?: string, outputs?: import('./jobs').OutputDescription[]}} job
+   *   a job id or the result of `run`
+   * @param {{output?: string, submitter?: string, digest?: boolean, release?: boolean, timeout?: number}} [options]
+   *   output: which output, by name (default: the job's first delivered one; with a JobResult an
+   *   output it kept or does not have is refused here); digest: receive each server's second
+   *   component as a SHA-256 digest only (half the traffic, the same check); release: the servers
+   *   delete the output once sent
+   * @returns {Promise<FetchedOutput>} values decoded in the ring and at the scale the output's
+   *   OutputInfo states
+   * @throws {OutputIntegrityError} two servers' copies of a component (or of the name, shape, ring
+   *   or scale) differ
    */
-  async fetch(job, { submitter, digest = false, release = false, timeout } = {}) {
+  async fetch(job, { output = '', submitter, digest = false, release = false, timeout } = {}) {
     const jobId = validateName(typeof job === 'string' ? job : job?.jobId, 'job id', InvalidArgumentError);
     const by = validateName(
       submitter || (typeof job === 'object' && job.submitter) || this.identity,
       'submitter',
       InvalidArgumentError,
     );
+    if (output) validateName(output, 'output name', InvalidArgumentError);
+    const outputs = typeof job === 'object' && Array.isArray(job.outputs) && job.outputs.length ? job : null;
+    if (outputs && output) deliveredOutput(outputs, output);
+    else if (outputs) output = delivered(outputs)[0];
     const options = this.callOptions(timeout);
-    const request = { job_id: jobId, submitter: by, second_as_digest: digest, release };
+    const request = { job_id: jobId, submitter: by, output, second_as_digest: digest, release };
     const parts = await this.fanOut((server) => fetchPart(server, request, digest, options));
     return reveal(parts, digest);
+  }
+
+  /**
+   * Every output a job delivered, by name, each fetched and checked as by `fetch`.
+   * @param {JobResult} job the result of `run`
+   * @param {{digest?: boolean, release?: boolean, timeout?: number}} [options]
+   * @returns {Promise<Record<string, FetchedOutput>>}
+   */
+  async fetchAll(job, options = {}) {
+    if (!job || typeof job !== 'object' || !Array.isArray(job.outputs)) {
+      throw new InvalidArgumentError('fetchAll takes the result of run (it names the outputs)');
+    }
+    const fetched = {};
+    for (const name of delivered(job)) fetched[name] = await this.fetch(job, { ...options, output: name });
+    return fetched;
+  }
+
+  /**
+   * The programs the servers offer, each with its roles, parameters (type, default, range)
+   * and outputs, from all three servers (GetServerInfo) and merged like the other listings:
+   * a program as most servers list it, and every difference in `disagreements`. Read once
+   * per client (parameters are typed with it); `refresh` asks again.
+   * @param {{refresh?: boolean, timeout?: number}} [options]
+   * @returns {Promise<import('./grants').Listing>} items: ProgramDescription (lib/params.js)
+   */
+  async programs({ refresh = false, timeout } = {}) {
+    if (refresh || this.programListing === null) await this.serverInfo({ timeout });
+    return /** @type {import('./grants').Listing} */ (this.programListing);
+  }
+
+  /**
+   * The declaration of `program` as the servers list it, or null if they do not (asks again
+   * once when the programs known so far do not include it: the servers may have been upgraded).
+   * @param {string} program
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<import('./params').ProgramDescription | null>}
+   */
+  async programInfo(program, { timeout } = {}) {
+    const known = this.programListing;
+    const find = (listing) => listing.items.find((p) => p.name === program) ?? null;
+    const found = known ? find(known) : null;
+    if (found) return found;
+    return find(await this.programs({ refresh: true, timeout }));
   }
 
   /**
@@ -501,7 +639,8 @@ class MpcClient {
   async addGrant(name, grant, { timeout } = {}) {
     validateName(name, 'dataset name', InvalidArgumentError);
     const chosen = Grant.from(grant);
-    const request = { name, grant: grantToProto(chosen, this.identity, name) };
+    const [wire] = await this.wireGrants([chosen], this.identity, name, timeout);
+    const request = { name, grant: wire };
     const options = this.callOptions(timeout);
     await this.fanOut((server) => unary(server.stub, 'AddGrant', request, options));
     return chosen;
@@ -566,8 +705,9 @@ class MpcClient {
    * answers, in party order. `transport` holds this client's own traffic with
    * the server only (`client_bytes_received`, `client_bytes_sent`); peer
    * traffic is for operators (the servers' metrics endpoint), or per job in
-   * `JobResult.stats`. Every server must compute in the ring of the cluster
-   * file (FAILED_PRECONDITION otherwise).
+   * `JobResult.stats`; `programs` the programs the server offers (as on the
+   * wire; `programs()` decodes and merges them). Every server must compute in
+   * the ring of the cluster file (FAILED_PRECONDITION otherwise).
    * @param {{timeout?: number}} [options]
    */
   async serverInfo({ timeout } = {}) {
@@ -580,6 +720,13 @@ class MpcClient {
       const said = wrong.map(([name, ring]) => `${name} computes in ${ring}`).join(', ');
       throw new ConfigError(`the cluster file names ${this.ring.protoName}, but ${said}`);
     }
+    this.programListing = compare(
+      this.serverNames(),
+      infos.map((info) => (info.programs ?? []).map(programFromProto)),
+      (p) => p.name,
+      (p) => p,
+      (p) => `program ${p.name}`,
+    );
     return infos;
   }
 }
@@ -616,12 +763,25 @@ function checkLimit(limit) {
  * @property {import('./ring').Ring} ring the output's ring: decode in it
  * @property {number} magnitudeBits the servers' bound: |encoded output| <= 2^magnitudeBits
  * @property {number | null} truncationFailureLog2 log2 of the truncation failure bound, null if none
+ * @property {import('./jobs').OutputDescription[]} outputs every output, in the program's order (the
+ *   fields above are the first's), each delivered (fetch it by name) or kept as a dataset (`keptAs`)
  * @property {object} stats per server
+ */
+
+/**
+ * @typedef {object} FetchedOutput one output, checked and decoded
+ * @property {string} name the output's name, as the servers stated it
+ * @property {number[]} shape
+ * @property {number} fractionalBits
+ * @property {import('./ring').Ring} ring
+ * @property {number} magnitudeBits
+ * @property {Float64Array} values
  */
 
 /**
  * @typedef {object} OutputPart one server's share of an output, as it arrived
  * @property {string} server
+ * @property {string} [name] the output's name in the server's header
  * @property {number[]} shape
  * @property {number} fractionalBits
  * @property {import('./ring').Ring} ring
@@ -633,7 +793,7 @@ function checkLimit(limit) {
  */
 
 /**
- * The checked reveal: the three headers agree (shape, scale, ring), both
+ * The checked reveal: the three headers agree (name, shape, scale, ring), both
  * copies of every component agree, then decode in the stated ring and scale.
  * @param {OutputPart[]} parts in party order
  * @param {boolean} digest whether the second components came as digests
@@ -641,14 +801,20 @@ function checkLimit(limit) {
 function reveal(parts, digest) {
   for (let i = 0; i < 3; i++) {
     const [a, b] = [parts[i], parts[(i + 1) % 3]];
-    if (a.shape.join() !== b.shape.join() || a.fractionalBits !== b.fractionalBits || a.ring !== b.ring) {
-      throw new OutputIntegrityError([a.server, b.server], 'output shapes, rings or scales');
+    if (
+      a.shape.join() !== b.shape.join() ||
+      a.fractionalBits !== b.fractionalBits ||
+      a.ring !== b.ring ||
+      (a.name ?? '') !== (b.name ?? '')
+    ) {
+      throw new OutputIntegrityError([a.server, b.server], 'output names, shapes, rings or scales');
     }
   }
   const { shape, fractionalBits, ring, magnitudeBits } = parts[0];
   const names = parts.map((p) => p.server);
   const secret = digest ? reconstructByDigest(ring, parts) : reconstructChecked(ring, parts, names);
-  return { shape, fractionalBits, ring, magnitudeBits, values: decode(ring, secret, fractionalBits) };
+  const name = parts[0].name ?? '';
+  return { name, shape, fractionalBits, ring, magnitudeBits, values: decode(ring, secret, fractionalBits) };
 }
 
 /**
@@ -667,6 +833,7 @@ function inlinePart(server, info, chunk) {
   }
   return {
     server,
+    name: info.name ?? '',
     shape,
     fractionalBits: info.fractional_bits,
     ring,
@@ -728,7 +895,7 @@ function sendStream(stub, requests, options) {
 /**
  * Stream one server's output share: header, chunks, and (digest mode) the second digest.
  * @param {{name: string, stub: any}} server
- * @param {{job_id: string, submitter: string, second_as_digest: boolean, release: boolean}} request
+ * @param {{job_id: string, submitter: string, output: string, second_as_digest: boolean, release: boolean}} request
  * @param {boolean} digest
  * @param {object} options call options (deadline)
  */
@@ -739,6 +906,7 @@ async function fetchPart(server, request, digest, options) {
     return new MpcError(`malformed output stream: ${what}`, { code: 'INVALID_ARGUMENT' });
   };
   let shape = null;
+  let name = '';
   let fractionalBits = 0;
   let magnitudeBits = 0;
   let ring;
@@ -751,6 +919,10 @@ async function fetchPart(server, request, digest, options) {
     if (shape === null) {
       if (message.item !== 'header') throw malformed('the first message is not the header');
       shape = message.header.shape.map(Number);
+      name = message.header.name ?? '';
+      if (request.output && name && name !== request.output) {
+        throw malformed(`asked for output ${request.output}, got ${name}`);
+      }
       fractionalBits = message.header.fractional_bits;
       magnitudeBits = message.header.magnitude_bits;
       try {
@@ -783,6 +955,7 @@ async function fetchPart(server, request, digest, options) {
   }
   return {
     server: server.name,
+    name,
     shape,
     fractionalBits,
     ring,

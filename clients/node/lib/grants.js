@@ -19,8 +19,11 @@
  *
  * `submitters` says who may submit such jobs (default: the receiver only),
  * `maxUses` and `expiresAt` (Unix seconds) limit it, `role` restricts the role
- * the dataset plays, `grantId` (16 random bytes in hex) names it on all three
- * servers (revocation, listings, the audit trail).
+ * the dataset plays, `parameters` fixes public parameters of the job to exact
+ * values (e.g. `{ l2: 0.1 }`; typed as lib/params.js says), `keepOutputs`
+ * allows only jobs that keep every output on the servers as datasets (nobody
+ * sees them), `grantId` (16 random bytes in hex) names it on all three servers
+ * (revocation, listings, the audit trail).
  *
  * Each server keeps its own record of grants, jobs and audit entries; the
  * listings ask all three and `compare` them: an item all three report alike
@@ -30,6 +33,7 @@
 const crypto = require('node:crypto');
 const { validateName } = require('./config');
 const { InvalidArgumentError } = require('./errors');
+const { MAX_PARAMETERS, isParamValue, parametersFromProto, parametersToProto, toJson } = require('./params');
 
 const UPLOAD_ID_BYTES = 16;
 const GRANT_ID_BYTES = 16;
@@ -139,6 +143,9 @@ class Grant {
    * @param {string[]} [spec.submitters] who may submit jobs under it (default: the receiver only)
    * @param {number} [spec.maxUses] at most this many jobs (0: no limit)
    * @param {number} [spec.expiresAt] Unix time (seconds) from which it allows no job (0: never)
+   * @param {Record<string, import('./params').ParamValue>} [spec.parameters] public parameters the
+   *   job must have exactly these values of, e.g. {l2: 0.1}; a parameter not named is the submitter's
+   * @param {boolean} [spec.keepOutputs] allow only jobs that keep every output on the servers
    * @param {string} [spec.grantId] 16 bytes in hex (default: drawn from the CSPRNG)
    */
   constructor({
@@ -150,6 +157,8 @@ class Grant {
     submitters = [],
     maxUses = 0,
     expiresAt = 0,
+    parameters = {},
+    keepOutputs = false,
     grantId,
   } = {}) {
     checkName(receiver, 'grant receiver');
@@ -182,6 +191,18 @@ class Grant {
     if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt) || expiresAt < 0) {
       throw new InvalidArgumentError('expiresAt must be a non-negative Unix time (0: never)');
     }
+    if (!parameters || typeof parameters !== 'object' || Array.isArray(parameters)) {
+      throw new InvalidArgumentError("a grant's parameters are an object of name: value");
+    }
+    const fixed = Object.keys(parameters).sort();
+    if (fixed.length > MAX_PARAMETERS) throw new InvalidArgumentError(`a grant fixes at most ${MAX_PARAMETERS} parameters`);
+    for (const key of fixed) {
+      checkName(key, 'parameter name');
+      if (!isParamValue(parameters[key])) {
+        throw new InvalidArgumentError(`parameter ${key} of a grant must be a number, an integer or a flag`);
+      }
+    }
+    if (typeof keepOutputs !== 'boolean') throw new InvalidArgumentError('keepOutputs is true or false');
     const id = grantId ?? crypto.randomBytes(GRANT_ID_BYTES).toString('hex');
     if (!isHex(id, GRANT_ID_BYTES)) throw new InvalidArgumentError(`a grant id is ${GRANT_ID_BYTES} bytes in hex`);
     this.receiver = receiver;
@@ -194,6 +215,9 @@ class Grant {
     this.submitters = Object.freeze([...submitters]);
     this.maxUses = maxUses;
     this.expiresAt = expiresAt;
+    /** @type {Readonly<Record<string, import('./params').ParamValue>>} by name, sorted */
+    this.parameters = Object.freeze(Object.fromEntries(fixed.map((key) => [key, freezeValue(parameters[key])])));
+    this.keepOutputs = keepOutputs;
     /** names the grant on all three servers (revocation, listings, the audit trail) */
     this.grantId = id.toLowerCase();
     Object.freeze(this);
@@ -210,7 +234,7 @@ class Grant {
    * @param {string} receiver
    * @param {string} program
    * @param {Record<string, string | DatasetRef | (string | DatasetRef)[]>} jobInputs
-   * @param {object} [options] role, submitters, maxUses, expiresAt, grantId
+   * @param {object} [options] role, submitters, maxUses, expiresAt, parameters, keepOutputs, grantId
    */
   static pinned(receiver, program, jobInputs, options = {}) {
     if (!jobInputs || typeof jobInputs !== 'object' || Array.isArray(jobInputs)) {
@@ -228,7 +252,7 @@ class Grant {
    * Allow `program` with **any** other inputs: the receiver can compute anything from the data.
    * @param {string} receiver
    * @param {string} program
-   * @param {object} [options] role, submitters, maxUses, expiresAt, grantId
+   * @param {object} [options] role, submitters, maxUses, expiresAt, parameters, keepOutputs, grantId
    */
   static readAccess(receiver, program, options = {}) {
     return new Grant({ ...options, receiver, program, scope: GrantScope.ANY_INPUTS, inputs: [] });
@@ -244,12 +268,24 @@ class Grant {
 }
 
 /**
+ * An explicitly typed value ({integer: 5}) frozen; plain values as they are.
+ * @param {import('./params').ParamValue} value
+ */
+function freezeValue(value) {
+  return value && typeof value === 'object' ? Object.freeze({ ...value }) : value;
+}
+
+/**
  * The wire form (`mpc.v1.Grant`) of `grant` on dataset `owner/name` ("self" and bare names resolved).
+ * Its parameters are typed by `program`, the declaration of the grant's program
+ * (`MpcClient` passes the one the servers list); without one, as lib/params.js
+ * says for unlisted programs.
  * @param {Grant} grant
  * @param {string} owner
  * @param {string} name
+ * @param {import('./params').ProgramDescription | null} [program]
  */
-function grantToProto(grant, owner, name) {
+function grantToProto(grant, owner, name, program = null) {
   const ownRoles = new Set();
   const pins = grant.inputs.map(({ role, dataset }) => {
     let ref = dataset === SELF ? datasetRef(owner, name) : parseDatasetRef(dataset, owner);
@@ -276,6 +312,8 @@ function grantToProto(grant, owner, name) {
     max_uses: grant.maxUses,
     expires_at: grant.expiresAt,
     grant_id: Buffer.from(grant.grantId, 'hex'),
+    parameters: parametersToProto(grant.program, grant.parameters, program, { complete: false }),
+    keep_outputs: grant.keepOutputs,
   };
 }
 
@@ -300,8 +338,22 @@ function grantFromProto(message, owner, name) {
     submitters: message.submitters ?? [],
     maxUses: message.max_uses ?? 0,
     expiresAt: message.expires_at ?? 0,
+    parameters: parametersFromProto(message.parameters ?? []),
+    keepOutputs: Boolean(message.keep_outputs),
     grantId: hex(message.grant_id),
   });
+}
+
+/**
+ * A parameter value as text: 5, 0.1, true; an explicitly typed one as integer:5.
+ * @param {import('./params').ParamValue} value
+ */
+function paramText(value) {
+  if (value && typeof value === 'object') {
+    const [[field, v]] = Object.entries(value);
+    return `${field}:${v}`;
+  }
+  return String(value);
 }
 
 /** @param {Buffer | Uint8Array | undefined} bytes */
@@ -321,6 +373,9 @@ function describeGrant(grant) {
   else scope = "with the owner's own datasets only";
   const parts = [`${grant.receiver} may receive ${grant.program} ${scope}`];
   if (grant.role) parts.push(`in the role ${grant.role}`);
+  const fixed = Object.entries(grant.parameters).map(([key, value]) => `${key}=${paramText(value)}`);
+  if (fixed.length) parts.push(`with the parameters ${fixed.join(', ')}`);
+  if (grant.keepOutputs) parts.push('every output kept on the servers');
   parts.push(`submitted by ${(grant.submitters.length ? grant.submitters : [grant.receiver]).join(', ')}`);
   if (grant.maxUses) parts.push(`at most ${grant.maxUses} jobs`);
   if (grant.expiresAt) parts.push(`until ${new Date(grant.expiresAt * 1000).toISOString()}`);
@@ -371,6 +426,10 @@ function datasetInfo(owner, message) {
  * @property {number} finishedAt 0 while the job runs
  * @property {string} status "OK", "RUNNING", or the gRPC status name of the job's error
  * @property {string} error
+ * @property {Record<string, number | bigint | boolean>} parameters the job's public parameters
+ *   (as the servers resolved them: defaults filled in), by name
+ * @property {{output: string, dataset: DatasetRef}[]} kept the outputs kept on the servers as
+ *   datasets, each with the version it was kept as
  */
 
 /**
@@ -393,6 +452,11 @@ function jobRecord(message) {
     finishedAt: message.finished_at,
     status: message.status,
     error: message.error,
+    parameters: parametersFromProto(message.parameters ?? []),
+    kept: (message.kept ?? []).map((k) => ({
+      output: k.output,
+      dataset: datasetRef(k.dataset.owner, k.dataset.name, hex(k.upload_id)),
+    })),
   };
 }
 
@@ -431,7 +495,7 @@ function compare(servers, lists, key, content, describe) {
     /** @type {Map<string, string[]>} */
     const versions = new Map();
     for (const [server, item] of byServer) {
-      const c = JSON.stringify(content(item));
+      const c = toJson(content(item));
       versions.set(c, [...(versions.get(c) ?? []), server]);
     }
     let best = null;
@@ -461,7 +525,16 @@ function datasetContent(info) {
  * @param {JobRecord} record
  */
 function recordContent(record) {
-  return [record.jobId, record.submitter, record.receiver, record.program, record.inputs, record.status];
+  return [
+    record.jobId,
+    record.submitter,
+    record.receiver,
+    record.program,
+    record.inputs,
+    record.status,
+    record.parameters,
+    record.kept,
+  ];
 }
 
 /**

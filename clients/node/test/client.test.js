@@ -192,7 +192,10 @@ for (const ring of RINGS) {
     }));
     assert.deepEqual(Array.from(lib.reveal(parts, false).values), [1, 2]);
     const other = ring === RING64 ? RING128 : RING64;
-    assert.throws(() => lib.reveal([parts[0], { ...parts[1], ring: other }, parts[2]], false), /servers server-0 and server-1 returned different output shapes, rings or scales/);
+    assert.throws(() => lib.reveal([parts[0], { ...parts[1], ring: other }, parts[2]], false), /servers server-0 and server-1 returned different output names, shapes, rings or scales/);
+    const named = parts.map((p) => ({ ...p, name: 'value' }));
+    assert.equal(lib.reveal(named, false).name, 'value');
+    assert.throws(() => lib.reveal([named[0], named[1], { ...named[2], name: 'other' }], false), /servers server-1 and server-2 returned different output names/);
     assert.throws(() => lib.reveal([parts[0], parts[1], { ...parts[2], fractionalBits: 2 * f }], false), /servers server-1 and server-2/);
   });
 }

@@ -24,11 +24,17 @@ from mpc_server.service.programs.dot import Dot
 from mpc_server.service.programs.elementwise import ElementwiseMultiply
 from mpc_server.service.programs.linear_regression import LinearRegressionPredict
 from mpc_server.service.programs.params import Params, ParamSpec, ParamType, ParamValue, resolve
+from mpc_server.service.programs.stats import StatsSummary
 
 
 def default_programs() -> dict[str, Program]:
     """The programs every server offers, by name."""
-    programs: list[Program] = [LinearRegressionPredict(), ElementwiseMultiply(), Dot()]
+    programs: list[Program] = [
+        LinearRegressionPredict(),
+        ElementwiseMultiply(),
+        Dot(),
+        StatsSummary(),
+    ]
     return {program.name: program for program in programs}
 
 

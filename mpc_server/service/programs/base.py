@@ -49,6 +49,9 @@ class RoleSpec:
     name: str
     min_count: int = 1
     max_count: int = 1
+    rows: bool = True
+    """The datasets are rows of the job's table (joined on keys, or matched by position);
+    False for inputs such as a model's weights."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class ElementwiseMultiply:
     roles: tuple[RoleSpec, ...] = (RoleSpec("x"), RoleSpec("y"))
     parameters: tuple[ParamSpec, ...] = ()
     outputs: tuple[str, ...] = ("product",)
+    row_outputs: tuple[str, ...] = ("product",)
 
     def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Both inputs must have the same shape; the products must fit the ring."""

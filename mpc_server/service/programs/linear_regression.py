@@ -61,11 +61,12 @@ class LinearRegressionPredict:
     summary = "predictions y = X w + c for features split across owners"
     roles: tuple[RoleSpec, ...] = (
         RoleSpec("features", 1, MAX_FEATURE_BLOCKS),
-        RoleSpec("weights"),
-        RoleSpec("intercept", 0, 1),
+        RoleSpec("weights", rows=False),
+        RoleSpec("intercept", 0, 1, rows=False),
     )
     parameters: tuple[ParamSpec, ...] = ()
     outputs: tuple[str, ...] = ("predictions",)
+    row_outputs: tuple[str, ...] = ("predictions",)
 
     def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Rows agree across blocks; weights have one entry per column; the result fits."""
