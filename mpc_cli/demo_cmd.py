@@ -11,6 +11,11 @@ shows two refusals (a bank fetching the predictions; the model owner running
 a job the banks did not allow), and stops the servers (also on Ctrl-C or
 SIGTERM).
 
+With ``--train`` the scenario starts one step earlier (``mpc_cli.demo_train``):
+the banks and the model owner, who holds the labels, train the model on
+shares with ``linear_regression.fit``, the model stays on the servers, and
+bank 1 receives predictions for its customers, printed beside the plaintext fit.
+
 With ``--cluster FILE`` it starts nothing and runs the same scenario against
 an existing cluster (e.g. the docker-compose one), connecting as three
 separate clients with the certificates ``model-owner``, ``bank-1`` and
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from mpc_cli.demo_data import FloatArray, ShowcaseData, showcase_data
+from mpc_cli.demo_train import DEFAULT_TRAINING_RECORDS, run_training
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, JobResult, MpcClient, MpcError
 from mpc_core.errors import ConfigError
@@ -67,8 +73,13 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--records",
         type=int,
-        default=DEFAULT_RECORDS,
-        help=f"number of customers (default {DEFAULT_RECORDS})",
+        help=f"number of customers (default {DEFAULT_RECORDS}; {DEFAULT_TRAINING_RECORDS} with --train)",
+    )
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="train the model on shares first (the model owner holds the labels); it stays on the servers "
+        "and bank-1 receives the predictions",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object (inputs, predictions, max_abs_error)"
@@ -108,6 +119,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if args.records is None:
+        args.records = DEFAULT_TRAINING_RECORDS if args.train else DEFAULT_RECORDS
     if not 1 <= args.records <= MAX_RECORDS:
         raise ConfigError(f"--records must be between 1 and {MAX_RECORDS}")
     if args.cluster is None and args.certs is not None:
@@ -122,8 +135,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the showcase on a local cluster, or on an existing one with ``--cluster``."""
     _check_args(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    data = showcase_data(args.records)
     runner = _on_existing_cluster if args.cluster is not None else _on_local_cluster
+    if args.train:
+        return run_training(args, runner, lambda message: _say(args, message))
+    data = showcase_data(args.records)
     with runner(args) as connect:
         predictions, job = _showcase(args, connect, data)
     _report(args, data, predictions, job)

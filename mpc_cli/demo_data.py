@@ -59,3 +59,25 @@ def showcase_data(records: int) -> ShowcaseData:
     income = np.round(np.exp(np.log(95_000.0) + 0.35 * normal(records)), 2)
     debt = np.round(25_000.0 * uniform(records), 2)
     return ShowcaseData(a=0.2731, b=-0.5912, c=5000.0, x=income, z=debt)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The banks' columns and the model owner's labels: the credit limits it granted these customers."""
+
+    x: FloatArray
+    z: FloatArray
+    label: FloatArray
+
+    def plaintext_fit(self) -> tuple[FloatArray, float]:
+        """Least squares in the clear (``numpy.linalg.lstsq``): weights (a, b) and intercept c."""
+        design = np.column_stack([self.x, self.z, np.ones_like(self.x)])
+        solution = np.asarray(np.linalg.lstsq(design, self.label, rcond=None)[0], dtype=np.float64)
+        return solution[:2], float(solution[2])
+
+
+def training_data(records: int) -> TrainingData:
+    """``records`` customers' income and debt, and limits ``a x + b z + c`` plus noise of about 800."""
+    model = showcase_data(records)
+    noise = np.round(800.0 * normal(records), 2)
+    return TrainingData(model.x, model.z, np.round(model.plaintext() + noise, 2))

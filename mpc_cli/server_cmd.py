@@ -11,6 +11,7 @@ from mpc_server.app import serve
 from mpc_server.config import server_config
 from mpc_server.observability import configure_logging
 from mpc_server.service.output_store import OutputRetention
+from mpc_server.service.uploads import UploadLimits
 
 
 def register(commands: Any) -> None:
@@ -63,6 +64,20 @@ def register(commands: Any) -> None:
         default=defaults.max_bytes,
         help="all kept outputs together, in bytes (default %(default)s)",
     )
+    uploads = UploadLimits()
+    parser.add_argument(
+        "--upload-idle-seconds",
+        type=float,
+        default=uploads.idle_seconds,
+        help="end an upload that sends nothing for this long (default %(default)s)",
+    )
+    parser.add_argument(
+        "--upload-memory-bytes",
+        type=int,
+        default=uploads.max_inflight_bytes,
+        help="memory all uploads in progress may take together; more is RESOURCE_EXHAUSTED "
+        "(default %(default)s)",
+    )
     parser.add_argument(
         "--metrics-address",
         help="serve Prometheus metrics on [host]:port; :9100 binds loopback only, 0.0.0.0:9100 every "
@@ -85,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         max_job_seconds=args.max_job_seconds,
         metrics_address=args.metrics_address,
         data_dir=args.data_dir,
+        uploads=UploadLimits(
+            idle_seconds=args.upload_idle_seconds, max_inflight_bytes=args.upload_memory_bytes
+        ),
         outputs=OutputRetention(
             max_bytes=args.output_bytes,
             max_bytes_per_client=args.client_output_bytes,

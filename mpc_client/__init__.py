@@ -38,6 +38,7 @@ from mpc_client.types import (
     Listing,
     OutputDescription,
     ProgramDescription,
+    Select,
     ServerInfo,
     ServerJobStats,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "ProgramDescription",
     "ProtocolTimeoutError",
     "ResourceLimitError",
+    "Select",
     "ServerInfo",
     "ServerJobStats",
     "ServerUnavailableError",

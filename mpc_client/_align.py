@@ -5,8 +5,8 @@ per id), send the same points to the three servers, check their compact
 answers against each other and unblind (``oprf.finalize_compact``). Chunks are
 pipelined: the next chunk is blinded while the servers evaluate the current
 one. A failed
-check raises :class:`OutputIntegrityError`: at least one server answered
-wrongly, and no token is returned.
+check raises :class:`TokenIntegrityError` (DATA_LOSS): at least one server
+answered wrongly, and no token is returned.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 from mpc_client._transport import ServerConnection, fan_out
-from mpc_core.errors import ConfigError, MpcError, ProtocolError
+from mpc_core.errors import ConfigError, DataLossError, ProtocolError
 from mpc_proto.v1 import alignment_service_pb2 as pb
 from mpc_proto.v1 import alignment_service_pb2_grpc as pb_grpc
 
@@ -34,7 +34,7 @@ def _oprf() -> Any:
     return oprf
 
 
-class TokenIntegrityError(MpcError):
+class TokenIntegrityError(DataLossError):
     """The three servers' OPRF answers do not fit together: at least one is wrong; no token was made."""
 
     grpc_status: ClassVar[str] = "DATA_LOSS"

@@ -136,6 +136,8 @@ def dataset_info(owner: str, message: pb.DatasetInfo) -> DatasetInfo:
         grants=tuple(
             GrantState(grant_from_proto(g.grant, owner, message.name), g.uses) for g in message.grants
         ),
+        alignment=message.alignment,
+        columns=tuple(message.columns),
     )
 
 

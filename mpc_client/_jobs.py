@@ -14,6 +14,7 @@ from mpc_client.types import (
     Keep,
     OutputDescription,
     ParamValue,
+    Select,
     ServerJobStats,
 )
 from mpc_core.errors import InvalidArgumentError, ProtocolError
@@ -21,7 +22,7 @@ from mpc_core.identity import validate_name
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import types_pb2
 
-InputSpec = DatasetRef | str | Sequence[DatasetRef | str]
+InputSpec = DatasetRef | str | Select | Sequence[DatasetRef | str | Select]
 KeepSpec = str | Keep
 """A kept output: the new dataset's name, or a :class:`Keep` with grants."""
 
@@ -65,12 +66,13 @@ def job_inputs(identity: str, inputs: Mapping[str, InputSpec]) -> list[pb.JobInp
     """Each role's datasets, in order (bare names are the caller's own)."""
     items: list[pb.JobInput] = []
     for role, spec in inputs.items():
-        refs = [spec] if isinstance(spec, (str, DatasetRef)) else list(spec)
+        refs = [spec] if isinstance(spec, (str, DatasetRef, Select)) else list(spec)
         for ref in refs:
-            parsed = ref if isinstance(ref, DatasetRef) else DatasetRef.parse(ref, identity)
-            items.append(
-                pb.JobInput(role=role, dataset=types_pb2.DatasetRef(owner=parsed.owner, name=parsed.name))
-            )
+            columns = ref.columns if isinstance(ref, Select) else ()
+            named = ref.dataset if isinstance(ref, Select) else ref
+            parsed = named if isinstance(named, DatasetRef) else DatasetRef.parse(named, identity)
+            dataset = types_pb2.DatasetRef(owner=parsed.owner, name=parsed.name)
+            items.append(pb.JobInput(role=role, dataset=dataset, columns=list(columns)))
     return items
 
 

@@ -165,6 +165,21 @@ class ServerJobStats:
 
 
 @dataclass(frozen=True)
+class Select:
+    """Some columns of a dataset, by the names it was uploaded with, in this order (a job input)."""
+
+    dataset: str | DatasetRef
+    columns: tuple[str, ...]
+
+    def __init__(self, dataset: str | DatasetRef, *columns: str) -> None:
+        """``Select("bank-1/accounts", "income", "debt")``."""
+        if not columns:
+            raise InvalidArgumentError("Select names at least one column")
+        object.__setattr__(self, "dataset", dataset)
+        object.__setattr__(self, "columns", tuple(validate_name(c, "column name") for c in columns))
+
+
+@dataclass(frozen=True)
 class Keep:
     """Keep one output of a job on the servers as a new dataset of the receiver.
 
@@ -274,6 +289,9 @@ class DatasetInfo:
     fractional_bits: int
     magnitude_bits: int | None
     grants: tuple[GrantState, ...]
+    alignment: str = ""
+    """For a keyed table: the alignment of its row tokens."""
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

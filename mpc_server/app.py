@@ -10,9 +10,11 @@ gracefully on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -249,6 +251,7 @@ class MpcServer:
 
     async def start(self) -> int:
         """Bind the listening address, start serving and connect to the peers."""
+        _check_free(self.config.listen)
         try:
             self.port = self.server.add_secure_port(self.config.listen, tls.server_credentials(self.material))
         except RuntimeError as exc:
@@ -343,6 +346,21 @@ class MpcServer:
         await self.audit.sync()
         self.audit.close()
         self.metrics.stop()
+
+
+def _check_free(address: str) -> None:
+    """Refuse, with words a person reads, to start on an address another process listens on."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # fails only on a live listener
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))  # noqa: S104 - only a probe, closed at once
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"cannot listen on {address}: address already in use") from None
 
 
 async def serve(config: ServerConfig) -> None:

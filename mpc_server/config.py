@@ -55,6 +55,7 @@ def server_config(
     metrics_address: str | None = None,
     data_dir: Path | None = None,
     outputs: OutputRetention | None = None,
+    uploads: UploadLimits | None = None,
 ) -> ServerConfig:
     """Build a :class:`ServerConfig`.
 
@@ -70,6 +71,8 @@ def server_config(
     outputs = outputs or OutputRetention()
     if min(outputs.max_bytes, outputs.max_bytes_per_client, outputs.max_outputs_per_client) <= 0:
         raise ConfigError("output quotas must be positive")
+    if uploads is not None and (uploads.idle_seconds <= 0 or uploads.max_inflight_bytes <= 0):
+        raise ConfigError("the upload idle time and memory budget must be positive")
     return ServerConfig(
         cluster=cluster,
         identity=identity,
@@ -79,5 +82,6 @@ def server_config(
         data_dir=data_dir or cluster_file.resolve().parent / "data" / identity,
         jobs=jobs,
         outputs=outputs,
+        uploads=uploads or UploadLimits(),
         metrics_address=metrics_address,
     )

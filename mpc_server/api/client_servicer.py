@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from mpc_core import tags
-from mpc_core.errors import InvalidArgumentError
+from mpc_core.errors import InvalidArgumentError, ProtocolTimeoutError
 from mpc_core.identity import Principal, validate_name
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
@@ -128,7 +128,14 @@ class ClientServicer(pb_grpc.ClientServiceServicer):
     async def _chunks(
         self, owner: str, requests: AsyncIterator[bytes]
     ) -> AsyncIterator[ShareChunk | TokenChunk]:
-        async for request in requests:
+        iterator, idle = aiter(requests), self._uploads.limits.idle_seconds
+        while True:
+            try:
+                request = await asyncio.wait_for(anext(iterator), idle)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ProtocolTimeoutError(f"the upload sent nothing for {idle:g} s and was ended") from None
             self.traffic.count(owner, received=len(request))
             yield convert.upload_chunk_from_bytes(request)
 

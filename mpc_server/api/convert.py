@@ -129,6 +129,8 @@ def dataset_info(summary: DatasetSummary, grants: list[tuple[Grant, int]]) -> pb
         ring=RING_ENUM[summary.ring_bits],
         fractional_bits=summary.fractional_bits,
         grants=[pb.GrantState(grant=grant_to_proto(g), uses=uses) for g, uses in grants],
+        alignment=summary.alignment,
+        columns=list(summary.columns),
     )
     if summary.magnitude_bits is not None:
         info.magnitude_bits = summary.magnitude_bits

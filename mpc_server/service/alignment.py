@@ -75,9 +75,16 @@ class _Alignment:
     """This server's compact OPRF scalar; None once closed."""
 
 
+MAX_NAME_BYTES = 255
+"""The OPRF session (the alignment's name) is at most 255 bytes (``oprf.MAX_SESSION_BYTES``)."""
+
+
 def alignment_name(opener: str, alignment_id: str) -> str:
     """``opener/alignment_id``: alignments are scoped by their opener."""
-    return f"{validate_name(opener, 'opener')}/{validate_name(alignment_id, 'alignment id')}"
+    name = f"{validate_name(opener, 'opener')}/{validate_name(alignment_id, 'alignment id')}"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InvalidArgumentError(f"an alignment's name (opener/id) is at most {MAX_NAME_BYTES} bytes")
+    return name
 
 
 class AlignmentService:
@@ -118,6 +125,7 @@ class AlignmentService:
         """
         name = alignment_name(opener, alignment_id)
         quotas, window = self._check(participants, window)
+        _require_libsodium()
         self._expire()
         if name in self._open:
             raise AlreadyExistsError(f"alignment {name} is already open")
@@ -205,6 +213,14 @@ class AlignmentService:
         """Alignments open now."""
         self._expire()
         return len(self._open)
+
+
+def _require_libsodium() -> None:
+    """Refuse an alignment, before the peers are involved, on a server without libsodium."""
+    try:
+        from mpc_core import oprf  # noqa: F401, PLC0415 - only to see that libsodium loads
+    except ImportError as exc:
+        raise FailedPreconditionError(f"this server cannot align: {exc}") from None
 
 
 def _compact_scalar(own: SecretKey, next_key: SecretKey, party: PartyId, name: str) -> bytes:

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from mpc_core.errors import FailedPreconditionError
+from mpc_core.errors import DataLossError
 from mpc_server.service import share_files
 from mpc_server.service.join import TOKEN_BYTES, Tokens, tokens_from_bytes
 from mpc_server.service.model import DatasetRef
@@ -72,8 +72,8 @@ class KeyStore:
         """The tokens of version ``upload_id`` of ``ref``, checked (blocking: run in a worker thread).
 
         Raises:
-            FailedPreconditionError: the file is missing, of another version,
-                or damaged (checksum or size); names the dataset.
+            DataLossError: the file is missing, of another version, or
+                damaged (checksum or size); names the dataset.
         """
         key = (ref, upload_id)
         with self._lock:
@@ -90,7 +90,9 @@ class KeyStore:
         try:
             data = self._path(ref).read_bytes()
         except FileNotFoundError:
-            raise FailedPreconditionError(f"the join tokens of keyed dataset {ref} are missing") from None
+            raise DataLossError(
+                f"the join tokens of keyed dataset {ref} are missing on this server"
+            ) from None
         line, _, tokens = data.partition(b"\n")
         try:
             header = json.loads(line)
@@ -103,8 +105,8 @@ class KeyStore:
             and header.get("sha256") == hashlib.sha256(tokens).hexdigest()
         )
         if not intact:
-            raise FailedPreconditionError(
-                f"the join tokens of keyed dataset {ref} are damaged or of another version; "
+            raise DataLossError(
+                f"the join tokens of keyed dataset {ref} are damaged or of another version on this server; "
                 "upload the dataset again"
             )
         return tokens_from_bytes(tokens)

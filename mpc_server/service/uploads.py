@@ -61,6 +61,14 @@ class UploadLimits:
     max_grants: int = 256
     max_check_seconds: float = 60.0
     """Longest wait for the peers' digests after the last chunk."""
+    idle_seconds: float = 30.0
+    """An upload stream that sends nothing for this long is ended (DEADLINE_EXCEEDED)."""
+    max_per_client: int = 4
+    """Uploads one client may have in progress on this server at once."""
+    max_concurrent: int = 16
+    """Uploads in progress on this server at once, from all clients."""
+    max_inflight_bytes: int = 4 << 30
+    """Memory all uploads in progress may take together (both components of each)."""
 
 
 async def _written(writing: asyncio.Future[Path]) -> Path | None:
@@ -122,6 +130,8 @@ class UploadService:
         self._programs = programs
         self._ring = ring
         self.limits = limits
+        self._active: dict[str, int] = {}
+        self._inflight = 0
 
     async def receive(
         self, owner: str, header: UploadHeader, chunks: AsyncIterator[ShareChunk | TokenChunk], timeout: float
@@ -133,6 +143,46 @@ class UploadService:
         """
         session_id = _session_id(owner, header)
         deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            nbytes = self._admit(owner, header)
+        except MpcError as exc:
+            await self._refuse(session_id, exc)
+            raise
+        try:
+            return await self._receive(owner, header, chunks, session_id, deadline)
+        finally:
+            self._active[owner] -= 1
+            self._inflight -= nbytes
+
+    def _admit(self, owner: str, header: UploadHeader) -> int:
+        """Count the upload against the concurrency and memory limits before anything is allocated."""
+        limits = self.limits
+        nbytes = 2 * self._check_shape(header.shape) * self._ring.element_bytes
+        if (
+            self._active.get(owner, 0) >= limits.max_per_client
+            or sum(self._active.values()) >= limits.max_concurrent
+        ):
+            raise ResourceLimitError(
+                f"too many uploads in progress (at most {limits.max_per_client} per client, "
+                f"{limits.max_concurrent} per server); retry when one has finished"
+            )
+        if self._inflight + nbytes > limits.max_inflight_bytes:
+            raise ResourceLimitError(
+                f"this server is receiving {self._inflight} bytes of uploads; {nbytes} more would exceed "
+                f"its budget of {limits.max_inflight_bytes}: retry later"
+            )
+        self._active[owner] = self._active.get(owner, 0) + 1
+        self._inflight += nbytes
+        return nbytes
+
+    async def _receive(
+        self,
+        owner: str,
+        header: UploadHeader,
+        chunks: AsyncIterator[ShareChunk | TokenChunk],
+        session_id: str | None,
+        deadline: float,
+    ) -> StoredDataset:
         try:
             session = await self.begin(owner, header)
         except MpcError as exc:
@@ -167,6 +217,11 @@ class UploadService:
         for seed in (header.first_seed, header.second_seed):
             if seed and len(seed) != KEY_BYTES:
                 raise InvalidArgumentError(f"share seeds must be {KEY_BYTES} bytes, got {len(seed)}")
+        party = self._channel.party  # component 2 travels as data: no upload is all seeds
+        if (party == 1 and header.second_seed) or (party == 2 and header.first_seed):
+            raise InvalidArgumentError(
+                "share component 2 must be sent in full, not as a seed (seeds are for components 0 and 1)"
+            )
         check_grants(header.grants, self._programs, ref, self.limits.max_grants)
         _check_keys(ref, header)
         self._store.check_replace(ref, header.upload_id, header.overwrite)

@@ -39,6 +39,7 @@ KEEPALIVE_OPTIONS: list[tuple[str, int]] = [
 
 SERVER_OPTIONS: list[tuple[str, int]] = [
     *KEEPALIVE_OPTIONS,
+    ("grpc.so_reuseport", 0),  # a second server on a used port must fail to bind, not share it
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_ping_strikes", 0),
 ]

@@ -67,6 +67,29 @@ def test_table_with_a_separate_certificate_directory(
     assert "Stopping the servers" not in out
 
 
+def test_train_keeps_the_model_on_the_servers_and_predicts_for_bank_1(
+    cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--train", "--cluster", str(cluster.cluster_file), "--records", "50"]
+    assert main([*args, "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    x, z, label = (np.asarray(result[key]) for key in ("x", "z", "label"))
+    solution = np.linalg.lstsq(np.column_stack([x, z, np.ones_like(x)]), label, rcond=None)[0]
+    assert np.allclose(result["plaintext_weights"], solution[:2]) and np.isclose(
+        result["plaintext_intercept"], solution[2]
+    )
+    predictions, expected = np.asarray(result["predictions"]), x * solution[0] + z * solution[1] + solution[2]
+    assert predictions.shape == (50,)
+    assert np.max(np.abs(predictions - expected) / np.maximum(1.0, np.abs(expected))) < 1e-4
+    assert result["max_relative_error"] < 1e-4 and len(result["kept_model"]) == 2
+    assert "with the model delivered to itself and was refused: PermissionDeniedError" in captured.err
+    assert main(args) == 0  # the table, on the same cluster (the datasets are replaced)
+    out = capsys.readouterr().out
+    assert "Plaintext least squares" in out and "bank-1 (MPC)" in out and "max |MPC - plaintext|" in out
+    assert "nobody saw its weights" in out
+
+
 def test_missing_client_certificate_is_named(
     cluster: LocalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

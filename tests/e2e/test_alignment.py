@@ -132,3 +132,27 @@ def test_ids_leave_no_trace_on_the_servers(keyed_cluster: LocalCluster, key_dirs
             assert marker.encode() not in path.read_bytes(), f"{path} holds a customer id"
     maps = list((key_dirs / "bank-1").glob("*.jsonl"))
     assert maps and marker in maps[0].read_text() and oct(maps[0].stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_job_selects_columns_by_name(keyed_cluster: LocalCluster, key_dirs: Path) -> None:
+    from mpc_client import Select
+
+    tag = secrets.token_hex(3)
+    ids = [f"c{i}" for i in range(6)]
+    with keyed_cluster.client("model-owner") as owner:
+        alignment = owner.open_alignment(f"sel-{tag}", {"bank-1": 6})
+        owner.upload(f"w-{tag}", [2.0, -1.0], grants=[Grant.read_access("model-owner", PREDICT)])
+    frame = pd.DataFrame({"id": ids, "a": np.arange(6.0), "b": np.arange(6.0) * 10, "c": np.ones(6)})
+    with keyed_cluster.client("bank-1") as bank:
+        bank.upload_table(f"t-{tag}", frame, key="id", alignment=alignment,
+                          grants=[Grant.read_access("model-owner", PREDICT)])  # fmt: skip
+        (info,) = [d for d in bank.datasets().items if d.ref.name == f"t-{tag}"]
+        assert info.columns == ("a", "b", "c") and info.alignment == alignment
+    with keyed_cluster.client("model-owner") as owner:
+        result = owner.run(
+            PREDICT, {"features": [Select(f"bank-1/t-{tag}", "c", "a")], "weights": f"w-{tag}"}
+        )
+        got = owner.fetch_table(result)
+        with pytest.raises(InvalidArgumentError, match="has no columns named"):
+            owner.run(PREDICT, {"features": [Select(f"bank-1/t-{tag}", "z")], "weights": f"w-{tag}"})
+    assert sorted(got.to_numpy()) == pytest.approx(sorted(2.0 * frame["c"] - frame["a"]))

@@ -224,3 +224,25 @@ def test_server_info_reports_identity_and_peers(cluster: LocalCluster) -> None:
     assert all(info.ready and all(info.peers.values()) for info in infos)
     assert {info.fractional_bits for info in infos} == {32}
     assert {info.ring_bits for info in infos} == {128}
+
+
+def test_a_second_server_on_a_used_port_refuses_to_start(cluster: LocalCluster) -> None:
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "mpc_cli",
+        "server",
+        "--cluster",
+        str(cluster.cluster_file),
+        "--identity",
+        "server-0",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode != 0
+    assert "address already in use" in completed.stderr
+    assert "add_port.cc" not in completed.stderr  # no gRPC internals on the terminal
+    with cluster.client("bank-1") as bank:  # the running server is unaffected
+        assert all(info.ready for info in bank.server_info())

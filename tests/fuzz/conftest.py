@@ -285,9 +285,11 @@ TAKEN = "taken"
 """A dataset the fuzzer owns before any upload fuzzing starts."""
 
 
-def header_faults(header: pb.UploadHeader) -> set[grpc.StatusCode]:
-    """Every refusal the header alone deserves (empty: the header is fine)."""
+def header_faults(header: pb.UploadHeader, server: int | None = None) -> set[grpc.StatusCode]:
+    """Every refusal the header alone deserves at ``server`` (empty: the header is fine)."""
     faults: set[grpc.StatusCode] = set()
+    if (server == 1 and header.second_seed) or (server == 2 and header.first_seed):
+        faults.add(IA)  # share component 2 must travel in full: no upload is all seeds
     if NAME.fullmatch(header.name) is None:
         faults.add(IA)
     shape = list(header.shape)
@@ -370,12 +372,14 @@ def stream_faults(header: pb.UploadHeader, rest: Sequence[pb.UploadDatasetReques
     return set() if received == count else {IA}
 
 
-def upload_faults(requests: Sequence[pb.UploadDatasetRequest]) -> set[grpc.StatusCode]:
-    """Every refusal an upload stream deserves; empty when it is well-formed."""
+def upload_faults(
+    requests: Sequence[pb.UploadDatasetRequest], server: int | None = None
+) -> set[grpc.StatusCode]:
+    """Every refusal an upload stream deserves at ``server``; empty when it is well-formed."""
     if not requests or requests[0].WhichOneof("item") != "header":
         return {IA}
     header = requests[0].header
-    faults = header_faults(header)
+    faults = header_faults(header, server)
     if faults:
         return faults
     faults = stream_faults(header, requests[1:])

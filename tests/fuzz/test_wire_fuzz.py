@@ -179,7 +179,7 @@ def test_mutated_upload_messages(wire: Wire, data: st.DataObject, server: int, w
     messages = _upload_messages()
     messages[which] = data.draw(mutated(messages[which]))
     assume(all(_decodes(pb.UploadDatasetRequest, m) for m in messages))
-    expected = upload_faults([pb.UploadDatasetRequest.FromString(m) for m in messages])
+    expected = upload_faults([pb.UploadDatasetRequest.FromString(m) for m in messages], server)
     assume(expected)  # still well-formed: it would be committed (see test_replays)
     outcome = wire.raw_stream_unary(server, "UploadDataset", messages)
     assert outcome.code in DOCUMENTED, str(outcome)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpc_core.errors import FailedPreconditionError, InvalidArgumentError
+from mpc_core.errors import DataLossError, InvalidArgumentError
 from mpc_server.service.join import inner_join, tokens_from_bytes
 from mpc_server.service.key_store import KeyStore
 from mpc_server.service.model import DatasetRef
@@ -46,14 +46,14 @@ def test_tokens_are_stored_per_version_and_checked_when_read(tmp_path: Path) -> 
     store = KeyStore(tmp_path)
     store.write(ref, version, "model-owner/a1", data)
     assert KeyStore(tmp_path).read(ref, version, 5).tobytes() == data
-    with pytest.raises(FailedPreconditionError, match="damaged or of another version"):
+    with pytest.raises(DataLossError, match="damaged or of another version"):
         KeyStore(tmp_path).read(ref, secrets.token_bytes(16), 5)
     path = tmp_path / "keys" / "bank-1" / "income.tokens"
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 1
     path.write_bytes(bytes(raw))
-    with pytest.raises(FailedPreconditionError, match="bank-1/income are damaged"):
+    with pytest.raises(DataLossError, match="bank-1/income are damaged"):
         KeyStore(tmp_path).read(ref, version, 5)
     store.delete(ref)
-    with pytest.raises(FailedPreconditionError, match="missing"):
+    with pytest.raises(DataLossError, match="missing"):
         KeyStore(tmp_path).read(ref, version, 5)

@@ -20,9 +20,12 @@ from mpc_server.service.programs.base import (
     RoleSpec,
     rescale,
 )
+from mpc_server.service.programs.decide import LinearRegressionDecide
 from mpc_server.service.programs.dot import Dot
 from mpc_server.service.programs.elementwise import ElementwiseMultiply
+from mpc_server.service.programs.linear_fit import LinearRegressionFit
 from mpc_server.service.programs.linear_regression import LinearRegressionPredict
+from mpc_server.service.programs.logistic import LogisticRegressionFit, LogisticRegressionPredict
 from mpc_server.service.programs.params import Params, ParamSpec, ParamType, ParamValue, resolve
 from mpc_server.service.programs.stats import StatsSummary
 
@@ -34,6 +37,10 @@ def default_programs() -> dict[str, Program]:
         ElementwiseMultiply(),
         Dot(),
         StatsSummary(),
+        LinearRegressionFit(),
+        LinearRegressionDecide(),
+        LogisticRegressionFit(),
+        LogisticRegressionPredict(),
     ]
     return {program.name: program for program in programs}
 
