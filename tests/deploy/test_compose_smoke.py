@@ -126,6 +126,10 @@ def _wait_for_socket(sock: Path, service: subprocess.Popen[bytes], timeout: floa
     pytest.fail(f"podman system service did not listen on {sock} within {timeout:.0f} s")
 
 
+SOURCE_ONLY = ("pysodium>=0.7.19",)
+"""Dependencies without binary wheels on the index (``pip download --only-binary`` cannot fetch them)."""
+
+
 def _build_context(directory: Path) -> Path:
     """The compose file, deploy/ and wheels of the project and its dependencies."""
     context = directory / "context"
@@ -144,12 +148,16 @@ def _build_context(directory: Path) -> Path:
         [*pip, "wheel", "--no-deps", "-q", "-w", str(wheels), str(sources)], timeout=600, env=reproducible
     )
     assert built.returncode == 0, f"pip wheel failed:\n{built.stderr}"
+    # Dependencies published only as source (pure Python, e.g. pysodium) are built as wheels here.
+    pure = _run([*pip, "wheel", "--no-deps", "-q", "-w", str(wheels), *SOURCE_ONLY], timeout=600)
+    assert pure.returncode == 0, f"pip wheel of the source-only dependencies failed:\n{pure.stderr}"
     machine = platform.machine()
     target = ["--only-binary=:all:", "--implementation", "cp", "--python-version", IMAGE_PYTHON]
     target += ["--platform", f"manylinux_2_36_{machine}", "--platform", f"manylinux2014_{machine}"]
     target += ["--platform", f"linux_{machine}"]  # the project's own wheel (compiled ring kernel)
     project = [str(wheel) for wheel in wheels.glob("mpc_service-*.whl")]
-    downloaded = _run([*pip, "download", "-q", "-d", str(wheels), *target, *project], timeout=600)
+    local = ["--find-links", str(wheels)]
+    downloaded = _run([*pip, "download", "-q", "-d", str(wheels), *local, *target, *project], timeout=600)
     assert downloaded.returncode == 0, f"pip download of the dependencies failed:\n{downloaded.stderr}"
     return context
 
