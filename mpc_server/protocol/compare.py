@@ -47,7 +47,7 @@ import numpy as np
 
 from mpc_core import bits
 from mpc_core.bits import concat
-from mpc_core.errors import InvalidArgumentError
+from mpc_core.errors import InvalidArgumentError, ProtocolError
 from mpc_core.prg import prf_elements
 from mpc_core.ring import RingArray, Words
 from mpc_core.sharing import ReplicatedShare
@@ -393,5 +393,6 @@ async def argmax(ctx: PartyContext, x: ReplicatedShare, rows: int = 1) -> Replic
     5.5k-4 / 4k-3 / 4k-3.
     """
     _, index = await _tournament(ctx, x, rows, True)
-    assert index is not None  # with_index always carries them
+    if index is None:  # with_index always carries them
+        raise ProtocolError("the argmax tournament lost its indices")
     return index
