@@ -49,7 +49,9 @@ def grant_to_proto(grant: Grant, owner: str, name: str) -> types_pb2.Grant:
     except ValueError:
         raise InvalidArgumentError("a grant id is 16 bytes in hex") from None
     pins, own_roles = [], set()
-    for role, text in grant.inputs:
+    for role, pinned in grant.inputs:
+        text, _, selected = pinned.partition("#")
+        columns = [validate_name(c, "column name") for c in selected.split(",")] if selected else []
         ref = DatasetRef(owner, name) if text == SELF else DatasetRef.parse(text, owner)
         if (ref.owner, ref.name) == (owner, name):
             own_roles.add(role)
@@ -59,6 +61,7 @@ def grant_to_proto(grant: Grant, owner: str, name: str) -> types_pb2.Grant:
                 role=role,
                 dataset=types_pb2.DatasetRef(owner=ref.owner, name=ref.name),
                 upload_id=bytes.fromhex(ref.version) if ref.version else b"",
+                columns=columns,
             )
         )
     if grant.scope is GrantScope.PINNED and not own_roles:
@@ -108,7 +111,8 @@ def grant_from_proto(message: types_pb2.Grant, owner: str, name: str) -> Grant:
     for pin in message.inputs:
         ref = DatasetRef(pin.dataset.owner, pin.dataset.name, pin.upload_id.hex())
         own = (ref.owner, ref.name) == (owner, name)
-        inputs.append((pin.role, SELF if own else ref.pinned))
+        columns = f"#{','.join(pin.columns)}" if pin.columns else ""
+        inputs.append((pin.role, (SELF if own else ref.pinned) + columns))
     return Grant(
         receiver=message.receiver,
         program=message.program,
@@ -153,6 +157,7 @@ def job_record(message: pb.JobRecord) -> JobRecord:
                 item.role,
                 DatasetRef(item.dataset.owner, item.dataset.name, item.upload_id.hex()),
                 item.grant_id.hex(),
+                tuple(item.columns),
             )
             for item in message.inputs
         ),
@@ -206,7 +211,10 @@ def compare(
 
 def _dataset_content(info: DatasetInfo) -> Hashable:
     """What must agree between servers for a dataset (the creation time is each server's clock)."""
-    return (info.ref, info.shape, info.ring_bits, info.fractional_bits, info.magnitude_bits, info.grants)
+    return (
+        info.ref, info.shape, info.ring_bits, info.fractional_bits, info.magnitude_bits, info.grants,
+        info.alignment, info.columns,
+    )  # fmt: skip
 
 
 def record_content(record: JobRecord) -> Hashable:

@@ -174,10 +174,10 @@ def fetch_output(
         )
 
     parts = fan_out(connections, fetch_one, pool)
-    tokens = {part.row_tokens for part in parts}
-    if len(tokens) != 1:
-        names = ", ".join(part.server for part in parts)
-        raise OutputIntegrityError((parts[0].server, parts[1].server), f"row tokens ({names} differ)")
+    for part, other in zip(parts, [*parts[1:], parts[0]], strict=True):
+        if part.row_tokens != other.row_tokens:  # name a pair that really disagrees
+            raise OutputIntegrityError((part.server, other.server), "row tokens")
+    tokens = {parts[0].row_tokens}
     return reconstruct_output(parts), tokens.pop()
 
 

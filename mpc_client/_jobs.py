@@ -125,6 +125,7 @@ def _description(server: str, info: pb.OutputInfo) -> OutputDescription:
             info.truncation_failure_log2 if info.HasField("truncation_failure_log2") else None
         ),
         kept_as=kept,
+        keyed=info.keyed,
     )
 
 

@@ -140,13 +140,13 @@ def raise_combined(failures: Mapping[str, MpcError]) -> None:
     """Raise one error for the failures of several servers (if any)."""
     if not failures:
         return
-    ordered = sorted(failures.items(), key=lambda item: _rank(item[1]))
+    ordered = sorted(failures.items(), key=lambda item: (_rank(item[1]), item[0]))  # stable: by server
     chosen = ordered[0][1]
     if len(failures) > 1:
         said: dict[str, list[str]] = {}
         for server, error in ordered:
             said.setdefault(str(error).removeprefix(f"{server}: "), []).append(server)
-        chosen.args = ("; ".join(f"{', '.join(servers)}: {text}" for text, servers in said.items()),)
+        chosen.args = ("; ".join(f"{', '.join(sorted(servers))}: {text}" for text, servers in said.items()),)
     raise chosen
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,17 @@ class DatasetRef:
     def __str__(self) -> str:
         """``owner/name``."""
         return f"{self.owner}/{self.name}"
+
+
+def _pin_text(ref: Any) -> str:
+    """A pinned input as text: ``owner/name[@version][#col,col]``, or ``"self"``."""
+    if isinstance(ref, Select):
+        return f"{_pin_text(ref.dataset)}#{','.join(ref.columns)}"
+    if isinstance(ref, DatasetRef):
+        return ref.pinned
+    if isinstance(ref, str):
+        return ref
+    raise InvalidArgumentError(f"a pinned input is a dataset name, a DatasetRef or a Select, not {ref!r}")
 
 
 ParamValue = float | int | bool
@@ -127,7 +138,7 @@ class Grant:
         cls,
         receiver: str,
         program: str,
-        inputs: Mapping[str, str | DatasetRef | Sequence[str | DatasetRef]],
+        inputs: Mapping[str, Any],
         **options: Any,
     ) -> Grant:
         """Allow exactly one job: its inputs by role, in order, as the job will name them.
@@ -138,12 +149,13 @@ class Grant:
         datasets are best given with their version (``owner/name@version``,
         what their upload returned): replacing such a dataset then voids the
         grant. ``role`` defaults to the role the dataset plays in the job.
-        Options as for the constructor.
+        A :class:`Select` pins the columns the job selects too (in the input
+        text as ``owner/name@version#col,col``). Options as for the constructor.
         """
         pairs: list[tuple[str, str]] = []
         for role, spec in inputs.items():
-            refs = [spec] if isinstance(spec, (str, DatasetRef)) else list(spec)
-            pairs += [(role, ref.pinned if isinstance(ref, DatasetRef) else ref) for ref in refs]
+            refs = [spec] if isinstance(spec, (str, DatasetRef, Select)) else list(spec)
+            pairs += [(role, _pin_text(ref)) for ref in refs]
         if not pairs:
             raise InvalidArgumentError("a pinned grant lists the job's inputs")
         return cls(receiver, program, scope=GrantScope.PINNED, inputs=tuple(pairs), **options)
@@ -206,6 +218,8 @@ class OutputDescription:
     truncation_failure_log2: float | None = None
     kept_as: DatasetRef | None = None
     """With ``version``: the dataset the output became (nothing of it can be fetched)."""
+    keyed: bool = False
+    """Its rows carry join tokens: fetch it with ``fetch_table``."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +315,8 @@ class AuditInput:
     role: str
     dataset: DatasetRef
     grant_id: str
+    columns: tuple[str, ...] = ()
+    """The columns the job selected (empty: all)."""
 
 
 @dataclass(frozen=True)

@@ -908,6 +908,7 @@ class AuditInput(_message.Message):
     DATASET_FIELD_NUMBER: _builtins.int
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     GRANT_ID_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     upload_id: _builtins.bytes
     """The version the job read."""
@@ -915,6 +916,10 @@ class AuditInput(_message.Message):
     """The grant that allowed it."""
     @_builtins.property
     def dataset(self) -> _types_pb2.DatasetRef: ...
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The columns the job selected (empty: all)."""
+
     def __init__(
         self,
         *,
@@ -922,10 +927,11 @@ class AuditInput(_message.Message):
         dataset: _types_pb2.DatasetRef | None = ...,
         upload_id: _builtins.bytes = ...,
         grant_id: _builtins.bytes = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "grant_id", b"grant_id", "role", b"role", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "dataset", b"dataset", "grant_id", b"grant_id", "role", b"role", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mpc/v1/types.proto\x12\x06mpc.v1\")\n\nDatasetRef\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\x0bPinnedInput\x12\x0c\n\x04role\x18\x01 \x01(\t\x12#\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x12.mpc.v1.DatasetRef\x12\x11\n\tupload_id\x18\x03 \x01(\x0c\"\x8c\x02\n\x05Grant\x12\x10\n\x08receiver\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12!\n\x05scope\x18\x04 \x01(\x0e\x32\x12.mpc.v1.GrantScope\x12#\n\x06inputs\x18\x05 \x03(\x0b\x32\x13.mpc.v1.PinnedInput\x12\x12\n\nsubmitters\x18\x06 \x03(\t\x12\x10\n\x08max_uses\x18\x07 \x01(\r\x12\x12\n\nexpires_at\x18\x08 \x01(\x01\x12\x10\n\x08grant_id\x18\t \x01(\x0c\x12(\n\nparameters\x18\n \x03(\x0b\x32\x14.mpc.v1.JobParameter\x12\x14\n\x0ckeep_outputs\x18\x0b \x01(\x08\"Z\n\x0cJobParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x06number\x18\x02 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\";\n\nShareChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\x02 \x01(\x0c\x12\x0e\n\x06second\x18\x03 \x01(\x0c*=\n\x04Ring\x12\x14\n\x10RING_UNSPECIFIED\x10\x00\x12\x0e\n\nRING_Z2_64\x10\x01\x12\x0f\n\x0bRING_Z2_128\x10\x02*w\n\nGrantScope\x12\x1b\n\x17GRANT_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n\x14GRANT_SCOPE_OWN_DATA\x10\x01\x12\x16\n\x12GRANT_SCOPE_PINNED\x10\x02\x12\x1a\n\x16GRANT_SCOPE_ANY_INPUTS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mpc/v1/types.proto\x12\x06mpc.v1\")\n\nDatasetRef\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"d\n\x0bPinnedInput\x12\x0c\n\x04role\x18\x01 \x01(\t\x12#\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x12.mpc.v1.DatasetRef\x12\x11\n\tupload_id\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\"\x8c\x02\n\x05Grant\x12\x10\n\x08receiver\x18\x01 \x01(\t\x12\x0f\n\x07program\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12!\n\x05scope\x18\x04 \x01(\x0e\x32\x12.mpc.v1.GrantScope\x12#\n\x06inputs\x18\x05 \x03(\x0b\x32\x13.mpc.v1.PinnedInput\x12\x12\n\nsubmitters\x18\x06 \x03(\t\x12\x10\n\x08max_uses\x18\x07 \x01(\r\x12\x12\n\nexpires_at\x18\x08 \x01(\x01\x12\x10\n\x08grant_id\x18\t \x01(\x0c\x12(\n\nparameters\x18\n \x03(\x0b\x32\x14.mpc.v1.JobParameter\x12\x14\n\x0ckeep_outputs\x18\x0b \x01(\x08\"Z\n\x0cJobParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x06number\x18\x02 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\";\n\nShareChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\x02 \x01(\x0c\x12\x0e\n\x06second\x18\x03 \x01(\x0c*=\n\x04Ring\x12\x14\n\x10RING_UNSPECIFIED\x10\x00\x12\x0e\n\nRING_Z2_64\x10\x01\x12\x0f\n\x0bRING_Z2_128\x10\x02*w\n\nGrantScope\x12\x1b\n\x17GRANT_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n\x14GRANT_SCOPE_OWN_DATA\x10\x01\x12\x16\n\x12GRANT_SCOPE_PINNED\x10\x02\x12\x1a\n\x16GRANT_SCOPE_ANY_INPUTS\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RING']._serialized_start=582
-  _globals['_RING']._serialized_end=643
-  _globals['_GRANTSCOPE']._serialized_start=645
-  _globals['_GRANTSCOPE']._serialized_end=764
+  _globals['_RING']._serialized_start=599
+  _globals['_RING']._serialized_end=660
+  _globals['_GRANTSCOPE']._serialized_start=662
+  _globals['_GRANTSCOPE']._serialized_end=781
   _globals['_DATASETREF']._serialized_start=30
   _globals['_DATASETREF']._serialized_end=71
   _globals['_PINNEDINPUT']._serialized_start=73
-  _globals['_PINNEDINPUT']._serialized_end=156
-  _globals['_GRANT']._serialized_start=159
-  _globals['_GRANT']._serialized_end=427
-  _globals['_JOBPARAMETER']._serialized_start=429
-  _globals['_JOBPARAMETER']._serialized_end=519
-  _globals['_SHARECHUNK']._serialized_start=521
-  _globals['_SHARECHUNK']._serialized_end=580
+  _globals['_PINNEDINPUT']._serialized_end=173
+  _globals['_GRANT']._serialized_start=176
+  _globals['_GRANT']._serialized_end=444
+  _globals['_JOBPARAMETER']._serialized_start=446
+  _globals['_JOBPARAMETER']._serialized_end=536
+  _globals['_SHARECHUNK']._serialized_start=538
+  _globals['_SHARECHUNK']._serialized_end=597
 # @@protoc_insertion_point(module_scope)

@@ -124,6 +124,7 @@ class PinnedInput(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     upload_id: _builtins.bytes
     """The upload_id the dataset must currently have (replacing the dataset
@@ -132,16 +133,23 @@ class PinnedInput(_message.Message):
     """
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The columns the job must select from the dataset (JobInput.columns),
+        exactly; empty: the job selects none (uses all columns).
+        """
+
     def __init__(
         self,
         *,
         role: _builtins.str = ...,
         dataset: Global___DatasetRef | None = ...,
         upload_id: _builtins.bytes = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "role", b"role", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "dataset", b"dataset", "role", b"role", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

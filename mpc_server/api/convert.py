@@ -65,7 +65,8 @@ def grant_from_proto(message: types_pb2.Grant) -> Grant:
     for pin in message.inputs:
         if not pin.HasField("dataset"):
             raise InvalidArgumentError(f"a pinned input {shown(pin.role)} names no dataset")
-        inputs.append(PinnedInput(pin.role, dataset_ref_from_proto(pin.dataset), pin.upload_id))
+        columns = tuple(validate_name(c, "column name") for c in pin.columns)
+        inputs.append(PinnedInput(pin.role, dataset_ref_from_proto(pin.dataset), pin.upload_id, columns))
     if any(len(pin.upload_id) not in (0, 16) for pin in inputs):
         raise InvalidArgumentError("pinned versions are 16-byte upload ids")
     return Grant(
@@ -107,7 +108,9 @@ def grant_to_proto(grant: Grant) -> types_pb2.Grant:
         role=grant.role,
         scope=SCOPE_ENUM[grant.scope],
         inputs=[
-            types_pb2.PinnedInput(role=p.role, dataset=dataset_ref_to_proto(p.dataset), upload_id=p.upload_id)
+            types_pb2.PinnedInput(
+                role=p.role, dataset=dataset_ref_to_proto(p.dataset), upload_id=p.upload_id, columns=p.columns
+            )
             for p in grant.inputs
         ],
         submitters=list(grant.submitters),
@@ -163,6 +166,7 @@ def _audit_input(item: AuditInput) -> pb.AuditInput:
         dataset=dataset_ref_to_proto(item.dataset),
         upload_id=item.upload_id,
         grant_id=item.grant_id,
+        columns=item.columns,
     )
 
 

@@ -40,6 +40,8 @@ class AuditInput:
     dataset: DatasetRef
     upload_id: bytes
     grant_id: bytes
+    columns: tuple[str, ...] = ()
+    """The columns the job selected (empty: all)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,14 @@ class JobRecord:
             "receiver": self.receiver,
             "program": self.program,
             "inputs": [
-                [i.role, i.dataset.owner, i.dataset.name, i.upload_id.hex(), i.grant_id.hex()]
+                [
+                    i.role,
+                    i.dataset.owner,
+                    i.dataset.name,
+                    i.upload_id.hex(),
+                    i.grant_id.hex(),
+                    list(i.columns),
+                ]
                 for i in self.inputs
             ],
             "started_at": self.started_at,
@@ -91,8 +100,14 @@ class JobRecord:
     def from_json(cls, data: dict[str, Any]) -> JobRecord:
         """The inverse of :meth:`to_json`."""
         inputs = tuple(
-            AuditInput(role, DatasetRef(owner, name), bytes.fromhex(version), bytes.fromhex(grant))
-            for role, owner, name, version, grant in data["inputs"]
+            AuditInput(
+                item[0],
+                DatasetRef(item[1], item[2]),
+                bytes.fromhex(item[3]),
+                bytes.fromhex(item[4]),
+                tuple(item[5]) if len(item) > 5 else (),
+            )
+            for item in data["inputs"]
         )
         return cls(
             data["job_id"],

@@ -68,11 +68,14 @@ class PinnedInput:
     dataset: DatasetRef
     upload_id: bytes = b""
     """The required version; empty: any version (always so for the granting dataset itself)."""
+    columns: tuple[str, ...] = ()
+    """The columns the job must select from it, exactly (empty: it selects none)."""
 
     def __str__(self) -> str:
-        """``role=owner/name@version``."""
+        """``role=owner/name@version#columns``."""
         version = f"@{self.upload_id.hex()}" if self.upload_id else ""
-        return f"{self.role}={self.dataset}{version}"
+        columns = f"#{','.join(self.columns)}" if self.columns else ""
+        return f"{self.role}={self.dataset}{version}{columns}"
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,8 @@ class Grant:
             return (
                 f"it allows no other owner's data (the job names {', '.join(foreign)})" if foreign else None
             )
-        actual = [(item.role, item.dataset) for item in job.inputs]
-        if actual != [(pin.role, pin.dataset) for pin in self.inputs]:
+        actual = [(item.role, item.dataset, tuple(item.columns)) for item in job.inputs]
+        if actual != [(pin.role, pin.dataset, pin.columns) for pin in self.inputs]:  # columns too
             return "its inputs are pinned to " + ", ".join(str(pin) for pin in self.inputs)
         for pin in self.inputs:
             if pin.upload_id and pin.dataset != dataset and job.version_of(pin.dataset) != pin.upload_id:
@@ -239,13 +242,33 @@ def grant_to_json(grant: Grant) -> dict[str, Any]:
         "program": grant.program,
         "role": grant.role,
         "scope": grant.scope.value,
-        "inputs": [[p.role, p.dataset.owner, p.dataset.name, p.upload_id.hex()] for p in grant.inputs],
+        "inputs": [
+            [
+                p.role,
+                p.dataset.owner,
+                p.dataset.name,
+                p.upload_id.hex(),
+                *([list(p.columns)] if p.columns else []),
+            ]
+            for p in grant.inputs
+        ],
         "submitters": list(grant.submitters),
         "max_uses": grant.max_uses,
         "expires_at": grant.expires_at,
         "parameters": params_to_json(dict(grant.parameters)),
         "keep_outputs": grant.keep_outputs,
     }
+
+
+def _pin_to_json(pin: PinnedInput) -> list[Any]:
+    columns = [list(pin.columns)] if pin.columns else []  # absent when none: old files stay as they were
+    return [pin.role, pin.dataset.owner, pin.dataset.name, pin.upload_id.hex(), *columns]
+
+
+def _pin_from_json(item: Sequence[Any]) -> PinnedInput:
+    role, owner, name, version = item[:4]
+    columns = tuple(str(c) for c in item[4]) if len(item) > 4 else ()
+    return PinnedInput(role, DatasetRef(owner, name), bytes.fromhex(version), columns)
 
 
 def grant_from_json(data: Any, upload_id: bytes) -> Grant:
@@ -256,10 +279,7 @@ def grant_from_json(data: Any, upload_id: bytes) -> Grant:
     if isinstance(data, list):
         receiver, program = data
         return Grant(legacy_grant_id(upload_id, receiver, program), receiver, program)
-    inputs = tuple(
-        PinnedInput(role, DatasetRef(owner, name), bytes.fromhex(version))
-        for role, owner, name, version in data["inputs"]
-    )
+    inputs = tuple(_pin_from_json(item) for item in data["inputs"])
     return Grant(
         grant_id=bytes.fromhex(data["id"]),
         receiver=data["receiver"],

@@ -328,7 +328,7 @@ class JobService:
     def _record(self, plan: JobPlan) -> JobRecord:
         versions = {d.ref: d.upload_id for d in _distinct(plan)}
         inputs = tuple(
-            AuditInput(i.role, i.dataset, versions[i.dataset], plan.allowed_by[i.dataset].grant_id)
+            AuditInput(i.role, i.dataset, versions[i.dataset], plan.allowed_by[i.dataset].grant_id, i.columns)
             for i in plan.spec.inputs
         )
         spec = plan.spec

@@ -156,3 +156,29 @@ def test_a_job_selects_columns_by_name(keyed_cluster: LocalCluster, key_dirs: Pa
         with pytest.raises(InvalidArgumentError, match="has no columns named"):
             owner.run(PREDICT, {"features": [Select(f"bank-1/t-{tag}", "z")], "weights": f"w-{tag}"})
     assert sorted(got.to_numpy()) == pytest.approx(sorted(2.0 * frame["c"] - frame["a"]))
+
+
+def test_a_pinned_grant_allows_only_the_columns_it_names(keyed_cluster: LocalCluster, key_dirs: Path) -> None:
+    """Weights (1, 0) on column 'a' were consented to; the same job on columns ('b', 'a') is refused."""
+    from mpc_client import PermissionDeniedError, Select
+
+    tag = secrets.token_hex(3)
+    with keyed_cluster.client("model-owner") as owner:
+        alignment = owner.open_alignment(f"pin-{tag}", {"bank-1": 4})
+    job = {"features": [Select(f"bank-1/t-{tag}", "a")], "weights": f"model-owner/w-{tag}"}
+    grant = Grant.pinned("model-owner", PREDICT, job)
+    with keyed_cluster.client("model-owner") as owner:
+        owner.upload(f"w-{tag}", [1.0], grants=[grant])
+    frame = pd.DataFrame({"id": ["w", "x", "y", "z"], "a": [1.0, 2.0, 3.0, 4.0], "b": [9.0, 8.0, 7.0, 6.0]})
+    with keyed_cluster.client("bank-1") as bank:
+        bank.upload_table(f"t-{tag}", frame, key="id", alignment=alignment, grants=[grant])
+        (info,) = [d for d in bank.datasets().items if d.ref.name == f"t-{tag}"]
+        assert info.grants[0].grant.inputs[0] == ("features", "self#a")
+    with keyed_cluster.client("model-owner") as owner:
+        result = owner.run(PREDICT, job)
+        assert sorted(owner.fetch_table(result).to_numpy()) == pytest.approx([1.0, 2.0, 3.0, 4.0])
+        with pytest.raises(PermissionDeniedError, match="pinned to"):
+            owner.run(PREDICT, {"features": [Select(f"bank-1/t-{tag}", "b")], "weights": f"w-{tag}"})
+    with keyed_cluster.client("bank-1") as bank:
+        (record,) = [r for r in bank.audit(f"t-{tag}").items if r.job_id == result.job_id]
+        assert record.inputs[0].columns == ("a",)

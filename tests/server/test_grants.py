@@ -245,3 +245,25 @@ def test_a_grant_may_fix_only_parameters_its_program_has() -> None:
     fixes_unknown = _grant(program="dot", parameters=(("no_such", 1),))
     with pytest.raises(InvalidArgumentError, match="fixes no_such, which dot has not"):
         check_grants([fixes_unknown], programs, INCOME, 4)
+
+
+def test_a_pinned_grant_pins_the_columns_a_job_selects_too() -> None:
+    """Selecting other columns of a pinned table is another job: refused (it would reveal them)."""
+    table = DatasetRef("bank-1", "table")
+    pins = (PinnedInput("features", table, columns=("a",)), PinnedInput("weights", WEIGHTS, V1))
+    grant = _grant(scope=GrantScope.PINNED, inputs=pins, role="features")
+
+    def job(*columns: str) -> JobView:
+        inputs = (JobInput("features", table, columns), JobInput("weights", WEIGHTS))
+        return JobView("model-owner", "model-owner", PREDICT, inputs, VERSIONS.get)
+
+    assert grant.refusal(job("a"), table, 0, 0.0) is None
+    for other in (("b",), ("b", "a"), ("a", "b"), ()):
+        assert "pinned to features=bank-1/table#a" in str(grant.refusal(job(*other), table, 0, 0.0))
+    unpinned = _grant(
+        scope=GrantScope.PINNED, inputs=(PinnedInput("features", table), pins[1]), role="features"
+    )
+    assert (
+        unpinned.refusal(job("b"), table, 0, 0.0) is not None
+    )  # a grant without columns allows no selection
+    assert grant_from_json(grant_to_json(grant), b"") == grant

@@ -447,6 +447,17 @@ GRANTS: list[dict[str, Any]] = [
         },
     },
     {
+        "about": "pinned with the columns the job selects (a Select: owner/name#col,col)",
+        "grant": {
+            "receiver": "model-owner",
+            "program": "linear_regression.predict",
+            "pinned": {
+                "features": ["self#income,age", "bank-2/debt"],
+                "weights": f"model-owner/weights@{VERSION}",
+            },
+        },
+    },
+    {
         "about": "read access: any other inputs",
         "grant": {"receiver": "analyst", "program": "elementwise.multiply", "read_access": True},
     },
@@ -495,7 +506,13 @@ def _grant_wire(spec: dict[str, Any]) -> dict[str, Any]:
         "role": message.role,
         "scope": types_pb2.GrantScope.Name(message.scope),
         "inputs": [
-            {"role": p.role, "owner": p.dataset.owner, "name": p.dataset.name, "upload_id": p.upload_id.hex()}
+            {
+                "role": p.role,
+                "owner": p.dataset.owner,
+                "name": p.dataset.name,
+                "upload_id": p.upload_id.hex(),
+                "columns": list(p.columns),
+            }
             for p in message.inputs
         ],
         "submitters": list(message.submitters),

@@ -264,6 +264,7 @@ def test_the_server_reads_each_wire_grant_as_it_was_meant(case: dict[str, Any]) 
                 role=p["role"],
                 dataset=types_pb2.DatasetRef(owner=p["owner"], name=p["name"]),
                 upload_id=bytes.fromhex(p["upload_id"]),
+                columns=p["columns"],
             )
             for p in wire["inputs"]
         ],
@@ -293,7 +294,9 @@ def test_the_server_reads_each_wire_grant_as_it_was_meant(case: dict[str, Any]) 
             for ref in ([refs] if isinstance(refs, str) else refs)
         ]
         assert [pin.role for pin in grant.inputs] == [role for role, _ in named]
-        for pin, (_, ref) in zip(grant.inputs, named, strict=True):
+        for pin, (_, pinned) in zip(grant.inputs, named, strict=True):
+            ref, _, selected = pinned.partition("#")
+            assert pin.columns == (tuple(selected.split(",")) if selected else ())
             text, _, version = ref.partition("@")
             own = text in ("self", "income", "bank-1/income")
             assert str(pin.dataset) == ("bank-1/income" if own else text if "/" in text else f"bank-1/{text}")
