@@ -12,11 +12,16 @@ and its refusal), inline outputs and the magnitude bits both clients compute
 are checked too, and a Node owner's audit trail, dataset listing and grant
 revocation. The open program model from Node: the programs the servers list
 (roles, parameters, outputs), an output kept on the servers as a dataset and
-used by a later job, and parameters the program does not take. Refusals (no
-grant, someone else's output, bad values, an unknown parameter, a server with
-the wrong identity, a silent server, a foreign CA) must fail with a clear
-message and a non-zero exit status. The Node unit tests (``node --test``) run
-from here too, so CI executes them.
+used by a later job, and parameters the program does not take. Keyed tables:
+two Python banks upload DataFrames keyed by overlapping string ids, the Python
+model owner predicts on their join for a Node receiver, whose fetch returns the
+row tokens with the values (checked against the plaintext join through the
+banks' key maps), and a Node job selects columns of a keyed table by name.
+Refusals (no grant, someone else's output, bad values, an unknown parameter, a
+server with the wrong identity, a server certificate on the cluster file's
+revocation list, a silent server, a foreign CA) must fail with a clear message
+and a non-zero exit status. The Node unit tests (``node --test``) run from here
+too, so CI executes them.
 
 Needs ``node`` and ``npm``; runs ``npm ci`` in clients/node when its
 dependencies are missing (the npm registry must then be reachable).
@@ -35,11 +40,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from mpc_cli.certs import CertificateAuthority
+from mpc_cli.certs import CertificateAuthority, revoke
 from mpc_cli.local_cluster import LocalCluster
-from mpc_client import Grant, NotFoundError, PermissionDeniedError
+from mpc_client import Grant, MpcClient, NotFoundError, PermissionDeniedError, UnauthenticatedError
+from mpc_client._keyed import KeyMap, default_key_dir
+from mpc_core.certificates import inspect_certificate
 from mpc_core.cluster import render_cluster
 from mpc_core.fixed_point import FixedPoint
 from mpc_core.identity import Principal, Role
@@ -52,7 +60,8 @@ NODE_DIR = ROOT / "clients" / "node"
 CLI = NODE_DIR / "bin" / "mpc-node.js"
 PROGRAM = "linear_regression.predict"
 DOT = "dot"
-CLIENTS = ("model-owner", "bank-1", "node-bank", "node-analyst")
+CLIENTS = ("model-owner", "bank-1", "bank-2", "node-bank", "node-analyst")
+ALIGNMENT_NEEDS = "alignment needs libsodium (Debian: libsodium23)"
 DEFAULT_SCALE = {64: 16, 128: 32}
 F64_EPS = 2.0**-52
 
@@ -888,3 +897,265 @@ def test_node_refuses_a_certificate_from_another_ca(
     )
     assert completed.returncode == 1
     assert "not issued by the cluster CA" in completed.stderr
+
+
+def _needs_alignment() -> None:
+    """Skip a keyed-table test where the OPRF (libsodium) is missing."""
+    pytest.importorskip("mpc_core.oprf", reason=ALIGNMENT_NEEDS, exc_type=ImportError)
+
+
+def _keyed_banks(common: int, only_1: int, only_2: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """bank-1 (customer_id, income) and bank-2 (debt, products, indexed by customer_id), shuffled."""
+    ids = [f"Cust {secrets.token_hex(5).upper()}" for _ in range(common + only_1 + only_2)]
+    values = np.random.default_rng(17).normal(size=(len(ids), 3)) * [2_000.0, 500.0, 3.0] + [
+        9_000.0,
+        800.0,
+        2.0,
+    ]
+    frame = pd.DataFrame(np.round(values, 2), columns=["income", "debt", "products"])
+    frame.insert(0, "customer_id", ids)
+    bank_1 = frame.iloc[: common + only_1][["customer_id", "income"]].sample(frac=1, random_state=3)
+    bank_2 = pd.concat([frame.iloc[:common], frame.iloc[common + only_1 :]])[
+        ["customer_id", "debt", "products"]
+    ]
+    return bank_1, bank_2.sample(frac=1, random_state=4).set_index("customer_id")
+
+
+def test_node_receiver_fetches_a_keyed_prediction_of_the_python_sdk(
+    node: str, node_cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two Python banks' keyed tables joined by the servers; the Node receiver gets the rows' tokens too."""
+    _needs_alignment()
+    monkeypatch.setenv("MPC_KEY_DIR", str(tmp_path / "keys"))  # the banks' key maps, under tmp_path
+    f = _scale(node_cluster)
+    common, only_1, only_2 = 300, 200, 100
+    weights, intercept = np.array([0.25, -0.5, 1.5]), 100.0
+    bank_1, bank_2 = _keyed_banks(common, only_1, only_2)
+    tag = secrets.token_hex(3)
+    with node_cluster.client("model-owner") as owner:
+        alignment = owner.open_alignment(f"node-{tag}", {"bank-1": len(bank_1), "bank-2": len(bank_2)})
+    job = {
+        "features": [f"bank-1/in-{tag}", f"bank-2/debt-{tag}"],
+        "weights": f"model-owner/w-{tag}",
+        "intercept": f"model-owner/c-{tag}",
+    }
+    # Every input allows node-analyst this one job, submitted by the model owner or node-analyst itself.
+    grants = [Grant.pinned("node-analyst", PROGRAM, job, submitters=("model-owner", "node-analyst"))]
+    with node_cluster.client("model-owner") as owner:
+        owner.upload(f"w-{tag}", weights, grants=grants)
+        owner.upload(f"c-{tag}", intercept, grants=grants)
+    with node_cluster.client("bank-1") as bank:
+        bank.upload_table(f"in-{tag}", bank_1, key="customer_id", alignment=alignment, grants=grants)
+    with node_cluster.client("bank-2") as bank:
+        bank.upload_table(f"debt-{tag}", bank_2, alignment=alignment, grants=grants)  # keyed by the index
+
+    with node_cluster.client("model-owner") as owner:
+        result = owner.run(PROGRAM, job, receiver="node-analyst")
+    fetched = json.loads(
+        _ok(_node(node, node_cluster, "node-analyst", "fetch", result.job_id, "--submitter", "model-owner"))
+    )
+    assert fetched["keyed"] is True
+    assert fetched["shape"] == [common]  # the inner join: the common customers only
+    values, tokens = np.array(fetched["values"]), fetched["row_tokens"]
+    assert len(values) == len(tokens) == common == len(set(tokens))
+    assert all(re.fullmatch(r"[0-9a-f]{32}", token) for token in tokens)
+
+    # Each bank's key map names the customer of every token; both banks' maps agree.
+    joined = bank_1.set_index("customer_id").join(bank_2, how="inner")
+    maps = [KeyMap(default_key_dir(bank)).lookup() for bank in ("bank-1", "bank-2")]
+    ids = [maps[0][bytes.fromhex(token)] for token in tokens]
+    assert ids == [maps[1][bytes.fromhex(token)] for token in tokens]
+    assert set(ids) == set(joined.index)
+    rows = joined.loc[ids, ["income", "debt", "products"]].to_numpy()
+    expected = rows @ weights + intercept
+    bound = _prediction_bound(f, f, weights, list(rows.T), intercept)
+    error = np.abs(values - expected)
+    assert np.all(error <= bound), f"max error {error.max()} above the bound"
+    # As multisets too, without the key maps: the plaintext join's predictions.
+    plaintext = joined[["income", "debt", "products"]].to_numpy() @ weights + intercept
+    assert sorted(values) == pytest.approx(sorted(plaintext), abs=float(bound.max()))
+
+    # Digest mode gives the same; the Python SDK (no key map of its own) the same tokens and values.
+    digest = json.loads(
+        _ok(
+            _node(
+                node,
+                node_cluster,
+                "node-analyst",
+                "fetch",
+                result.job_id,
+                "--submitter",
+                "model-owner",
+                "--digest",
+            )
+        )
+    )
+    assert (digest["values"], digest["row_tokens"]) == (fetched["values"], tokens)
+    with node_cluster.client("node-analyst") as analyst:
+        table = analyst.fetch_table(result)
+    assert table.index.name == "token"
+    assert list(table.index) == tokens
+    assert table.to_numpy().tolist() == fetched["values"]
+
+    # node-analyst submits the same job itself: the output is keyed, so never inline; fetched instead.
+    ran = json.loads(
+        _ok(
+            _node(
+                node,
+                node_cluster,
+                "node-analyst",
+                "run",
+                PROGRAM,
+                f"features=bank-1/in-{tag},bank-2/debt-{tag}",
+                f"weights=model-owner/w-{tag}",
+                f"intercept=model-owner/c-{tag}",
+                "--fetch",
+            )
+        )
+    )
+    assert ran["inline"] is False
+    assert [o["keyed"] for o in ran["outputs"]] == [True]
+    assert sorted(zip(ran["row_tokens"], ran["values"], strict=True)) == sorted(
+        zip(tokens, fetched["values"], strict=True)
+    )
+
+    # The banks' listings (read by Node) show the alignment and the column names.
+    for holder, name, columns, shape in (
+        ("bank-1", f"in-{tag}", ["income"], [len(bank_1)]),
+        ("bank-2", f"debt-{tag}", ["debt", "products"], [len(bank_2), 2]),
+    ):
+        listing = json.loads(_ok(_node(node, node_cluster, holder, "datasets")))
+        assert listing["disagreements"] == []
+        (info,) = [d for d in listing["items"] if d["ref"]["name"] == name]
+        assert (info["alignment"], info["columns"], info["shape"]) == (alignment, columns, shape)
+
+
+def test_node_selects_columns_of_a_keyed_table_by_name(
+    node: str, node_cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``features=bank-1/t:c:a``: JobInput.columns, by the names the table was uploaded with."""
+    _needs_alignment()
+    monkeypatch.setenv("MPC_KEY_DIR", str(tmp_path / "keys"))
+    tag = secrets.token_hex(3)
+    ids = [f"c{i}" for i in range(6)]
+    frame = pd.DataFrame(
+        {"id": ids, "a": np.arange(6.0), "b": np.arange(6.0) * 10, "c": 1 + np.arange(6.0) / 4}
+    )
+    with node_cluster.client("model-owner") as owner:
+        alignment = owner.open_alignment(f"sel-{tag}", {"bank-1": len(ids)})
+    with node_cluster.client("bank-1") as bank:
+        bank.upload_table(
+            f"t-{tag}",
+            frame,
+            key="id",
+            alignment=alignment,
+            grants=[Grant.read_access("node-analyst", PROGRAM)],
+        )
+    _ok(
+        _node(
+            node,
+            node_cluster,
+            "node-analyst",
+            "upload",
+            f"w-{tag}",
+            "2",
+            "-1",
+            "--grant",
+            f"node-analyst:{PROGRAM}",
+            "--any-inputs",
+        )
+    )
+    picked = json.loads(
+        _ok(
+            _node(
+                node,
+                node_cluster,
+                "node-analyst",
+                "run",
+                PROGRAM,
+                f"features=bank-1/t-{tag}:c:a",
+                f"weights=w-{tag}",
+                "--fetch",
+            )
+        )
+    )
+    assert picked["keyed"] is True and len(picked["row_tokens"]) == len(ids)
+    known = KeyMap(default_key_dir("bank-1")).lookup()
+    rows = frame.set_index("id").loc[[known[bytes.fromhex(t)] for t in picked["row_tokens"]]]
+    expected = 2 * rows["c"].to_numpy() - rows["a"].to_numpy()  # the columns c and a, in that order
+    assert picked["values"] == pytest.approx(expected.tolist())
+    with node_cluster.client("node-analyst") as analyst:
+        (record,) = [r for r in analyst.jobs().items if r.job_id == picked["job_id"]]
+    assert [str(i.dataset) for i in record.inputs] == [f"bank-1/t-{tag}", f"node-analyst/w-{tag}"]
+    unknown = _node(
+        node, node_cluster, "node-analyst", "run", PROGRAM, f"features=bank-1/t-{tag}:z", f"weights=w-{tag}"
+    )
+    assert unknown.returncode == 1
+    assert "INVALID_ARGUMENT" in unknown.stderr
+    assert f"dataset bank-1/t-{tag} has no columns named ['z']" in unknown.stderr
+
+
+def test_node_honours_the_revocation_list_of_the_cluster_file(node: str, node_cluster: LocalCluster) -> None:
+    """``revoked = ...``: accepted; a listed server certificate is refused by Node (and the Python SDK)."""
+    directory, certs = node_cluster.directory, node_cluster.cert_dir
+    servers = list(zip(("server-0", "server-1", "server-2"), node_cluster.addresses, strict=True))
+
+    def cluster_file(name: str, listed: list[str]) -> str:
+        """A cluster file naming the revocation list ``name``.txt, with the certificates ``listed``."""
+        for identity in listed:
+            revoke(certs / f"{identity}.pem", directory / f"{name}.txt")
+        if not listed:
+            (directory / f"{name}.txt").write_text("# nothing revoked\n")
+        text = render_cluster(
+            servers, "certs/ca.pem", ring_bits=node_cluster.ring_bits, revoked=f"{name}.txt"
+        )
+        (directory / f"{name}.toml").write_text(text)
+        return f"{name}.toml"
+
+    # A list naming other certificates (a client's): everything works, also for Python.
+    others = cluster_file("revoked-client", ["bank-1"])
+    infos = json.loads(_ok(_node(node, node_cluster, "node-analyst", "info", cluster_file=others)))
+    assert [i["identity"] for i in infos] == ["server-0", "server-1", "server-2"]
+    assert _node(node, node_cluster, "node-analyst", "datasets", cluster_file=others).returncode == 0
+    empty = cluster_file("revoked-none", [])
+    assert _node(node, node_cluster, "node-analyst", "info", cluster_file=empty).returncode == 0
+    # The listed client itself is refused before anything is sent.
+    own = _node(node, node_cluster, "bank-1", "info", cluster_file=others)
+    assert own.returncode == 1
+    assert "FAILED_PRECONDITION: the client certificate (urn:mpc:client:bank-1, serial " in own.stderr
+    assert "is on the revocation list" in own.stderr
+
+    # server-1's certificate on the list (the servers' own cluster file names no list: this is
+    # the client's check alone). Node refuses to talk to it; the other two are not blamed.
+    server_1 = inspect_certificate((certs / "server-1.pem").read_bytes())
+    listed = cluster_file("revoked-server", ["server-1"])
+    refused = _node(node, node_cluster, "node-analyst", "info", "--timeout", "10", cluster_file=listed)
+    assert refused.returncode == 1
+    assert (
+        f"mpc-node: UNAUTHENTICATED: server-1: the certificate at {node_cluster.addresses[1]} "
+        f"(sha256:{server_1.fingerprint}, serial {server_1.serial:x}) has been revoked"
+    ) in refused.stderr
+    assert "server-0" not in refused.stderr and "server-2" not in refused.stderr
+    # By serial alone, as openssl prints it (colons, upper case): refused the same way.
+    colons = ":".join(re.findall("..", f"{server_1.serial:x}".rjust(40, "0"))).upper()
+    (directory / "revoked-serial.txt").write_text(f"serial:{colons}  # server-1\n")
+    (directory / "revoked-serial.toml").write_text(
+        render_cluster(
+            servers, "certs/ca.pem", ring_bits=node_cluster.ring_bits, revoked="revoked-serial.txt"
+        )
+    )
+    by_serial = _node(node, node_cluster, "node-analyst", "info", cluster_file="revoked-serial.toml")
+    assert by_serial.returncode == 1
+    assert "UNAUTHENTICATED: server-1: the certificate at" in by_serial.stderr
+    # The Python SDK, with the same cluster file, refuses server-1 too.
+    python = MpcClient.connect(directory / listed, certs / "node-analyst.pem", certs / "node-analyst.key")
+    with (
+        python,
+        pytest.raises(UnauthenticatedError, match=r"server-1: the certificate at .* has been revoked"),
+    ):
+        python.server_info(timeout=10)
+    # A list that cannot be read is refused at connect.
+    (directory / "revoked-none.txt").write_text("not an entry\n")
+    broken = _node(node, node_cluster, "node-analyst", "info", cluster_file=empty)
+    assert broken.returncode == 1
+    assert "the revocation list is unusable" in broken.stderr and "line 1" in broken.stderr

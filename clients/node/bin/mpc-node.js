@@ -32,7 +32,9 @@ commands:
   run PROGRAM ROLE=DATASET[,DATASET...] ...
                                 run a job on all three servers; prints the job as JSON.
                                 DATASET is owner/name, or a bare name of your own; the order
-                                of datasets within a role matters (feature blocks are columns)
+                                of datasets within a role matters (feature blocks are columns).
+                                DATASET:COLUMN[:COLUMN...] uses only those columns of it, by
+                                the names it was uploaded with, in that order
       --receiver NAME           who may fetch the outputs (default: you)
       --job-id ID               choose the job id (default: random)
       --param NAME=VALUE        a public parameter of the program (repeatable; "programs" lists
@@ -52,7 +54,9 @@ commands:
                                 later jobs want (e.g. the cluster's fractional_bits)
       --fetch                   you are the receiver: take the (first) output with the answer
                                 (small outputs) or fetch it, check it and print the values too
-  fetch JOB_ID                  fetch, check and reconstruct an output you receive (JSON)
+  fetch JOB_ID                  fetch, check and reconstruct an output you receive (JSON; a keyed
+                                output, of a job that joined keyed datasets, with row_tokens:
+                                the join token of every row, as all three servers sent them)
       --output NAME             which output of the job (default: its first delivered one)
       --submitter NAME          who submitted the job (default: you); job ids are per submitter
       --digest                  receive second components as SHA-256 digests (half the traffic)
@@ -319,7 +323,13 @@ async function run(args, options, open) {
   for (const role of roles) {
     const [name, datasets] = role.split('=', 2);
     if (!name || !datasets) throw new UsageError(`expected ROLE=DATASET[,DATASET], got ${JSON.stringify(role)}`);
-    inputs[name] = datasets.split(',');
+    inputs[name] = datasets.split(',').map((text) => {
+      const [dataset, ...columns] = text.split(':');
+      if (!dataset || columns.some((c) => !c)) {
+        throw new UsageError(`expected DATASET or DATASET:COLUMN[:COLUMN...], got ${JSON.stringify(text)}`);
+      }
+      return columns.length ? { dataset, columns } : dataset;
+    });
   }
   const outputFractionalBits = integerOption(options, 'output-fractional-bits');
   if (options.fetch && options.receiver !== undefined) throw new UsageError('--fetch is for your own outputs: no --receiver');
@@ -330,7 +340,8 @@ async function run(args, options, open) {
   const jobOptions = { jobId: options['job-id'], outputFractionalBits, parameters };
   if (options.fetch) {
     const output = await client.runAndFetch(program, inputs, jobOptions);
-    console.log(toJson({ ...jobJson(output.job), inline: output.inline, output: output.name, values: Array.from(output.values) }));
+    console.log(toJson({ ...jobJson(output.job), inline: output.inline, output: output.name, values: Array.from(output.values),
+      ...keyedJson(output) }));
     return;
   }
   const job = await client.run(program, inputs, { ...jobOptions, keepAs, receiver: options.receiver });
@@ -377,6 +388,7 @@ function jobJson(job) {
       magnitude_bits: o.magnitudeBits,
       truncation_failure_log2: o.truncationFailureLog2,
       kept_as: o.keptAs ? o.keptAs.pinned : null,
+      keyed: o.keyed,
     })),
     stats: job.stats,
   };
@@ -396,7 +408,16 @@ async function fetchOutput(args, options, open) {
     digest: Boolean(options.digest),
   });
   console.log(JSON.stringify({ job_id: args[0], output: output.name, shape: output.shape, ring: output.ring.protoName,
-    fractional_bits: output.fractionalBits, magnitude_bits: output.magnitudeBits, values: Array.from(output.values) }));
+    fractional_bits: output.fractionalBits, magnitude_bits: output.magnitudeBits, values: Array.from(output.values),
+    ...keyedJson(output) }));
+}
+
+/**
+ * A keyed output's row tokens for the JSON answer (nothing for an output that is not keyed).
+ * @param {import('../lib/client').FetchedOutput} output
+ */
+function keyedJson(output) {
+  return output.keyed ? { keyed: true, row_tokens: output.rowTokens } : {};
 }
 
 /**

@@ -12,16 +12,28 @@
  * own record of grants, jobs and audit entries, and the listings ask all three
  * and report where they disagree. Jobs name a program with its public
  * parameters (typed by the program's declaration, lib/params.js) and say which
- * outputs to keep on the servers as datasets (lib/jobs.js).
+ * outputs to keep on the servers as datasets (lib/jobs.js); job inputs may select
+ * columns by name, and outputs of jobs that joined keyed tables come with their rows'
+ * join tokens. Channels speak TLS 1.3 only and check each server's certificate
+ * against its identity and the cluster's revocation list (lib/config.js).
  * The wire contract is `protos/mpc/v1/*.proto`, loaded at run time from the
  * repository (never copied).
  * @module client
  */
 const crypto = require('node:crypto');
 const path = require('node:path');
+const tls = require('node:tls');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
-const { checkClientCertificate, readCluster, readFile, serverIdentityCheck, validateName } = require('./config');
+const {
+  RevocationFile,
+  certificateInfo,
+  checkClientCertificate,
+  readCluster,
+  readFile,
+  serverIdentityCheck,
+  validateName,
+} = require('./config');
 const {
   ConfigError,
   InvalidArgumentError,
@@ -43,7 +55,7 @@ const {
   jobRecord,
   parseDatasetRef,
 } = require('./grants');
-const { Keep, delivered, deliveredOutput, jobOutputs } = require('./jobs');
+const { Keep, Select, delivered, deliveredOutput, jobOutputs } = require('./jobs');
 const { needsDeclaration, parametersToProto, programFromProto } = require('./params');
 const { elementCount, ringFromProto } = require('./ring');
 const { split, splitSeeded, shareForParty, reconstructChecked, reconstructByDigest } = require('./sharing');
@@ -60,6 +72,13 @@ const MESSAGE_BYTES = 2 << 20;
 /** Outputs up to this many elements can come back inside the RunJob answer. */
 const INLINE_OUTPUT_ELEMENTS = 1 << 16;
 const UPLOAD_ID_BYTES = 16;
+/** A keyed output's join token per row (`FetchOutputResponse.row_tokens`). */
+const TOKEN_BYTES = 16;
+/**
+ * The oldest TLS version the client speaks. The servers refuse every call on an older
+ * connection anyway (UNAUTHENTICATED); the client does not even offer one.
+ */
+const MIN_TLS_VERSION = 'TLSv1.3';
 const CHANNEL_OPTIONS = {
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
@@ -154,6 +173,9 @@ function seededRequests(header, s, party) {
 
 /** A connection to the three servers of a cluster under one client identity. */
 class MpcClient {
+  /** The client's certificate, key and CA (PEM): private, so that no listing or log shows the key. */
+  #credentials;
+
   /**
    * Connect with a cluster file and this identity's certificate and key.
    * Channels are lazy: nothing is sent until the first call.
@@ -177,6 +199,7 @@ class MpcClient {
    * @param {import('./config').ClusterConfig} cluster
    * @param {{identity: string, certPem: Buffer, keyPem: Buffer, caPem: Buffer}} credentials
    * @param {{timeout?: number, protoDir?: string}} [options]
+   * @throws {ConfigError} the revocation list the cluster file names is unusable, or lists our certificate
    */
   constructor(cluster, credentials, { timeout = DEFAULT_TIMEOUT_SECONDS, protoDir } = {}) {
     /** @type {string} this client's identity, from its certificate */
@@ -187,22 +210,92 @@ class MpcClient {
     this.timeout = timeout;
     /** @type {import('./grants').Listing | null} the programs, once asked (`programs`) */
     this.programListing = null;
-    const ClientService = loadClientService(protoDir);
-    // Connect to the address, but verify the certificate against the server's identity:
-    // its DNS SAN (the target-name override) and its urn:mpc:server:<identity> URI SAN.
+    /** @type {RevocationFile | null} the cluster file's `revoked` list, re-read when it changes */
+    this.revocation = cluster.revokedPath ? new RevocationFile(cluster.revokedPath) : null;
+    if (this.revocation) {
+      const own = certificateInfo(credentials.certPem);
+      if (this.revocation.revokes(own)) {
+        throw new ConfigError(
+          `the client certificate (urn:mpc:client:${this.identity}, serial ${own.serial.toString(16)}) is on the ` +
+            `revocation list ${cluster.revokedPath}: ask the CA operator for a new one`,
+        );
+      }
+    }
+    this.#credentials = credentials;
+    this.ClientService = loadClientService(protoDir);
     this.servers = cluster.servers.map((endpoint) => {
-      const tls = grpc.credentials.createSsl(credentials.caPem, credentials.keyPem, credentials.certPem, {
-        checkServerIdentity: serverIdentityCheck(endpoint.identity),
-      });
-      return {
+      const server = {
         name: endpoint.identity,
         party: endpoint.party,
-        stub: new ClientService(endpoint.address, tls, {
-          ...CHANNEL_OPTIONS,
-          'grpc.ssl_target_name_override': endpoint.identity,
-        }),
+        address: endpoint.address,
+        /** @type {import('./config').CertificateInfo | null} the certificate of the last handshake that passed */
+        certificate: null,
+        /** @type {(Error & {code: string}) | null} why the last refused handshake was refused */
+        refusal: null,
+        stub: null,
       };
+      server.stub = this.openStub(server);
+      return server;
     });
+  }
+
+  /**
+   * A stub on a new channel to `server`: mutual TLS 1.3 only, connecting to the address but
+   * verifying the certificate against the server's identity (its DNS SAN, by the target-name
+   * override, and its urn:mpc:server:<identity> URI SAN) and the revocation list, at every
+   * handshake. A fresh TLS context per channel: grpc-js shares connections only between
+   * channels with the same one, so a new channel really handshakes again.
+   * @param {{name: string, address: string, certificate: object | null, refusal: Error | null}} server
+   */
+  openStub(server) {
+    const { caPem, keyPem, certPem } = this.#credentials;
+    const context = tls.createSecureContext({ ca: caPem, key: keyPem, cert: certPem, minVersion: MIN_TLS_VERSION });
+    const check = serverIdentityCheck(server.name, {
+      revocation: this.revocation,
+      address: server.address,
+      onAccepted: (info) => {
+        server.certificate = info;
+        server.refusal = null;
+      },
+      onRefused: (error) => {
+        server.refusal = error;
+      },
+    });
+    const credentials = grpc.credentials.createFromSecureContext(context, { checkServerIdentity: check });
+    return new this.ClientService(server.address, credentials, {
+      ...CHANNEL_OPTIONS,
+      'grpc.ssl_target_name_override': server.name,
+    });
+  }
+
+  /**
+   * Before any call: refuse, without sending anything, if a server's certificate (as its
+   * last handshake presented it) is on the revocation list as of now, and drop that
+   * server's channel, so that the next call handshakes (and checks) again. A list that
+   * cannot be read fails closed.
+   * @throws {MpcError} UNAUTHENTICATED naming every such server; ConfigError for an unusable list
+   */
+  checkRevoked() {
+    if (!this.revocation) return;
+    const list = this.revocation.current();
+    const failures = new Map();
+    for (const server of this.servers) {
+      if (!server.certificate || !list.revokes(server.certificate)) continue;
+      const { serial } = server.certificate;
+      server.certificate = null;
+      server.stub.close();
+      server.stub = this.openStub(server);
+      failures.set(
+        server.name,
+        new MpcError(
+          `${server.name}: its certificate (serial ${serial.toString(16)}) has been revoked since it was checked: ` +
+            `it is on the revocation list ${this.revocation.path}; nothing was sent`,
+          { code: 'UNAUTHENTICATED', server: server.name },
+        ),
+      );
+    }
+    const error = combineFailures(failures);
+    if (error) throw error;
   }
 
   /**
@@ -231,12 +324,13 @@ class MpcClient {
    * @returns {Promise<T[]>}
    */
   async fanOut(call) {
+    this.checkRevoked();
     const settled = await Promise.allSettled(this.servers.map((server) => call(server)));
     const failures = new Map();
     settled.forEach((result, i) => {
       if (result.status === 'rejected') {
-        const name = this.servers[i].name;
-        failures.set(name, errorFromStatus(name, result.reason, grpc.status));
+        const server = this.servers[i];
+        failures.set(server.name, handshakeError(server, result.reason) ?? errorFromStatus(server.name, result.reason, grpc.status));
       }
     });
     const error = combineFailures(failures);
@@ -378,7 +472,8 @@ class MpcClient {
    * @param {{jobId?: string, parameters?: Record<string, import('./params').ParamValue>, keep?: boolean,
    *   outputFractionalBits?: number, timeout?: number}} [options]
    * @returns {Promise<{job: JobResult, inline: boolean, name: string, shape: number[], fractionalBits: number,
-   *   ring: import('./ring').Ring, values: Float64Array}>}
+   *   ring: import('./ring').Ring, values: Float64Array, keyed: boolean, rowTokens: string[] | null}>}
+   *   a keyed output (never inline) with its row tokens, as `fetch` returns it
    */
   async runAndFetch(program, inputs, { keep = false, ...options } = {}) {
     if (options.keepAs !== undefined || options.receiver !== undefined) {
@@ -517,18 +612,24 @@ class MpcClient {
    * The JobInputs of an input mapping. A dataset is "owner/name", a bare name of
    * this client's, or a reference as `upload` returns; a version
    * ("owner/name@version") is ignored here, so that the mapping given to
-   * `Grant.pinned` can be run as it is.
-   * @param {Record<string, string | import('./grants').DatasetRef | (string | import('./grants').DatasetRef)[]>} inputs
+   * `Grant.pinned` can be run as it is. `{dataset, columns}` (or a `Select`)
+   * uses only the named columns of a matrix dataset, in that order, by the names
+   * it was uploaded with (`JobInput.columns`; none named: all of them).
+   * @param {Record<string, import('./jobs').InputSpec | import('./jobs').InputSpec[]>} inputs
    */
   jobInputs(inputs) {
+    if (!inputs || typeof inputs !== 'object' || Array.isArray(inputs)) {
+      throw new InvalidArgumentError('a job\'s inputs are an object of role: dataset(s)');
+    }
     const items = [];
     for (const [role, spec] of Object.entries(inputs)) {
-      for (const ref of Array.isArray(spec) ? spec : [spec]) {
+      for (const item of Array.isArray(spec) ? spec : [spec]) {
+        const { dataset: ref, columns } = Select.of(item, role);
         let parsed;
         if (typeof ref === 'string') parsed = parseDatasetRef(ref, this.identity);
         else if (ref && typeof ref === 'object' && typeof ref.owner === 'string') parsed = datasetRef(ref.owner, ref.name);
         else throw new InvalidArgumentError(`role ${role}: datasets are named by strings or dataset references`);
-        items.push({ role, dataset: { owner: parsed.owner, name: parsed.name } });
+        items.push({ role, dataset: { owner: parsed.owner, name: parsed.name }, columns: [...columns] });
       }
     }
     return items;
@@ -549,9 +650,11 @@ class MpcClient {
    *   component as a SHA-256 digest only (half the traffic, the same check); release: the servers
    *   delete the output once sent
    * @returns {Promise<FetchedOutput>} values decoded in the ring and at the scale the output's
-   *   OutputInfo states
-   * @throws {OutputIntegrityError} two servers' copies of a component (or of the name, shape, ring
-   *   or scale) differ
+   *   OutputInfo states; for a keyed output (`keyed`, a job that joined keyed datasets) also
+   *   `rowTokens`, the join token of every row in hex (row r belongs to the customer whose token
+   *   is the r-th), which all three servers must have sent alike
+   * @throws {OutputIntegrityError} two servers' copies of a component (or of the name, shape, ring,
+   *   scale or row tokens) differ
    */
   async fetch(job, { output = '', submitter, digest = false, release = false, timeout } = {}) {
     const jobId = validateName(typeof job === 'string' ? job : job?.jobId, 'job id', InvalidArgumentError);
@@ -731,6 +834,39 @@ class MpcClient {
   }
 }
 
+/** What a TLS stack says when the other side offers no common protocol version. */
+const PROTOCOL_VERSION_ERROR = /protocol[ _]version|unsupported[ _]protocol|wrong[ _]version[ _]number/i;
+
+/**
+ * A failed call that failed in the TLS handshake for a reason of ours, as the Python SDK
+ * reports it: a server certificate on the revocation list (UNAUTHENTICATED), an unusable
+ * list (ConfigError), a server without TLS 1.3 (UNAUTHENTICATED); null for anything else.
+ * grpc-js reports a refused handshake as UNAVAILABLE with the reason in the details.
+ * @param {{name: string, address: string, refusal: (Error & {code: string}) | null}} server
+ * @param {any} error the grpc-js error
+ * @returns {MpcError | null}
+ */
+function handshakeError(server, error) {
+  if (error instanceof MpcError || error?.code !== grpc.status.UNAVAILABLE) return null;
+  const details = String(error.details ?? error.message ?? '');
+  const { refusal } = server;
+  if (refusal && details.includes(refusal.message)) {
+    if (refusal.code === 'ERR_MPC_REVOKED') {
+      return new MpcError(`${server.name}: ${refusal.message}`, { code: 'UNAUTHENTICATED', server: server.name });
+    }
+    const config = new ConfigError(`${server.name}: ${refusal.message}`);
+    config.server = server.name;
+    return config;
+  }
+  if (PROTOCOL_VERSION_ERROR.test(details)) {
+    return new MpcError(`${server.name}: the server at ${server.address} does not offer TLS 1.3 (${details})`, {
+      code: 'UNAUTHENTICATED',
+      server: server.name,
+    });
+  }
+  return null;
+}
+
 /**
  * @param {unknown} limit
  */
@@ -776,6 +912,9 @@ function checkLimit(limit) {
  * @property {import('./ring').Ring} ring
  * @property {number} magnitudeBits
  * @property {Float64Array} values
+ * @property {boolean} keyed whether the rows carry join tokens (the job joined keyed datasets)
+ * @property {string[] | null} rowTokens a keyed output's join token per row (16 bytes in hex),
+ *   in row order, as all three servers sent them; null when not keyed
  */
 
 /**
@@ -790,13 +929,17 @@ function checkLimit(limit) {
  * @property {BigUint64Array} second empty in digest mode
  * @property {Buffer | null} secondDigest
  * @property {Buffer | undefined} firstDigest
+ * @property {boolean} keyed the header's `keyed`
+ * @property {Buffer} rowTokens a keyed output's row tokens as the server sent them (empty if not keyed)
  */
 
 /**
- * The checked reveal: the three headers agree (name, shape, scale, ring), both
- * copies of every component agree, then decode in the stated ring and scale.
+ * The checked reveal: the three headers agree (name, shape, scale, ring, keyed), both
+ * copies of every component agree, a keyed output's three servers sent the same row
+ * tokens, then decode in the stated ring and scale.
  * @param {OutputPart[]} parts in party order
  * @param {boolean} digest whether the second components came as digests
+ * @returns {FetchedOutput}
  */
 function reveal(parts, digest) {
   for (let i = 0; i < 3; i++) {
@@ -809,12 +952,43 @@ function reveal(parts, digest) {
     ) {
       throw new OutputIntegrityError([a.server, b.server], 'output names, shapes, rings or scales');
     }
+    if (Boolean(a.keyed) !== Boolean(b.keyed)) {
+      throw new OutputIntegrityError([a.server, b.server], 'answers on whether the output is keyed');
+    }
+  }
+  const keyed = Boolean(parts[0].keyed);
+  if (keyed) {
+    for (let i = 0; i < 3; i++) {
+      const [a, b] = [parts[i], parts[(i + 1) % 3]];
+      if (!a.rowTokens.equals(b.rowTokens)) throw new OutputIntegrityError([a.server, b.server], 'row tokens');
+    }
   }
   const { shape, fractionalBits, ring, magnitudeBits } = parts[0];
   const names = parts.map((p) => p.server);
   const secret = digest ? reconstructByDigest(ring, parts) : reconstructChecked(ring, parts, names);
   const name = parts[0].name ?? '';
-  return { name, shape, fractionalBits, ring, magnitudeBits, values: decode(ring, secret, fractionalBits) };
+  const rowTokens = keyed ? splitTokens(parts[0].rowTokens) : null;
+  return { name, shape, fractionalBits, ring, magnitudeBits, values: decode(ring, secret, fractionalBits), keyed, rowTokens };
+}
+
+/**
+ * Row tokens, 16 bytes each, as hex strings.
+ * @param {Buffer} bytes
+ */
+function splitTokens(bytes) {
+  const tokens = [];
+  for (let offset = 0; offset < bytes.length; offset += TOKEN_BYTES) {
+    tokens.push(bytes.subarray(offset, offset + TOKEN_BYTES).toString('hex'));
+  }
+  return tokens;
+}
+
+/**
+ * The number of rows of an output of `shape` (a scalar is one row), as the row tokens count them.
+ * @param {number[]} shape
+ */
+function rowCount(shape) {
+  return shape.length ? shape[0] : 1;
 }
 
 /**
@@ -831,6 +1005,10 @@ function inlinePart(server, info, chunk) {
   if (count > INLINE_OUTPUT_ELEMENTS) {
     throw new MpcError(`${server}: an inline output of ${count} elements`, { code: 'INVALID_ARGUMENT' });
   }
+  if (info.keyed) {
+    // a keyed output's row tokens come only with FetchOutput: servers never return one inline
+    throw new MpcError(`${server}: an inline output that is keyed (its row tokens are missing)`, { code: 'INVALID_ARGUMENT' });
+  }
   return {
     server,
     name: info.name ?? '',
@@ -842,6 +1020,8 @@ function inlinePart(server, info, chunk) {
     second: ring.fromWire(chunk.second, count),
     secondDigest: null,
     firstDigest: undefined,
+    keyed: false,
+    rowTokens: Buffer.alloc(0),
   };
 }
 
@@ -914,6 +1094,9 @@ async function fetchPart(server, request, digest, options) {
   let second;
   let filled = 0;
   let secondDigest = null;
+  let keyed = false;
+  let tokenBytes = 0;
+  const tokens = [];
   const hasher = crypto.createHash('sha256');
   for await (const message of call) {
     if (shape === null) {
@@ -932,6 +1115,15 @@ async function fetchPart(server, request, digest, options) {
       }
       first = ring.alloc(elementCount(shape));
       second = ring.alloc(digest ? 0 : elementCount(shape));
+      keyed = Boolean(message.header.keyed);
+    } else if (message.item === 'row_tokens') {
+      // a keyed output's tokens: right after the header, before any chunk, 16 bytes per row
+      const expected = keyed ? TOKEN_BYTES * rowCount(shape) : 0;
+      if (!keyed || filled > 0 || secondDigest !== null || tokenBytes + message.row_tokens.length > expected) {
+        throw malformed(keyed ? 'row tokens out of place or too many' : 'row tokens of an output that is not keyed');
+      }
+      tokens.push(Buffer.from(message.row_tokens));
+      tokenBytes += message.row_tokens.length;
     } else if (message.item === 'second_digest' && digest && secondDigest === null) {
       secondDigest = message.second_digest;
     } else if (message.item === 'chunk' && secondDigest === null) {
@@ -953,6 +1145,9 @@ async function fetchPart(server, request, digest, options) {
   if (shape === null || filled !== ring.size(first) || (digest && secondDigest === null)) {
     throw malformed(`sent ${filled} of ${first ? ring.size(first) : '?'} output elements`);
   }
+  if (keyed && tokenBytes !== TOKEN_BYTES * rowCount(shape)) {
+    throw malformed(`sent ${tokenBytes / TOKEN_BYTES} row tokens for ${rowCount(shape)} rows of a keyed output`);
+  }
   return {
     server: server.name,
     name,
@@ -964,6 +1159,8 @@ async function fetchPart(server, request, digest, options) {
     second,
     secondDigest,
     firstDigest: digest ? hasher.digest() : undefined,
+    keyed,
+    rowTokens: Buffer.concat(tokens),
   };
 }
 
@@ -972,6 +1169,8 @@ module.exports = {
   PROTO_DIR,
   MESSAGE_BYTES,
   INLINE_OUTPUT_ELEMENTS,
+  TOKEN_BYTES,
+  MIN_TLS_VERSION,
   loadClientService,
   chunkElements,
   uploadRequests,

@@ -4,12 +4,21 @@
  * `mpc_core/cluster.py` and `mpc_core/certificates.py`.
  *
  * The cluster file (TOML) names the CA (relative paths resolve against the
- * cluster file's directory), the `ring` (128, the default, for Z_2^128 or 64
+ * cluster file's directory), optionally `revoked` (the certificate revocation
+ * list, relative like `ca`), the `ring` (128, the default, for Z_2^128 or 64
  * for Z_2^64), `fractional_bits` (the scale of new datasets; default 32 in
  * Z_2^128 and 16 in Z_2^64, allowed 1..bits/2-2) and exactly three
  * `[[servers]]` tables with `identity` and `address` ("host:port"), in party
  * order. Identities live in certificate URI SubjectAltNames:
  * `urn:mpc:client:<name>` for clients, `urn:mpc:server:<name>` for servers.
+ *
+ * The revocation list (`mpc_core.certificates.RevocationList`) holds
+ * `sha256:<hex>` (the SHA-256 fingerprint of a certificate's DER encoding)
+ * and/or `serial:<hex>` entries, any number per line, hex digits perhaps
+ * separated by colons; `#` starts a comment. The client reads it at connect
+ * (refusing its own certificate if listed), checks every server certificate
+ * against it at each TLS handshake, and re-reads it when it changes (looked at
+ * at most once a second); a list that cannot be read or parsed fails closed.
  * @module config
  */
 const crypto = require('node:crypto');
@@ -46,6 +55,7 @@ function maxClusterFractionalBits(ring) {
  * @typedef {object} ClusterConfig
  * @property {ServerEndpoint[]} servers in party order
  * @property {string} caPath the CA certificate file
+ * @property {string | null} revokedPath the certificate revocation list (`revoked`), if the file names one
  * @property {import('./ring').Ring} ring the ring the cluster computes in
  * @property {number} fractionalBits f, the scale of new datasets
  */
@@ -94,7 +104,7 @@ function parseCluster(text, baseDir) {
   } catch (error) {
     throw new ConfigError(`cluster file is not valid TOML: ${error.message.split('\n')[0]}`);
   }
-  const unknown = Object.keys(data).filter((k) => !['ca', 'ring', 'fractional_bits', 'servers'].includes(k));
+  const unknown = Object.keys(data).filter((k) => !['ca', 'revoked', 'ring', 'fractional_bits', 'servers'].includes(k));
   if (unknown.length) throw new ConfigError(`cluster file: unknown keys ${JSON.stringify(unknown.sort())}`);
   if (!Array.isArray(data.servers) || data.servers.length !== 3) {
     throw new ConfigError('cluster file must list exactly 3 [[servers]]');
@@ -130,7 +140,11 @@ function parseCluster(text, baseDir) {
   if (!Number.isInteger(bits) || bits < 1 || bits > limit) {
     throw new ConfigError(`cluster file: fractional_bits must be 1..${limit} in ${ring.name}`);
   }
-  return { servers, caPath: path.resolve(baseDir, data.ca), ring, fractionalBits: bits };
+  if (data.revoked !== undefined && (typeof data.revoked !== 'string' || !data.revoked)) {
+    throw new ConfigError("cluster file: 'revoked' must name the certificate revocation list file");
+  }
+  const revokedPath = data.revoked === undefined ? null : path.resolve(baseDir, data.revoked);
+  return { servers, caPath: path.resolve(baseDir, data.ca), revokedPath, ring, fractionalBits: bits };
 }
 
 /**
@@ -169,6 +183,160 @@ function identities(subjectAltName) {
     if (match && NAME_PATTERN.test(match[2])) found.push({ role: match[1], name: match[2] });
   }
   return found;
+}
+
+/** The largest revocation list read (as `mpc_core.certificates.MAX_REVOCATION_LIST_BYTES`). */
+const MAX_REVOCATION_LIST_BYTES = 1 << 20;
+/** The revocation list is looked at at most this often (milliseconds), as in the Python SDK. */
+const REVOCATION_RELOAD_MS = 1000;
+/** Line breaks as Python's `str.splitlines` knows them. */
+const LINE_BREAKS = /\r\n|[\n\v\f\r\x1c-\x1e\x85\u2028\u2029]/;
+/** Whitespace as Python's `str.split()` knows it. */
+const WHITESPACE = /[\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+
+/**
+ * @typedef {object} CertificateInfo what a revocation list is checked against
+ * @property {string} fingerprint SHA-256 of the DER encoding, lowercase hex
+ * @property {bigint} serial the serial number
+ */
+
+/**
+ * The fingerprint and serial number of a certificate.
+ * @param {import('node:tls').PeerCertificate | crypto.X509Certificate | Buffer} cert a peer
+ *   certificate (as `checkServerIdentity` gets it), an X509Certificate, or PEM/DER bytes
+ * @returns {CertificateInfo}
+ */
+function certificateInfo(cert) {
+  const x509 = cert instanceof crypto.X509Certificate ? cert : Buffer.isBuffer(cert) ? new crypto.X509Certificate(cert) : null;
+  const der = x509 ? x509.raw : cert.raw;
+  const serial = x509 ? x509.serialNumber : cert.serialNumber;
+  if (!Buffer.isBuffer(der) || typeof serial !== 'string' || !/^[0-9A-Fa-f]+$/.test(serial)) {
+    throw new ConfigError('the certificate carries no DER encoding or serial number to check');
+  }
+  return { fingerprint: crypto.createHash('sha256').update(der).digest('hex'), serial: BigInt(`0x${serial}`) };
+}
+
+/** Certificates no server accepts and no client trusts, by fingerprint or serial number. */
+class RevocationList {
+  /**
+   * @param {Iterable<string>} [fingerprints] lowercase hex SHA-256 fingerprints
+   * @param {Iterable<bigint>} [serials]
+   */
+  constructor(fingerprints = [], serials = []) {
+    /** @type {ReadonlySet<string>} */
+    this.fingerprints = new Set(fingerprints);
+    /** @type {ReadonlySet<bigint>} */
+    this.serials = new Set(serials);
+    Object.freeze(this);
+  }
+
+  /** The number of entries. */
+  get size() {
+    return this.fingerprints.size + this.serials.size;
+  }
+
+  /**
+   * Whether the certificate `info` describes is on the list.
+   * @param {CertificateInfo} info
+   */
+  revokes(info) {
+    return this.fingerprints.has(info.fingerprint) || this.serials.has(info.serial);
+  }
+}
+
+/**
+ * Parse a revocation list as `mpc_core.certificates.parse_revocation_list` does; any bad line is an error.
+ * @param {string} text
+ * @param {string} [what] names the list in messages
+ * @returns {RevocationList}
+ * @throws {ConfigError} naming `what` and the line
+ */
+function parseRevocationList(text, what = 'revocation list') {
+  if (Buffer.byteLength(text, 'utf8') > MAX_REVOCATION_LIST_BYTES) {
+    throw new ConfigError(`${what} is larger than ${MAX_REVOCATION_LIST_BYTES} bytes`);
+  }
+  const fingerprints = [];
+  const serials = [];
+  const lines = text.split(LINE_BREAKS);
+  if (lines.length && lines[lines.length - 1] === '') lines.pop();
+  lines.forEach((line, index) => {
+    const where = `${what}, line ${index + 1}`;
+    for (const token of line.split('#', 1)[0].split(WHITESPACE).filter(Boolean)) {
+      const colon = token.indexOf(':');
+      const kind = colon < 0 ? '' : token.slice(0, colon).toLowerCase();
+      if (kind !== 'sha256' && kind !== 'serial') {
+        throw new ConfigError(`${where}: expected sha256:<hex> or serial:<hex>, got ${JSON.stringify(token.slice(0, 80))}`);
+      }
+      const value = token.slice(colon + 1);
+      const digits = value.replaceAll(':', '').toLowerCase();
+      if (!/^[0-9a-f]+$/.test(digits) || (kind === 'sha256' && digits.length !== 64)) {
+        const expected = kind === 'sha256' ? '64 hex digits' : 'hex digits';
+        throw new ConfigError(`${where}: ${kind}: needs ${expected}, got ${JSON.stringify(value.slice(0, 80))}`);
+      }
+      if (kind === 'sha256') fingerprints.push(digits);
+      else serials.push(BigInt(`0x${digits}`));
+    }
+  });
+  return new RevocationList(fingerprints, serials);
+}
+
+/** The cluster's revocation list file, re-read when it changes (fails closed). */
+class RevocationFile {
+  /**
+   * Read the list now.
+   * @param {string} file
+   * @param {{intervalMs?: number}} [options] how long a reading is trusted (default 1 s)
+   * @throws {ConfigError} the file cannot be read or parsed
+   */
+  constructor(file, { intervalMs = REVOCATION_RELOAD_MS } = {}) {
+    this.path = file;
+    this.intervalMs = intervalMs;
+    /** @type {string | null} mtime, size and inode of the file last read; null: unusable */
+    this.stamp = null;
+    this.list = new RevocationList();
+    this.checkedAt = -Infinity;
+    this.current();
+  }
+
+  /**
+   * The list as of at most `intervalMs` ago.
+   * @returns {RevocationList}
+   * @throws {ConfigError} the file cannot be read or parsed (checked again at the next call)
+   */
+  current() {
+    const now = performance.now();
+    if (this.stamp !== null && now - this.checkedAt < this.intervalMs) return this.list;
+    this.checkedAt = now;
+    let status;
+    try {
+      status = fs.statSync(this.path, { bigint: true });
+    } catch (error) {
+      this.stamp = null;
+      throw new ConfigError(`cannot read the revocation list ${this.path}: ${error.code ?? error.message}`);
+    }
+    const stamp = `${status.mtimeNs}:${status.size}:${status.ino}`;
+    if (stamp === this.stamp) return this.list;
+    try {
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(fs.readFileSync(this.path));
+      this.list = parseRevocationList(text, this.path);
+      this.stamp = stamp;
+    } catch (error) {
+      this.stamp = null;
+      if (error instanceof ConfigError) throw new ConfigError(`the revocation list is unusable: ${error.message}`);
+      if (error instanceof TypeError) throw new ConfigError(`the revocation list is unusable: ${this.path} is not UTF-8 text`);
+      throw new ConfigError(`cannot read the revocation list ${this.path}: ${error.code ?? error.message}`);
+    }
+    return this.list;
+  }
+
+  /**
+   * Whether the list, as of now, names the certificate `info` describes.
+   * @param {CertificateInfo} info
+   * @throws {ConfigError} the list is unusable
+   */
+  revokes(info) {
+    return this.current().revokes(info);
+  }
 }
 
 /**
@@ -215,16 +383,26 @@ function checkClientCertificate(certPem, keyPem, caPem) {
 /**
  * The TLS `checkServerIdentity` for the server `identity`: the usual host-name
  * check against `identity` (the DNS SAN that `grpc.ssl_target_name_override`
- * asks for), and then that the certificate's one mpc identity is exactly
- * `urn:mpc:server:<identity>`. The DNS check alone does not pin the server:
+ * asks for), then that the certificate's one mpc identity is exactly
+ * `urn:mpc:server:<identity>`, then (with `revocation`) that the cluster's
+ * revocation list does not name it. The DNS check alone does not pin the server:
  * server certificates also carry `localhost`, `127.0.0.1`, the host of the
  * server's address and any extra `--host` names as SANs, so a name that two
  * certificates share would let one server stand in for another. The URI SAN
  * is the identity the cluster's roles are built on; it is unique per server.
+ * grpc-js calls it at every handshake (every (re)connection), so a certificate
+ * revoked meanwhile is refused at the next one.
  * @param {string} identity e.g. "server-0"
+ * @param {object} [options]
+ * @param {RevocationFile | null} [options.revocation] the cluster's revocation list
+ * @param {string} [options.address] the server's address, for messages
+ * @param {(info: CertificateInfo | null) => void} [options.onAccepted] told the certificate of every
+ *   handshake that passed (null without a revocation list)
+ * @param {(error: Error & {code: string}) => void} [options.onRefused] told every refusal of a
+ *   certificate that carries the right identity (revoked, or the list unusable)
  * @returns {(host: string, cert: import('node:tls').PeerCertificate) => Error | undefined}
  */
-function serverIdentityCheck(identity) {
+function serverIdentityCheck(identity, { revocation = null, address, onAccepted, onRefused } = {}) {
   return (host, cert) => {
     const hostError = tls.checkServerIdentity(identity, cert);
     if (hostError) return hostError;
@@ -236,6 +414,31 @@ function serverIdentityCheck(identity) {
       error.code = 'ERR_MPC_SERVER_IDENTITY';
       return error;
     }
+    if (!revocation) {
+      onAccepted?.(null);
+      return undefined;
+    }
+    let info;
+    let refusal = null;
+    try {
+      info = certificateInfo(cert);
+      if (revocation.revokes(info)) {
+        const where = address ? ` at ${address}` : '';
+        refusal = new Error(
+          `the certificate${where} (sha256:${info.fingerprint}, serial ${info.serial.toString(16)}) has been revoked: ` +
+            `it is on the revocation list ${revocation.path}; nothing is sent to it`,
+        );
+        refusal.code = 'ERR_MPC_REVOKED';
+      }
+    } catch (error) {
+      refusal = new Error(error.message); // the list is unusable: fail closed
+      refusal.code = 'ERR_MPC_REVOCATION_LIST';
+    }
+    if (refusal) {
+      onRefused?.(refusal);
+      return refusal;
+    }
+    onAccepted?.(info);
     return undefined;
   };
 }
@@ -251,4 +454,10 @@ module.exports = {
   identities,
   checkClientCertificate,
   serverIdentityCheck,
+  MAX_REVOCATION_LIST_BYTES,
+  REVOCATION_RELOAD_MS,
+  RevocationList,
+  RevocationFile,
+  parseRevocationList,
+  certificateInfo,
 };

@@ -120,6 +120,11 @@ function parseDatasetRef(text, defaultOwner) {
  */
 function pinText(spec) {
   if (typeof spec === 'string') return spec;
+  if (spec && typeof spec === 'object' && !('owner' in spec) && 'dataset' in spec) {
+    // a job input that selects columns ({dataset, columns}, a Select): the columns are pinned too
+    const columns = Array.isArray(spec.columns) && spec.columns.length ? `#${spec.columns.join(',')}` : '';
+    return pinText(spec.dataset) + columns;
+  }
   if (spec && typeof spec === 'object' && typeof spec.owner === 'string' && typeof spec.name === 'string') {
     return datasetRef(spec.owner, spec.name, spec.version ?? '').pinned;
   }
@@ -182,7 +187,8 @@ class Grant {
       }
       const dataset = pinText(item.dataset);
       // "self" and bare names are resolved at upload; check the rest of the reference now
-      if (dataset !== SELF) parseDatasetRef(dataset, 'self');
+      const [reference] = dataset.split('#'); // "#col,col": the columns the job selects
+      if (reference !== SELF) parseDatasetRef(reference, 'self');
       return Object.freeze({ role: item.role, dataset });
     });
     if (!Number.isInteger(maxUses) || maxUses < 0 || maxUses > 0xffffffff) {
@@ -230,10 +236,11 @@ class Grant {
    * every dataset of the job. Other owners' datasets are best given with their
    * version (`owner/name@version`, or the reference their upload returned):
    * replacing such a dataset then voids the grant. The role defaults to the
-   * role the dataset plays in the job.
+   * role the dataset plays in the job. Inputs that select columns (`{dataset, columns}`, a
+   * `Select`) pin their dataset: a grant pins datasets, not columns.
    * @param {string} receiver
    * @param {string} program
-   * @param {Record<string, string | DatasetRef | (string | DatasetRef)[]>} jobInputs
+   * @param {Record<string, import('./jobs').InputSpec | import('./jobs').InputSpec[]>} jobInputs
    * @param {object} [options] role, submitters, maxUses, expiresAt, parameters, keepOutputs, grantId
    */
   static pinned(receiver, program, jobInputs, options = {}) {
@@ -287,7 +294,10 @@ function freezeValue(value) {
  */
 function grantToProto(grant, owner, name, program = null) {
   const ownRoles = new Set();
-  const pins = grant.inputs.map(({ role, dataset }) => {
+  const pins = grant.inputs.map(({ role, dataset: pinned }) => {
+    const [dataset, selected = ''] = pinned.split('#');
+    const columns = selected ? selected.split(',') : [];
+    for (const column of columns) checkName(column, 'column name');
     let ref = dataset === SELF ? datasetRef(owner, name) : parseDatasetRef(dataset, owner);
     if (ref.owner === owner && ref.name === name) {
       ownRoles.add(role);
@@ -297,6 +307,7 @@ function grantToProto(grant, owner, name, program = null) {
       role,
       dataset: { owner: ref.owner, name: ref.name },
       upload_id: ref.version ? Buffer.from(ref.version, 'hex') : Buffer.alloc(0),
+      columns,
     };
   });
   if (grant.scope === GrantScope.PINNED && ownRoles.size === 0) {
@@ -327,7 +338,8 @@ function grantFromProto(message, owner, name) {
   const inputs = (message.inputs ?? []).map((pin) => {
     const ref = datasetRef(pin.dataset.owner, pin.dataset.name, hex(pin.upload_id));
     const own = ref.owner === owner && ref.name === name;
-    return { role: pin.role, dataset: own ? SELF : ref.pinned };
+    const columns = pin.columns && pin.columns.length ? `#${pin.columns.join(',')}` : '';
+    return { role: pin.role, dataset: (own ? SELF : ref.pinned) + columns };
   });
   return new Grant({
     receiver: message.receiver,
@@ -391,6 +403,10 @@ function describeGrant(grant) {
  * @property {number} fractionalBits
  * @property {number | null} magnitudeBits null for a dataset stored before bounds existed
  * @property {{grant: Grant, uses: number}[]} grants with the jobs the server ran under each
+ * @property {string} alignment for a keyed table: the alignment of its row tokens
+ *   ("opener/alignment_id"); '' for a positional dataset
+ * @property {string[]} columns the names of its columns (of the last dimension), if uploaded with
+ *   names: what a job input can select (`{dataset, columns}`)
  */
 
 /**
@@ -411,6 +427,8 @@ function datasetInfo(owner, message) {
       grant: grantFromProto(state.grant, owner, message.name),
       uses: state.uses,
     })),
+    alignment: message.alignment ?? '',
+    columns: [...(message.columns ?? [])],
   };
 }
 
@@ -517,7 +535,7 @@ function compare(servers, lists, key, content, describe) {
  * @param {DatasetInfo} info
  */
 function datasetContent(info) {
-  return [info.ref, info.shape, info.ringBits, info.fractionalBits, info.magnitudeBits, info.grants];
+  return [info.ref, info.shape, info.ringBits, info.fractionalBits, info.magnitudeBits, info.grants, info.alignment, info.columns];
 }
 
 /**

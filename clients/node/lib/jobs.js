@@ -49,6 +49,56 @@ class Keep {
 }
 
 /**
+ * Some columns of a dataset, by the names it was uploaded with, in this order: a job input
+ * (`JobInput.columns`), as `Select` in `mpc_client/types.py`. A plain `{dataset, columns}`
+ * does the same: `{features: [{dataset: 'bank-1/accounts', columns: ['income', 'debt']}]}`.
+ */
+class Select {
+  /**
+   * @param {string | import('./grants').DatasetRef} dataset "owner/name", a bare name of the
+   *   submitter's, or a reference as `upload` returns
+   * @param {...string} columns at least one column name
+   */
+  constructor(dataset, ...columns) {
+    if (!columns.length) throw new InvalidArgumentError('Select names at least one column');
+    this.dataset = dataset;
+    /** @type {readonly string[]} */
+    this.columns = Object.freeze(columns.map((c) => validateName(c, 'column name', InvalidArgumentError)));
+    Object.freeze(this);
+  }
+
+  /**
+   * The dataset and the columns (none: all of them) of one job input: a dataset (string or
+   * reference), a Select, or `{dataset, columns}`.
+   * @param {InputSpec} spec
+   * @param {string} [role] for messages
+   * @returns {{dataset: string | import('./grants').DatasetRef, columns: readonly string[]}}
+   */
+  static of(spec, role = '') {
+    if (spec instanceof Select) return spec;
+    if (spec && typeof spec === 'object' && !('owner' in spec) && 'dataset' in spec) {
+      const { dataset, columns = [] } = spec;
+      const extra = Object.keys(spec).filter((k) => k !== 'dataset' && k !== 'columns');
+      if (extra.length) throw new InvalidArgumentError(`${where(role)}an input is {dataset, columns}: unknown keys ${extra.join(', ')}`);
+      if (!Array.isArray(columns)) throw new InvalidArgumentError(`${where(role)}an input's columns are an array of names`);
+      return { dataset, columns: columns.map((c) => validateName(c, 'column name', InvalidArgumentError)) };
+    }
+    return { dataset: spec, columns: [] };
+  }
+}
+
+/** @param {string} role */
+function where(role) {
+  return role ? `role ${role}: ` : '';
+}
+
+/**
+ * @typedef {string | import('./grants').DatasetRef | Select |
+ *   {dataset: string | import('./grants').DatasetRef, columns?: string[]}} InputSpec
+ *   one input of a job: a dataset, or some of its columns by name
+ */
+
+/**
  * @typedef {object} OutputDescription one output of a job
  * @property {string} name the program's name for it, e.g. "predictions"
  * @property {number[]} shape
@@ -57,6 +107,8 @@ class Keep {
  * @property {number | null} truncationFailureLog2 log2 of the truncation failure bound, null if none
  * @property {import('./grants').DatasetRef | null} keptAs with its version: the dataset the output
  *   became (nothing of it can be fetched); null: delivered
+ * @property {boolean} keyed its rows carry join tokens (the job joined keyed datasets): `fetch`
+ *   returns them as `rowTokens`
  */
 
 /**
@@ -84,6 +136,7 @@ function outputDescription(server, info) {
     magnitudeBits: info.magnitude_bits,
     truncationFailureLog2: info._truncation_failure_log2 === 'truncation_failure_log2' ? info.truncation_failure_log2 : null,
     keptAs,
+    keyed: Boolean(info.keyed),
   };
 }
 
@@ -141,4 +194,4 @@ function deliveredOutput(job, name) {
   return output;
 }
 
-module.exports = { Keep, outputDescription, jobOutputs, delivered, deliveredOutput };
+module.exports = { Keep, Select, outputDescription, jobOutputs, delivered, deliveredOutput };

@@ -267,8 +267,9 @@ test('job outputs: every one by name, kept ones with their dataset version; serv
       magnitudeBits: 40,
       truncationFailureLog2: null,
       keptAs: lib.datasetRef('model-owner', 'w', V1),
+      keyed: false,
     },
-    { name: 'intercept', shape: [], fractionalBits: 32, magnitudeBits: 35, truncationFailureLog2: -42.5, keptAs: null },
+    { name: 'intercept', shape: [], fractionalBits: 32, magnitudeBits: 35, truncationFailureLog2: -42.5, keptAs: null, keyed: false },
   ]);
   const job = { jobId: 'j', outputs };
   assert.deepEqual(lib.delivered(job), ['intercept']);

@@ -169,6 +169,7 @@ function wireOf(message) {
       owner: p.dataset.owner,
       name: p.dataset.name,
       upload_id: Buffer.from(p.upload_id).toString('hex'),
+      columns: [...(p.columns ?? [])],
     })),
     submitters: [...message.submitters],
     max_uses: message.max_uses,
