@@ -69,6 +69,8 @@ class Mailbox:
         self._boxes: dict[str, _JobBox] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._refused: OrderedDict[str, float] = OrderedDict()
+        self._failed_early: OrderedDict[str, tuple[float, dict[PartyId, MpcError]]] = OrderedDict()
+        """Peers' failures of jobs not opened here (no state kept), for a local start soon after."""
         self._buffered = 0
 
     @property
@@ -87,6 +89,9 @@ class Mailbox:
         box = self._boxes.get(job_id)
         if box is None:
             box = self._boxes[job_id] = _JobBox(created=self._clock())
+            early = self._failed_early.pop(job_id, None)
+            if early is not None and self._clock() - early[0] < REFUSAL_MEMORY_SECONDS:
+                box.failed.update(early[1])
         return box
 
     def deliver(self, sender: PartyId, tag: MessageTag, words: Words) -> None:
@@ -128,8 +133,15 @@ class Mailbox:
         if refused_at is not None and self._clock() - refused_at < REFUSAL_MEMORY_SECONDS:
             return
         box = self._box(job_id)
-        if box is not None:
-            self._fail(box, sender, error)
+        if box is None:
+            return
+        self._fail(box, sender, error)
+        if not box.opened and not box.ready and not box.waiting:  # nothing to keep but the failure
+            del self._boxes[job_id]
+            self._failed_early[job_id] = (self._clock(), box.failed)
+            self._failed_early.move_to_end(job_id)
+            while len(self._failed_early) > _CLOSED_JOBS_REMEMBERED:
+                self._failed_early.popitem(last=False)
 
     def refuse_job(self, job_id: str) -> None:
         """This party refused ``job_id`` before starting it: drop its state.

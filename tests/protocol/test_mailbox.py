@@ -338,3 +338,22 @@ def test_first_failure_of_a_job_wins():
             await box.receive(P1, tag(1), 1)
 
     run(main())
+
+
+def test_an_abort_of_a_job_never_opened_here_keeps_no_state_but_fails_a_start_soon_after():
+    clock = FakeClock()
+    box = Mailbox(NAMES, clock=clock)
+    box.deliver(P1, tag(1), words(4))  # a peer ran ahead, then gave up before this party started
+    box.deliver_abort(P1, "job", "client cancelled")
+    assert box.open_jobs == 0 and box.buffered_bytes == 0
+
+    async def main():
+        with pytest.raises(JobAbortedError, match="client cancelled"):
+            await box.receive(P1, tag(1), 1)
+
+    run(main())  # within the refusal window, the local start sees the abort at once
+    box.close_job("job")
+    box.deliver_abort(P1, "later", "gone")
+    clock.now += 11.0  # long after: a retry under the same id starts clean
+    box.deliver(P1, tag(1, "later"), words(2))
+    assert run(box.receive(P1, tag(1, "later"), 1)).tolist() == [1, 2]
