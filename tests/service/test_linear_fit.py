@@ -84,9 +84,13 @@ def test_fit_matches_scikit_learn(cluster: Cluster, dataset: str, l2: float, int
     weights, constant = cluster.fetch(result, "weights"), cluster.fetch(result, "intercept")
     model = Ridge(alpha=l2, fit_intercept=intercept) if l2 else LinearRegression(fit_intercept=intercept)
     model.fit(x, y)
+    # Unscaled diabetes without an intercept is the one uncentred, ill-conditioned system here
+    # (smallest eigenvalue of its correlation matrix 1.0e-3 against 8.6e-3 centred): the solver's
+    # rounding, amplified by it, reaches 1.05e-4 in about one run in 60 (documented loss of accuracy).
+    tolerance = 2e-4 if dataset.startswith("diabetes-unscaled") and not intercept else 1e-4
     assert weights.shape == (x.shape[1],) and constant.shape == ()
-    assert _relative(weights, model.coef_) < 1e-4
-    assert _relative(float(constant), float(model.intercept_)) < 1e-4
+    assert _relative(weights, model.coef_) < tolerance
+    assert _relative(float(constant), float(model.intercept_)) < tolerance
     assert [o.fractional_bits for o in result.outputs] == [32, 32]  # ready for linear_regression.predict
 
 
