@@ -10,6 +10,8 @@ from typing import Any
 from mpc_server.app import serve
 from mpc_server.config import server_config
 from mpc_server.observability import configure_logging
+from mpc_server.service.chunks import return_freed_memory
+from mpc_server.service.jobs import JobLimits
 from mpc_server.service.output_store import OutputRetention
 from mpc_server.service.uploads import UploadLimits
 
@@ -38,6 +40,21 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--max-job-seconds", type=float, help="upper bound on any job's duration in seconds (default 300)"
+    )
+    parser.add_argument(
+        "--jobs-per-client",
+        type=int,
+        default=JobLimits().max_jobs_per_client,
+        help="jobs one client may have running on this server at once; more is RESOURCE_EXHAUSTED "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--job-memory-bytes",
+        type=int,
+        default=JobLimits().memory_bytes,
+        help="memory one job may hold at its peak, estimated from its plan before it runs; larger row "
+        "inputs are streamed in chunks where the program allows, other jobs over it are refused with "
+        "RESOURCE_EXHAUSTED (default %(default)s)",
     )
     parser.add_argument(
         "--data-dir",
@@ -79,6 +96,21 @@ def register(commands: Any) -> None:
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--client-datasets",
+        type=int,
+        default=uploads.max_datasets_per_client,
+        help="quota of datasets one client may keep on this server, uploads in progress included "
+        "(default %(default)s); an upload over it is refused with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--client-dataset-bytes",
+        type=int,
+        default=uploads.max_bytes_per_client,
+        help="quota of bytes one client's datasets may take at rest on this server, counted as shares "
+        "stored in full (2 x elements x 16 bytes in Z_2^128) whether or not they came as seeds "
+        "(default %(default)s); an upload over it is refused with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
         "--metrics-address",
         help="serve Prometheus metrics on [host]:port; :9100 binds loopback only, 0.0.0.0:9100 every "
         "interface (default: off). The metrics name programs and counts, never clients or data",
@@ -98,10 +130,15 @@ def run(args: argparse.Namespace) -> int:
         key=args.key,
         listen=args.listen,
         max_job_seconds=args.max_job_seconds,
+        jobs_per_client=args.jobs_per_client,
+        job_memory_bytes=args.job_memory_bytes,
         metrics_address=args.metrics_address,
         data_dir=args.data_dir,
         uploads=UploadLimits(
-            idle_seconds=args.upload_idle_seconds, max_inflight_bytes=args.upload_memory_bytes
+            idle_seconds=args.upload_idle_seconds,
+            max_inflight_bytes=args.upload_memory_bytes,
+            max_datasets_per_client=args.client_datasets,
+            max_bytes_per_client=args.client_dataset_bytes,
         ),
         outputs=OutputRetention(
             max_bytes=args.output_bytes,
@@ -110,5 +147,6 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     configure_logging(args.log_level, args.log_format, config.identity, config.endpoint.party)
+    return_freed_memory()  # so that jobs stay within their memory budget (service.chunks)
     asyncio.run(serve(config))
     return 0

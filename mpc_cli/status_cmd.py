@@ -2,13 +2,16 @@
 
 For every server of a cluster file it asks, over mutual TLS with a client
 certificate and concurrently, ``grpc.health.v1`` (SERVING once both peers
-are connected) and ``GetServerInfo`` (identity, versions, readiness and the
-state of each peer link, and whether it can store shares: ``storage``,
-with the problems an operator must fix, such as a full disk or damaged
-share files). Every call has a deadline: a server that cannot
-be reached is reported as unreachable after at most twice ``--timeout``
-seconds, never waited for indefinitely. The exit code is 0 only if all
-three servers are reachable and ready and report no storage problem.
+are connected) and ``GetServerInfo``: identity, versions, readiness, the
+state of each peer link (down when it is not connected, or when the peer
+made no progress on it within the link's keepalive, e.g. a frozen
+process; the servers a peer is reported down by are listed), and whether
+it can store shares (``storage``, with the problems an operator must fix,
+such as a full disk or damaged share files). Every call has a deadline: a
+server that cannot be reached is reported as unreachable after at most
+twice ``--timeout`` seconds, never waited for indefinitely. The exit code
+is 0 only if all three servers are reachable and ready and report no
+storage problem.
 """
 
 from __future__ import annotations
@@ -205,6 +208,16 @@ def _row(status: ServerStatus) -> tuple[str, ...]:
     )
 
 
+def peers_down(statuses: list[ServerStatus]) -> dict[str, list[str]]:
+    """For each server that another server reports down (not connected, or frozen): who reports it."""
+    down: dict[str, list[str]] = {}
+    for status in statuses:
+        for peer, up in status.peers.items():
+            if not up:
+                down.setdefault(peer, []).append(status.identity)
+    return down
+
+
 def render_table(statuses: list[ServerStatus]) -> str:
     """A fixed-width table, one row per server, then any errors."""
     rows = [_COLUMNS, *(_row(status) for status in statuses)]
@@ -213,6 +226,10 @@ def render_table(statuses: list[ServerStatus]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     lines += [f"{status.identity}: {error}" for status in statuses for error in status.errors]
+    lines += [
+        f"{peer}: reported down by {', '.join(reporters)} (no connection, or no progress on the link)"
+        for peer, reporters in peers_down(statuses).items()
+    ]
     lines += [f"{s.identity}: storage: {problem}" for s in statuses for problem in s.storage_problems]
     healthy = sum(status.ready for status in statuses)
     lines.append(f"{healthy} of {len(statuses)} servers reachable and ready")
@@ -246,7 +263,14 @@ def run(args: argparse.Namespace) -> int:
     healthy = all(status.healthy for status in statuses)
     if args.json:
         print(
-            json.dumps({"healthy": healthy, "servers": [status.as_json() for status in statuses]}, indent=2)
+            json.dumps(
+                {
+                    "healthy": healthy,
+                    "servers": [status.as_json() for status in statuses],
+                    "peers_down": peers_down(statuses),
+                },
+                indent=2,
+            )
         )
     else:
         print(render_table(statuses))

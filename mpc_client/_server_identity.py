@@ -21,6 +21,7 @@ pinned certificate revoked meanwhile is dropped before the next call.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -36,9 +37,10 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from mpc_client._calls import CONNECT_WAIT, CallScope, ConnectionWatch, ScopedCallable, Waited, current_scope
 from mpc_core.certificates import CertificateInfo, RevocationList, check_leaf, load_ca, parse_revocation_list
 from mpc_core.cluster import ServerEndpoint
-from mpc_core.errors import ConfigError, ServerUnavailableError, UnauthenticatedError
+from mpc_core.errors import ConfigError, MpcError, ServerUnavailableError, UnauthenticatedError
 from mpc_core.identity import Principal, Role
 
 PREFLIGHT_TIMEOUT = 10.0
@@ -110,6 +112,35 @@ def _load_identity(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> 
         raise ConfigError(f"cannot load the client certificate and key for TLS: {exc}") from None
 
 
+class _Unblock:
+    """Ends a blocked handshake when its operation is cancelled (``CallScope``)."""
+
+    def __init__(self, raw: socket.socket) -> None:
+        self._raw = raw
+
+    def cancel(self) -> None:
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(socket.SHUT_RDWR)
+
+
+def _handshake_error(server: str, address: str, exc: OSError) -> MpcError:
+    """What a failed checking handshake means for the caller."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return UnauthenticatedError(
+            f"{server}: the certificate at {address} fails verification against the cluster CA "
+            f"({exc.verify_message})"
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = str(exc.reason or exc)
+        if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason:
+            return UnauthenticatedError(f"{server}: the server at {address} does not offer TLS 1.3")
+        return ServerUnavailableError(server, f"TLS handshake with {address} failed: {reason}")
+    if isinstance(exc, TimeoutError):
+        return ServerUnavailableError(server, f"no TLS handshake with {address} within the time allowed")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return ServerUnavailableError(server, f"cannot connect to {address}: {reason}")
+
+
 @dataclass(frozen=True)
 class CheckedServer:
     """A server certificate that passed every check, as PEM, and what it says."""
@@ -146,28 +177,17 @@ class ServerChecker:
         server, address = endpoint.identity, endpoint.address
         host, _, port = address.rpartition(":")
         host = host[1:-1] if host.startswith("[") else host
+        scope = current_scope()
         try:
-            with (
-                socket.create_connection((host, int(port)), timeout=timeout) as raw,
-                self._context.wrap_socket(raw, server_hostname=server) as tls,
-            ):
-                der = tls.getpeercert(binary_form=True)
-        except ssl.SSLCertVerificationError as exc:
-            raise UnauthenticatedError(
-                f"{server}: the certificate at {address} fails verification against the cluster CA "
-                f"({exc.verify_message})"
-            ) from None
-        except ssl.SSLError as exc:
-            reason = str(exc.reason or exc)
-            if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason:
-                raise UnauthenticatedError(
-                    f"{server}: the server at {address} does not offer TLS 1.3"
-                ) from None
-            raise ServerUnavailableError(server, f"TLS handshake with {address} failed: {reason}") from None
-        except OSError as exc:
-            raise ServerUnavailableError(
-                server, f"cannot connect to {address}: {exc.strerror or exc}"
-            ) from None
+            with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+                if scope is not None:
+                    scope.add(_Unblock(raw))  # a cancelled operation does not wait for this handshake
+                with self._context.wrap_socket(raw, server_hostname=server) as tls:
+                    der = tls.getpeercert(binary_form=True)
+        except OSError as exc:  # ssl.SSLError included
+            if scope is not None:
+                scope.check()
+            raise _handshake_error(server, address, exc) from None
         if der is None:
             raise UnauthenticatedError(f"{server}: the server at {address} presented no certificate")
         return der
@@ -206,13 +226,19 @@ class ServerChecker:
 class _Pin:
     channel: grpc.Channel
     info: CertificateInfo
+    watch: ConnectionWatch
 
 
 class PinnedChannel(grpc.Channel):
     """A channel to one server, opened only to the certificate :class:`ServerChecker` accepted.
 
     Multicallables made from it look the pinned channel up at each call, so
-    stubs built once keep working across a re-pin.
+    stubs built once keep working across a re-pin. A call on a channel that
+    is not connected waits for the connection at most ``CONNECT_WAIT``
+    seconds; when a connection attempt fails meanwhile, the server is
+    checked again at once (so "connection refused" fails the call at once,
+    and a server that is back is reached on a fresh channel, without
+    waiting for gRPC's reconnection backoff).
     """
 
     def __init__(
@@ -235,35 +261,79 @@ class PinnedChannel(grpc.Channel):
         self._stale = True
 
     def current(self, timeout: float | None = None) -> grpc.Channel:
-        """The pinned channel, checking (or re-checking) the server first if needed.
+        """The pinned channel, connected, checking (or re-checking) the server first if needed.
 
         Raises:
             UnauthenticatedError: the server is not who it should be, or its certificate is revoked.
             ServerUnavailableError: the server cannot be reached, or the client is closed.
+            CallCancelled: the operation was cancelled meanwhile (``CallScope``).
         """
+        server = self.endpoint.identity
         with self._lock:
             if self._closed:
-                raise ServerUnavailableError(self.endpoint.identity, "the client is closed")
+                raise ServerUnavailableError(server, "the client is closed")
             pin = self._pin
             if pin is not None and self._checker.revoked(pin.info):
                 self._pin = None
                 pin.channel.close()
-                raise UnauthenticatedError(f"{self.endpoint.identity}: its certificate has been revoked")
-            if pin is not None and not self._stale:
-                return pin.channel
-            checked = self._checker.check(self.endpoint, timeout)
-            self._stale = False
-            if pin is not None and checked.info.fingerprint == pin.info.fingerprint:
-                return pin.channel
-            channel = self._open(checked.cert_pem)
-            self._pin = _Pin(channel, checked.info)
-            if pin is not None:
-                pin.channel.close()
-            if self._closed:  # closed while the server was being checked
-                self._pin = None
-                channel.close()
-                raise ServerUnavailableError(self.endpoint.identity, "the client is closed")
-            return channel
+                raise UnauthenticatedError(f"{server}: its certificate has been revoked")
+            if pin is None or self._stale:
+                pin = self._check(pin, timeout)
+            if not pin.watch.ready:
+                pin = self._connect(pin, timeout)
+            return pin.channel
+
+    def _check(self, pin: _Pin | None, timeout: float | None) -> _Pin:
+        """Check the server; keep ``pin`` if it is connected to the same certificate."""
+        checked = self._checker.check(self.endpoint, timeout)
+        self._stale = False
+        if pin is not None and pin.watch.ready and checked.info.fingerprint == pin.info.fingerprint:
+            return pin
+        return self._open_pin(checked, pin)
+
+    def _open_pin(self, checked: CheckedServer, old: _Pin | None) -> _Pin:
+        channel = self._open(checked.cert_pem)
+        opened = _Pin(channel, checked.info, ConnectionWatch(channel))
+        self._pin = opened
+        if old is not None:
+            old.channel.close()
+        if self._closed:  # closed while the server was being checked
+            self._pin = None
+            channel.close()
+            raise ServerUnavailableError(self.endpoint.identity, "the client is closed")
+        return opened
+
+    def _connect(self, pin: _Pin, timeout: float | None) -> _Pin:
+        """Wait (bounded) until ``pin``'s channel is connected.
+
+        When a connection attempt fails, the server is checked at once:
+        unreachable fails the call now, saying why; the same certificate
+        gets a fresh channel (no reconnection backoff). A server with
+        another certificate is left to this call's failure and checked
+        again at the next call, as after any ``UNAVAILABLE``.
+        """
+        wait = CONNECT_WAIT if timeout is None else max(0.05, min(CONNECT_WAIT, timeout))
+        end = time.monotonic() + wait
+        scope: CallScope | None = current_scope()
+        rechecked = False
+        while True:
+            waited = pin.watch.wait(end, scope, stop_on_failure=not rechecked)
+            if waited is Waited.READY:
+                return pin
+            if waited is Waited.TIMEOUT:
+                address = self.endpoint.address
+                raise ServerUnavailableError(
+                    self.endpoint.identity, f"no connection to {address} within {wait:.1f} s"
+                )
+            rechecked = True
+            try:
+                checked = self._checker.check(self.endpoint, max(0.05, end - time.monotonic()))
+            except UnauthenticatedError:
+                checked = None
+            if checked is None or checked.info.fingerprint != pin.info.fingerprint:
+                self._stale = True
+                return pin  # this call fails on the pinned channel; the next one reports or re-pins
+            pin = self._open_pin(checked, pin)
 
     def close(self) -> None:
         """Close the pinned channel (if one was opened); does not wait for a check under way."""
@@ -275,19 +345,19 @@ class PinnedChannel(grpc.Channel):
     # The generated stubs pass (method, request_serializer, response_deserializer, _registered_method).
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A unary-unary multicallable on the pinned channel."""
-        return _LazyCallable(self, "unary_unary", method, args, kwargs)
+        return ScopedCallable(self, "unary_unary", method, args, kwargs)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A unary-stream multicallable on the pinned channel."""
-        return _LazyCallable(self, "unary_stream", method, args, kwargs)
+        return ScopedCallable(self, "unary_stream", method, args, kwargs)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A stream-unary multicallable on the pinned channel."""
-        return _LazyCallable(self, "stream_unary", method, args, kwargs)
+        return ScopedCallable(self, "stream_unary", method, args, kwargs)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A stream-stream multicallable on the pinned channel."""
-        return _LazyCallable(self, "stream_stream", method, args, kwargs)
+        return ScopedCallable(self, "stream_stream", method, args, kwargs)
 
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
@@ -300,48 +370,3 @@ class PinnedChannel(grpc.Channel):
         pin = self._pin
         if pin is not None:
             pin.channel.unsubscribe(callback)
-
-
-class _LazyCallable:
-    """A multicallable that resolves the pinned channel at each call."""
-
-    def __init__(
-        self, owner: PinnedChannel, kind: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        self._owner = owner
-        self._kind = kind
-        self._method = method
-        self._args = args
-        self._kwargs = kwargs
-        self._made: tuple[grpc.Channel, Any] | None = None
-
-    def _target(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        timeout = kwargs.get("timeout", args[1] if len(args) > 1 else None)
-        channel = self._owner.current(timeout)
-        made = self._made
-        if made is None or made[0] is not channel:
-            made = (channel, getattr(channel, self._kind)(self._method, *self._args, **self._kwargs))
-            self._made = made
-        return made[1]
-
-    def _invoke(self, attribute: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        target = self._target(args, kwargs)
-        call = target if attribute is None else getattr(target, attribute)
-        try:
-            return call(*args, **kwargs)
-        except grpc.RpcError as exc:
-            if isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.UNAVAILABLE:
-                self._owner.mark_stale()
-            raise
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Make the call on the pinned channel."""
-        return self._invoke(None, args, kwargs)
-
-    def with_call(self, *args: Any, **kwargs: Any) -> Any:
-        """``with_call`` on the pinned channel."""
-        return self._invoke("with_call", args, kwargs)
-
-    def future(self, *args: Any, **kwargs: Any) -> Any:
-        """``future`` on the pinned channel."""
-        return self._invoke("future", args, kwargs)

@@ -14,12 +14,13 @@ whose message names every server and what it said.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 
+from mpc_client._calls import CallCancelled, CallScope, run_in_scope
 from mpc_client._server_identity import PinnedChannel, ServerChecker
 from mpc_core.certificates import inspect_certificate
 from mpc_core.cluster import ClusterConfig, ServerEndpoint
@@ -64,7 +65,15 @@ _KEEPALIVE = [
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # A server that is back is reconnected to within a second, and each server's
+    # channel has a connection of its own (a fresh channel is a fresh attempt).
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.use_local_subchannel_pool", 1),
 ]
+CANCEL_GRACE = 1.0
+"""How long fan_out waits for calls it cancelled to end (a blocked connect ends at its own timeout)."""
+_LOCAL_CANCEL = "Locally cancelled by application!"
 
 
 @dataclass(frozen=True, repr=False)
@@ -118,22 +127,50 @@ class ServerConnection:
         return self.endpoint.identity
 
 
-def error_from_rpc(server: str, error: grpc.RpcError) -> MpcError:
-    """Translate one server's RPC failure into an :class:`MpcError`."""
+def error_from_rpc(server: str, error: grpc.RpcError, address: str = "") -> MpcError:
+    """Translate one server's RPC failure into an :class:`MpcError`.
+
+    A call the server did not answer itself (no ``mpc-server`` trailer: the
+    connection failed, or the call was cut off, e.g. by a server shutting
+    down) becomes a :class:`ServerUnavailableError` that says so.
+    """
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (error.details() if isinstance(error, grpc.Call) else None) or code.name
-    named = server
+    named, answered = server, False
     if isinstance(error, grpc.Call):
         for key, value in error.trailing_metadata() or ():
             if key == SERVER_METADATA_KEY and isinstance(value, str):
-                named = value
+                named, answered = value, True
     if code is grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
         details = "no answer before the deadline"
+    if not answered and code.name in _TRANSPORT_CODES:
+        interrupted = _interruption(code, details, f" at {address}" if address else "")
+        if interrupted:
+            return error_for_status("UNAVAILABLE", f"{server}: {interrupted}", server=server)
     error_out = error_for_status(code.name, f"{server}: {details}", server=named)
     if isinstance(error_out, JobAbortedError):
         error_out.peer = named
         error_out.reason = details
     return error_out
+
+
+_TRANSPORT_CODES = ("UNAVAILABLE", "CANCELLED", "INTERNAL")
+_CONNECT_FAILURES = ("failed to connect", "connection refused", "handshake", "connect failed", "dns")
+
+
+def _interruption(code: grpc.StatusCode, details: str, at: str) -> str:
+    """What a failure that the server did not report itself means ("" if it is not one)."""
+    lowered = details.lower()
+    if code is grpc.StatusCode.UNAVAILABLE and any(words in lowered for words in _CONNECT_FAILURES):
+        return f"cannot connect to the server{at} ({details})"
+    if code is grpc.StatusCode.CANCELLED and details == "Channel closed!":
+        return "the client was closed during the call"
+    if code is grpc.StatusCode.INTERNAL and "RST_STREAM" not in details:
+        return ""
+    return (
+        f"the connection to the server{at} was cut during the call ({code.name}: {details}); "
+        "the server may be shutting down or restarting"
+    )
 
 
 def raise_combined(failures: Mapping[str, MpcError]) -> None:
@@ -157,26 +194,66 @@ def _rank(error: MpcError) -> int:
     return len(_PRIORITY)
 
 
+def _connection_failure(error: MpcError) -> bool:
+    """Whether ``error`` means the operation cannot succeed on any server: one is unreachable or cut off."""
+    return isinstance(error, ServerUnavailableError | UnauthenticatedError)
+
+
+def _outcome(connection: ServerConnection, future: Future[_T]) -> MpcError | CallCancelled | None:
+    """None if the call succeeded, else what it failed with."""
+    try:
+        future.result()
+    except grpc.RpcError as exc:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        if (
+            code is grpc.StatusCode.CANCELLED
+            and isinstance(exc, grpc.Call)
+            and exc.details() == _LOCAL_CANCEL
+        ):
+            return CallCancelled("cancelled by the client")
+        if code is grpc.StatusCode.UNAVAILABLE:
+            connection.channel.mark_stale()  # check the server again: it may have a new certificate
+        return error_from_rpc(connection.name, exc, connection.endpoint.address)
+    except (CallCancelled, grpc.FutureCancelledError) as exc:
+        return CallCancelled(str(exc))
+    except MpcError as exc:
+        return exc
+    return None
+
+
 def fan_out(
     connections: tuple[ServerConnection, ...],
     call: Callable[[ServerConnection], _T],
     pool: ThreadPoolExecutor,
 ) -> list[_T]:
-    """Run ``call`` against every server concurrently; raise combined failures."""
-    futures: list[Future[_T]] = [pool.submit(call, connection) for connection in connections]
-    results: list[_T] = []
+    """Run ``call`` against every server concurrently; raise combined failures.
+
+    As soon as one server cannot be reached (or its call is cut off), the
+    calls to the others are cancelled (:class:`CallScope`): the operation
+    fails at once with an error naming that server, not at the deadline.
+    """
+    scope = CallScope()
+    futures = {pool.submit(run_in_scope, scope, call, connection): connection for connection in connections}
     failures: dict[str, MpcError] = {}
-    for connection, future in zip(connections, futures, strict=True):
-        try:
-            results.append(future.result())
-        except grpc.RpcError as exc:
-            failures[connection.name] = error_from_rpc(connection.name, exc)
-            if isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.UNAVAILABLE:
-                connection.channel.mark_stale()  # check the server again: it may have a new certificate
-        except MpcError as exc:
-            failures[connection.name] = exc
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, CANCEL_GRACE if scope.cancelled else None, FIRST_COMPLETED)
+        if not done:
+            break  # cancelled calls still busy (a blocked connect): not waited for
+        for future in done:
+            connection = futures[future]
+            outcome = _outcome(connection, future)
+            if outcome is None:
+                continue
+            if scope.cancelled and isinstance(outcome, CallCancelled):
+                continue  # given up because another server failed: that failure is the news
+            if isinstance(outcome, CallCancelled):
+                outcome = ServerUnavailableError(connection.name, "the call was cancelled")
+            failures[connection.name] = outcome
+            if _connection_failure(outcome):
+                scope.cancel(f"{connection.name} failed: {outcome}")
     raise_combined(failures)
-    return results
+    return [future.result() for future in futures]
 
 
 def connect_all(cluster: ClusterConfig, credentials: ClientCredentials) -> tuple[ServerConnection, ...]:

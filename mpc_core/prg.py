@@ -8,6 +8,9 @@
   keystream under key = seed, initial counter block = 16 zero bytes, read as
   little-endian uint64 words. This is the written rule any language can follow
   (e.g. seed-compressed uploads).
+  :func:`prg_words_range` gives words ``[start, stop)`` of that expansion
+  without the prefix (CTR mode starts at any block), for reading a seeded
+  component in row chunks.
 * :func:`prf_words` is ``F(k, tag, n)`` of the protocols: AES-128-CTR under the
   pairwise key ``k`` with the initial counter block
   ``SHA-256(b"mpc.v1.prf" || tag)[:16]``. Distinct tags give independent
@@ -101,6 +104,37 @@ def prg_words(seed: bytes, n: int) -> Words:
     if len(seed) != KEY_BYTES:
         raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
     return _keystream_words(seed, _ZERO_BLOCK, n)
+
+
+def _counter_at(counter_block: bytes, blocks: int) -> bytes:
+    """The CTR counter block ``blocks`` blocks after ``counter_block`` (big-endian, mod 2^128)."""
+    value = (int.from_bytes(counter_block, "big") + blocks) % (1 << (8 * _BLOCK))
+    return value.to_bytes(_BLOCK, "big")
+
+
+def prg_words_range(seed: bytes, start: int, stop: int) -> Words:
+    """Words ``[start, stop)`` of the expansion of ``seed``, without expanding the prefix.
+
+    Equal to ``prg_words(seed, stop)[start:]``: AES-CTR starts at the block
+    holding word ``start`` (counter ``start // 2``) and drops the half block
+    before it.
+    """
+    if len(seed) != KEY_BYTES:
+        raise InvalidArgumentError(f"PRG seeds are {KEY_BYTES} bytes, got {len(seed)}")
+    if not 0 <= start <= stop:
+        raise InvalidArgumentError(f"cannot draw words [{start}, {stop})")
+    per_block = _BLOCK // WORD_BYTES
+    skip = start % per_block
+    words = _keystream_words(seed, _counter_at(_ZERO_BLOCK, start // per_block), stop - start + skip)
+    if not skip:
+        return words
+    return np.ascontiguousarray(words[skip:])
+
+
+def prg_elements_range(ring: Ring, seed: bytes, start: int, stop: int) -> RingArray:
+    """Elements ``[start, stop)`` of ``prg_elements(ring, seed, n)`` (any ``n >= stop``)."""
+    per = ring.words_per_element
+    return ring.from_words(prg_words_range(seed, start * per, stop * per))
 
 
 def prg_fill(seed: bytes, out: RingArray) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import gc
 import logging
+import os
 import signal
 import socket
 
@@ -37,6 +38,8 @@ from mpc_server.protocol.mailbox import Mailbox
 from mpc_server.service.alignment import AlignmentService
 from mpc_server.service.audit import AuditLog
 from mpc_server.service.catalog import Catalog
+from mpc_server.service.commit import CommitPause
+from mpc_server.service.commit_journal import CommitJournal
 from mpc_server.service.grant_book import GrantBook
 from mpc_server.service.job_plan import JobPlanner
 from mpc_server.service.jobs import JobService, JobServices
@@ -46,11 +49,14 @@ from mpc_server.service.outputs import OutputService
 from mpc_server.service.programs import default_programs
 from mpc_server.service.storage_state import StorageState
 from mpc_server.service.store import FileDatasetStore
+from mpc_server.service.upload_commits import UploadCommits
 from mpc_server.service.uploads import UploadService
 from mpc_server.transport import tls
 from mpc_server.transport.auth import RoleInterceptor, authenticate, require_role
 from mpc_server.transport.peer_channel import DEFAULT_MAX_MESSAGE_WORDS, GrpcPeerChannel, Inbound
-from mpc_server.transport.peer_link import PeerLink
+from mpc_server.transport.peer_identity import PeerIdentityCheck
+from mpc_server.transport.peer_link import LinkTiming, PeerLink
+from mpc_server.transport.peer_outcomes import PeerOutcomeClient
 from mpc_server.transport.peer_servicer import PeerServicer
 from mpc_server.transport.registration import add_servicer
 from mpc_server.transport.tasks import cancel_and_wait
@@ -111,6 +117,11 @@ class MpcServer:
         )
         self.outputs = OutputService(self.output_store, on_activity=self.jobs.activity, keys=self.output_keys)
         self.alignments = AlignmentService(self.channel)
+        identity = PeerIdentityCheck(self.material, self.verifier.revocation)
+        self.peer_outcomes = PeerOutcomeClient({p: config.cluster.server(p) for p in self.peers}, identity)
+        journal = CommitJournal(config.data_dir, datasets, self.keys)  # MPC_TEST_PAUSE_AT: test-only
+        pause = CommitPause.from_environment(os.environ)
+        self.commits = UploadCommits(journal, datasets, self.channel, self.peer_outcomes, pause=pause)
         self.uploads = UploadService(
             datasets,
             self.channel,
@@ -119,6 +130,7 @@ class MpcServer:
             config.uploads,
             grants=grants,
             keys=self.keys,
+            commits=self.commits,
         )
         self.catalog = Catalog(datasets, grants, self.audit, programs, config.uploads.max_grants)
         self.health = health_aio.HealthServicer()
@@ -129,6 +141,7 @@ class MpcServer:
             authenticate=authenticate,
             inbound=self.inbound,
             on_change=self._changed.set,
+            upload_outcome=self.commits.outcome,
         )
         self.server = self._grpc_server()
         self._tasks: list[asyncio.Task[None]] = []
@@ -163,10 +176,11 @@ class MpcServer:
         )
         return PeerLink(
             endpoint,
-            tls.channel_credentials(self.material),
+            PeerIdentityCheck(self.material, self.verifier.revocation),  # checked and pinned before use
             tls.channel_options(endpoint.identity),
             hello,
-            connect_timeout=self.config.connect_timeout,
+            timing=LinkTiming(connect_timeout=self.config.connect_timeout),
+            activity=lambda: self.inbound.bytes_received[peer],  # what arrives from the peer is progress
             on_change=self._changed.set,
             on_lost=lambda reason: self.inbound.peer_lost(peer, f"link to the peer lost: {reason}"),
         )
@@ -256,6 +270,7 @@ class MpcServer:
             self.port = self.server.add_secure_port(self.config.listen, tls.server_credentials(self.material))
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {self.config.listen}: {exc}") from None
+        await self.commits.start()  # recover uploads left prepared or committed by a crash, before serving
         await self.server.start()
         if self.config.metrics_address:
             self.metrics_port = self.metrics.serve(self.config.metrics_address)
@@ -343,6 +358,8 @@ class MpcServer:
             await link.close()
         await self.peer_servicer.close_streams(_STREAM_GRACE_SECONDS)
         await self.server.stop(_STREAM_GRACE_SECONDS)
+        await self.commits.stop()
+        await self.peer_outcomes.close()
         await self.audit.sync()
         self.audit.close()
         self.metrics.stop()

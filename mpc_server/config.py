@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mpc_core.cluster import ClusterConfig, ServerEndpoint, parse_cluster
@@ -52,6 +52,8 @@ def server_config(
     key: Path | None = None,
     listen: str | None = None,
     max_job_seconds: float | None = None,
+    jobs_per_client: int | None = None,
+    job_memory_bytes: int | None = None,
     metrics_address: str | None = None,
     data_dir: Path | None = None,
     outputs: OutputRetention | None = None,
@@ -66,13 +68,23 @@ def server_config(
     endpoint = cluster.by_identity(identity)
     cert_dir = cluster.ca_path.parent
     jobs = JobLimits() if max_job_seconds is None else JobLimits(max_seconds=max_job_seconds)
+    if jobs_per_client is not None:
+        jobs = replace(jobs, max_jobs_per_client=jobs_per_client)
+    if job_memory_bytes is not None:
+        jobs = replace(jobs, memory_bytes=job_memory_bytes)
+    if jobs.memory_bytes <= 0:
+        raise ConfigError("the per-job memory budget must be positive")
     if jobs.max_seconds <= 0:
         raise ConfigError("the maximum job duration must be positive")
+    if jobs.max_jobs_per_client <= 0:
+        raise ConfigError("the number of concurrent jobs per client must be positive")
     outputs = outputs or OutputRetention()
     if min(outputs.max_bytes, outputs.max_bytes_per_client, outputs.max_outputs_per_client) <= 0:
         raise ConfigError("output quotas must be positive")
     if uploads is not None and (uploads.idle_seconds <= 0 or uploads.max_inflight_bytes <= 0):
         raise ConfigError("the upload idle time and memory budget must be positive")
+    if uploads is not None and min(uploads.max_datasets_per_client, uploads.max_bytes_per_client) <= 0:
+        raise ConfigError("dataset quotas (datasets and bytes at rest per client) must be positive")
     return ServerConfig(
         cluster=cluster,
         identity=identity,

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mpc/v1/peer_service.proto\x12\x06mpc.v1\"r\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\r\x12\x1b\n\x13\x63luster_fingerprint\x18\x03 \x01(\x0c\x12\x18\n\x10software_version\x18\x04 \x01(\t\"s\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\r\x12\x1b\n\x13\x63luster_fingerprint\x18\x03 \x01(\x0c\x12\x18\n\x10software_version\x18\x04 \x01(\t\"A\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x13\n\x0btotal_words\x18\x02 \x01(\x04\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"\x1a\n\x08JobAbort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"{\n\x0f\x45xchangeRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\x04\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x11.mpc.v1.DataChunkH\x00\x12!\n\x05\x61\x62ort\x18\x04 \x01(\x0b\x32\x10.mpc.v1.JobAbortH\x00\x42\x06\n\x04\x62ody\"\x12\n\x10\x45xchangeResponse2\x90\x01\n\x0bPeerService\x12@\n\tHandshake\x12\x18.mpc.v1.HandshakeRequest\x1a\x19.mpc.v1.HandshakeResponse\x12?\n\x08\x45xchange\x12\x17.mpc.v1.ExchangeRequest\x1a\x18.mpc.v1.ExchangeResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mpc/v1/peer_service.proto\x12\x06mpc.v1\"r\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\r\x12\x1b\n\x13\x63luster_fingerprint\x18\x03 \x01(\x0c\x12\x18\n\x10software_version\x18\x04 \x01(\t\"s\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\r\x12\x1b\n\x13\x63luster_fingerprint\x18\x03 \x01(\x0c\x12\x18\n\x10software_version\x18\x04 \x01(\t\"A\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x13\n\x0btotal_words\x18\x02 \x01(\x04\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"\x1a\n\x08JobAbort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"{\n\x0f\x45xchangeRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\x04\x12!\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x11.mpc.v1.DataChunkH\x00\x12!\n\x05\x61\x62ort\x18\x04 \x01(\x0b\x32\x10.mpc.v1.JobAbortH\x00\x42\x06\n\x04\x62ody\"\x12\n\x10\x45xchangeResponse\"F\n\x14UploadOutcomeRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tupload_id\x18\x03 \x01(\x0c\"?\n\x15UploadOutcomeResponse\x12&\n\x07outcome\x18\x01 \x01(\x0e\x32\x15.mpc.v1.UploadOutcome*\xa2\x01\n\rUploadOutcome\x12\x1e\n\x1aUPLOAD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_OUTCOME_UNKNOWN\x10\x01\x12\x1a\n\x16UPLOAD_OUTCOME_PENDING\x10\x02\x12\x1b\n\x17UPLOAD_OUTCOME_PREPARED\x10\x03\x12\x1c\n\x18UPLOAD_OUTCOME_COMMITTED\x10\x04\x32\xde\x01\n\x0bPeerService\x12@\n\tHandshake\x12\x18.mpc.v1.HandshakeRequest\x1a\x19.mpc.v1.HandshakeResponse\x12?\n\x08\x45xchange\x12\x17.mpc.v1.ExchangeRequest\x1a\x18.mpc.v1.ExchangeResponse(\x01\x12L\n\rUploadOutcome\x12\x1c.mpc.v1.UploadOutcomeRequest\x1a\x1d.mpc.v1.UploadOutcomeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.v1.peer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_UPLOADOUTCOME']._serialized_start=648
+  _globals['_UPLOADOUTCOME']._serialized_end=810
   _globals['_HANDSHAKEREQUEST']._serialized_start=37
   _globals['_HANDSHAKEREQUEST']._serialized_end=151
   _globals['_HANDSHAKERESPONSE']._serialized_start=153
@@ -43,6 +45,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXCHANGEREQUEST']._serialized_end=488
   _globals['_EXCHANGERESPONSE']._serialized_start=490
   _globals['_EXCHANGERESPONSE']._serialized_end=508
-  _globals['_PEERSERVICE']._serialized_start=511
-  _globals['_PEERSERVICE']._serialized_end=655
+  _globals['_UPLOADOUTCOMEREQUEST']._serialized_start=510
+  _globals['_UPLOADOUTCOMEREQUEST']._serialized_end=580
+  _globals['_UPLOADOUTCOMERESPONSE']._serialized_start=582
+  _globals['_UPLOADOUTCOMERESPONSE']._serialized_end=645
+  _globals['_PEERSERVICE']._serialized_start=813
+  _globals['_PEERSERVICE']._serialized_end=1035
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ The API the three servers call on each other. Only server certificates
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,35 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _UploadOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UploadOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UploadOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPLOAD_OUTCOME_UNSPECIFIED: _UploadOutcome.ValueType  # 0
+    UPLOAD_OUTCOME_UNKNOWN: _UploadOutcome.ValueType  # 1
+    """Never prepared here, or rolled back: this server will never publish it."""
+    UPLOAD_OUTCOME_PENDING: _UploadOutcome.ValueType  # 2
+    """Still being received or voted on here: ask again later."""
+    UPLOAD_OUTCOME_PREPARED: _UploadOutcome.ValueType  # 3
+    """Prepared here; this server does not know the decision either."""
+    UPLOAD_OUTCOME_COMMITTED: _UploadOutcome.ValueType  # 4
+    """Committed here (published, or being published)."""
+
+class UploadOutcome(_UploadOutcome, metaclass=_UploadOutcomeEnumTypeWrapper): ...
+
+UPLOAD_OUTCOME_UNSPECIFIED: UploadOutcome.ValueType  # 0
+UPLOAD_OUTCOME_UNKNOWN: UploadOutcome.ValueType  # 1
+"""Never prepared here, or rolled back: this server will never publish it."""
+UPLOAD_OUTCOME_PENDING: UploadOutcome.ValueType  # 2
+"""Still being received or voted on here: ask again later."""
+UPLOAD_OUTCOME_PREPARED: UploadOutcome.ValueType  # 3
+"""Prepared here; this server does not know the decision either."""
+UPLOAD_OUTCOME_COMMITTED: UploadOutcome.ValueType  # 4
+"""Committed here (published, or being published)."""
+Global___UploadOutcome: _TypeAlias = UploadOutcome  # noqa: Y015
 
 @_typing.final
 class HandshakeRequest(_message.Message):
@@ -172,3 +202,49 @@ class ExchangeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExchangeResponse: _TypeAlias = ExchangeResponse  # noqa: Y015
+
+@_typing.final
+class UploadOutcomeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    """The dataset the upload is for."""
+    name: _builtins.str
+    upload_id: _builtins.bytes
+    """The upload's 16-byte id (UploadHeader.upload_id)."""
+    def __init__(
+        self,
+        *,
+        owner: _builtins.str = ...,
+        name: _builtins.str = ...,
+        upload_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadOutcomeRequest: _TypeAlias = UploadOutcomeRequest  # noqa: Y015
+
+@_typing.final
+class UploadOutcomeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    outcome: Global___UploadOutcome.ValueType
+    def __init__(
+        self,
+        *,
+        outcome: Global___UploadOutcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadOutcomeResponse: _TypeAlias = UploadOutcomeResponse  # noqa: Y015

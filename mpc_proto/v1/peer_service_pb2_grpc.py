@@ -44,6 +44,11 @@ class PeerServiceStub:
                 request_serializer=mpc_dot_v1_dot_peer__service__pb2.ExchangeRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_peer__service__pb2.ExchangeResponse.FromString,
                 _registered_method=True)
+        self.UploadOutcome = channel.unary_unary(
+                '/mpc.v1.PeerService/UploadOutcome',
+                request_serializer=mpc_dot_v1_dot_peer__service__pb2.UploadOutcomeRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_peer__service__pb2.UploadOutcomeResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -64,6 +69,15 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadOutcome(self, request, context):
+        """Settles an upload's commit after a failure: what this server knows of
+        the upload (asked by a peer that holds it prepared but does not know
+        whether it was committed). See mpc_server/service/commit.py.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +90,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=mpc_dot_v1_dot_peer__service__pb2.ExchangeRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_peer__service__pb2.ExchangeResponse.SerializeToString,
+            ),
+            'UploadOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadOutcome,
+                    request_deserializer=mpc_dot_v1_dot_peer__service__pb2.UploadOutcomeRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_peer__service__pb2.UploadOutcomeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +151,33 @@ class PeerService:
             '/mpc.v1.PeerService/Exchange',
             mpc_dot_v1_dot_peer__service__pb2.ExchangeRequest.SerializeToString,
             mpc_dot_v1_dot_peer__service__pb2.ExchangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.PeerService/UploadOutcome',
+            mpc_dot_v1_dot_peer__service__pb2.UploadOutcomeRequest.SerializeToString,
+            mpc_dot_v1_dot_peer__service__pb2.UploadOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,11 @@ class PeerServiceStub:
     """A long-lived stream of protocol messages from the calling server to this
     one. The sender is the identity of the caller's certificate.
     """
+    UploadOutcome: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.UploadOutcomeRequest, _peer_service_pb2.UploadOutcomeResponse]
+    """Settles an upload's commit after a failure: what this server knows of
+    the upload (asked by a peer that holds it prepared but does not know
+    whether it was committed). See mpc_server/service/commit.py.
+    """
 
 @_typing.type_check_only
 class PeerServiceAsyncStub(PeerServiceStub):
@@ -48,6 +53,11 @@ class PeerServiceAsyncStub(PeerServiceStub):
     Exchange: _aio.StreamUnaryMultiCallable[_peer_service_pb2.ExchangeRequest, _peer_service_pb2.ExchangeResponse]  # type: ignore[assignment]
     """A long-lived stream of protocol messages from the calling server to this
     one. The sender is the identity of the caller's certificate.
+    """
+    UploadOutcome: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.UploadOutcomeRequest, _peer_service_pb2.UploadOutcomeResponse]  # type: ignore[assignment]
+    """Settles an upload's commit after a failure: what this server knows of
+    the upload (asked by a peer that holds it prepared but does not know
+    whether it was committed). See mpc_server/service/commit.py.
     """
 
 class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -67,6 +77,17 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_peer_service_pb2.ExchangeResponse, _abc.Awaitable[_peer_service_pb2.ExchangeResponse]]:
         """A long-lived stream of protocol messages from the calling server to this
         one. The sender is the identity of the caller's certificate.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadOutcome(
+        self,
+        request: _peer_service_pb2.UploadOutcomeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_service_pb2.UploadOutcomeResponse, _abc.Awaitable[_peer_service_pb2.UploadOutcomeResponse]]:
+        """Settles an upload's commit after a failure: what this server knows of
+        the upload (asked by a peer that holds it prepared but does not know
+        whether it was committed). See mpc_server/service/commit.py.
         """
 
 def add_PeerServiceServicer_to_server(servicer: PeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

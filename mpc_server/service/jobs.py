@@ -21,22 +21,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from mpc_core.errors import (
     AlreadyExistsError,
-    FailedPreconditionError,
     MpcError,
+    ResourceLimitError,
     ServerUnavailableError,
 )
+from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.context import PartyContext
 from mpc_server.protocol.setup import agree_and_setup_keys
 from mpc_server.service.audit import AuditInput, AuditLog, JobRecord, KeptOutput
+from mpc_server.service.chunks import (
+    DEFAULT_JOB_MEMORY_BYTES,
+    LoadedInputs,
+    load_inputs,
+    memory_plan,
+    run_program,
+)
 from mpc_server.service.grant_book import GrantBook, Reservation
 from mpc_server.service.job_outputs import JobOutputs
 from mpc_server.service.job_plan import JobPlan, JobPlanner
@@ -47,10 +55,8 @@ from mpc_server.service.model import (
     JobResult,
     JobSpec,
     JobStats,
-    StoredDataset,
 )
-from mpc_server.service.programs import BoundInputs, rescale
-from mpc_server.service.row_layout import select
+from mpc_server.service.programs import rescale
 from mpc_server.service.store import DatasetStore, OutputStore
 
 _log = logging.getLogger(__name__)
@@ -76,9 +82,17 @@ class _NoObserver:
 
 @dataclass(frozen=True)
 class JobLimits:
-    """Deadlines for jobs."""
+    """Deadlines and quotas for jobs."""
 
     max_seconds: float = 300.0
+    memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
+    """What one job may hold at its peak (``service.chunks``); more is RESOURCE_EXHAUSTED."""
+    max_jobs_per_client: int = 32
+    """Jobs one client may have running on this server at once (``mpc server --jobs-per-client``).
+
+    Legitimate clients run a few jobs in parallel (the concurrency tests run 10 at once per
+    client); the default leaves room for that and still bounds what one client makes a server hold.
+    """
 
 
 def _detached(error: Exception) -> Exception:
@@ -145,6 +159,7 @@ class JobService:
         self._records: dict[tuple[str, str], JobRecord] = {}
         """Audit records of the jobs computing now (agreed on by the three servers)."""
         self._running = 0
+        self._by_client: Counter[str] = Counter()
         self._idle = asyncio.Event()
         self._idle.set()
         self._results = JobOutputs(self._outputs, self._datasets, services.output_keys)
@@ -221,6 +236,8 @@ class JobService:
             if not replay:
                 self._require_peers()
                 self._outputs.check_quota(submitter, plan.output_bytes)
+                memory_plan(plan, self.limits.memory_bytes, self._channel.peer_name(self._channel.party))
+                self._admit(submitter)
         except MpcError as exc:
             if record is None:  # nothing of this id runs here: stop the peers, forget it
                 await self._channel.abort(session, str(exc))
@@ -237,6 +254,16 @@ class JobService:
             return kept, False
         return await self._start(plan, timeout, fetched_now), True
 
+    def _admit(self, submitter: str) -> None:
+        """Refuse a job over the submitter's quota of concurrent jobs, before any agreement."""
+        limit = self.limits.max_jobs_per_client
+        if self._by_client[submitter] >= limit:
+            server = self._channel.peer_name(self._channel.party)
+            raise ResourceLimitError(
+                f"quota of concurrent jobs per client exceeded: {submitter} already runs {limit} jobs "
+                f"on {server} (the limit, `mpc server --jobs-per-client`); wait for one to finish"
+            )
+
     def _require_peers(self) -> None:
         missing = self._unready_peer()
         if missing is not None:
@@ -250,6 +277,7 @@ class JobService:
         while len(self._jobs) > _JOBS_REMEMBERED:
             self._jobs.popitem(last=False)
         self._running += 1
+        self._by_client[plan.submitter] += 1
         self._idle.clear()
         try:
             result = await self._execute(plan, timeout, fetched_now)
@@ -262,6 +290,9 @@ class JobService:
             raise
         finally:
             self._running -= 1
+            self._by_client[plan.submitter] -= 1
+            if not self._by_client[plan.submitter]:
+                del self._by_client[plan.submitter]
             if self._running == 0:
                 self._idle.set()
         record.done.set_result(result)
@@ -284,8 +315,7 @@ class JobService:
                 raise
             await self._spend(reservation)
             self._records[(plan.submitter, spec.job_id)] = audit
-            inputs = await self._load(plan)
-            natural = await plan.program.run(ctx, inputs, plan.program_plan)
+            natural = await self._compute(ctx, plan)
             shares = {o.name: await rescale(ctx, natural[o.name], o) for o in plan.program_plan.outputs}
         except (Exception, asyncio.CancelledError) as exc:
             reason = str(exc) if isinstance(exc, MpcError) else "job cancelled or failed internally"
@@ -312,18 +342,18 @@ class JobService:
             state = self._grants.snapshot(ref)
             await asyncio.to_thread(self._grants.save_durably, ref, state)
 
-    async def _load(self, plan: JobPlan) -> BoundInputs:
-        """The inputs with their shares, read off the event loop, of the versions agreed on."""
-        loaded: dict[str, tuple[StoredDataset, ...]] = {}
-        for role, summaries in plan.inputs.items():
-            datasets = []
-            for summary, view in zip(summaries, plan.layout.views[role], strict=True):
-                dataset = await asyncio.to_thread(self._datasets.get, summary.ref)
-                if dataset.upload_id != summary.upload_id:
-                    raise FailedPreconditionError(f"dataset {summary.ref} was replaced while the job started")
-                datasets.append(await asyncio.to_thread(select, dataset, view))  # joined rows, chosen columns
-            loaded[role] = tuple(datasets)
-        return loaded
+    async def _compute(self, ctx: PartyContext, plan: JobPlan) -> Mapping[str, ReplicatedShare]:
+        """The program's outputs at their natural scale, its inputs loaded (or streamed) for it."""
+        inputs = await self._load(plan)
+        try:
+            return await run_program(ctx, plan, inputs)
+        finally:
+            inputs.close()
+
+    async def _load(self, plan: JobPlan) -> LoadedInputs:
+        """The inputs of the versions agreed on, off the event loop: whole, or streamed (``chunks``)."""
+        server = self._channel.peer_name(self._channel.party)
+        return await load_inputs(self._datasets, plan, self.limits.memory_bytes, server)
 
     def _record(self, plan: JobPlan) -> JobRecord:
         versions = {d.ref: d.upload_id for d in _distinct(plan)}

@@ -46,7 +46,9 @@ fsynced, then renamed into place and the directory fsynced, so a crash at
 any point leaves either the old file or the new one, never a half-written
 dataset. A write that fails (disk full: :class:`DiskFullError`, any other
 I/O error: :class:`StorageWriteError`) removes its temporary file before
-raising. Reads load both components with one read (``numpy.fromfile``).
+raising. Reads load both components with one read (``numpy.fromfile``);
+``share_ranges`` reads them in ranges of elements instead, with the same
+checks once the last range is read.
 """
 
 from __future__ import annotations
@@ -304,6 +306,11 @@ def inspect(path: Path) -> Layout:
     """
     with path.open("rb") as handle:
         return _inspect(handle, path)
+
+
+def inspect_open(handle: IO[bytes], path: Path) -> Layout:
+    """:func:`inspect` on a file opened for reading, left open (``share_ranges`` reads it in ranges)."""
+    return _inspect(handle, path)
 
 
 def read_header(path: Path) -> tuple[dict[str, Any], int]:

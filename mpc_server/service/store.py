@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mpc_core.errors import AlreadyExistsError, DataLossError, NotFoundError
-from mpc_core.ring import Ring, RingArray
+from mpc_core.ring import Ring, RingArray, ring_for_bits
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.service import share_files
 from mpc_server.service.grants import Grant, grant_from_json, grant_to_json
 from mpc_server.service.model import DatasetRef, DatasetSummary, StoredDataset, StoredOutput
+from mpc_server.service.share_ranges import FileRows, MemoryRows, Rows
 from mpc_server.service.storage_state import StorageState
 
 _log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class DatasetStore(Protocol):
     def keep(self, summary: DatasetSummary, share: ReplicatedShare, overwrite: bool) -> StoredDataset:
         """Store a job output as a dataset (blocking: call off the event loop)."""
         ...
+
+    def open_rows(self, ref: DatasetRef) -> Rows:
+        """The dataset's shares to read in ranges (blocking: call off the event loop)."""
 
 
 class OutputStore(Protocol):
@@ -220,6 +224,18 @@ class FileDatasetStore:
             self._remember(dataset)
         return dataset
 
+    def open_rows(self, ref: DatasetRef) -> Rows:
+        """The dataset in element ranges (``share_ranges``): its cached copy, else its file (blocking)."""
+        summary, path = self.summary(ref), self._path(ref)
+        with self._lock:
+            cached = self._cache.get(ref)
+        if cached is not None and cached.upload_id == summary.upload_id:
+            return MemoryRows(cached.share.first, cached.share.second, cached.upload_id)
+        try:
+            return FileRows(path, lambda exc: self._damaged(f"dataset {ref}", path, exc))
+        except FileNotFoundError:
+            raise NotFoundError(f"dataset {ref} not found") from None
+
     def _damaged(self, what: str, path: Path, error: share_files.CorruptFileError) -> DataLossError:
         """Report a damaged file: logged, shown in the storage state, and the error for the caller."""
         server = self.storage.server
@@ -312,27 +328,37 @@ class FileDatasetStore:
         first, second, what = pending.first, pending.second, self._what(pending.ref)
         return share_files.write_temp(self._tmp, header, first, second, pending.seeds, what=what)
 
-    def publish(self, pending: PendingDataset, temp: Path, overwrite: bool) -> StoredDataset:
-        """Make a written upload the dataset, atomically (blocking)."""
+    def publish(self, pending: PendingDataset, temp: Path, overwrite: bool | None) -> StoredDataset:
+        """Make a written upload the dataset, atomically (blocking); ``None``: see ``commit_journal``."""
         path = self._path(pending.ref)
         try:
-            self.check_replace(pending.ref, pending.summary.upload_id, overwrite)
-            share_files.publish(temp, path, what=self._what(pending.ref))
+            if overwrite is not None:
+                self.check_replace(pending.ref, pending.summary.upload_id, overwrite)
+            if overwrite is not None or temp.exists():
+                share_files.publish(temp, path, what=self._what(pending.ref))
         except BaseException as exc:
-            temp.unlink(missing_ok=True)
+            if overwrite is not None:
+                self.discard(pending, temp)
             if isinstance(exc, share_files.WriteFailure):
                 self.storage.write_failed(self._what(pending.ref), exc.os_error)
             raise
-        finally:
-            self._release(pending)
+        self._release(pending)
         self.storage.write_succeeded()
         self.storage.repaired(path)
         self._index[pending.ref] = pending.summary
         dataset = pending.dataset()
         with self._lock:
             self._forget(pending.ref)
-            self._remember(dataset)
+            if pending.first.size:  # a placeholder (``hold``) has no shares in memory
+                self._remember(dataset)
         return dataset
+
+    def hold(self, prepared: Path) -> PendingDataset:
+        """Lock the name of the upload prepared in file ``prepared``, without its shares (blocking)."""
+        summary = _summary(share_files.inspect(prepared).header)
+        empty = ring_for_bits(summary.ring_bits).empty(0)
+        self._uploading[summary.ref] = held = PendingDataset(summary, empty, empty)
+        return held
 
     def keep(self, summary: DatasetSummary, share: ReplicatedShare, overwrite: bool) -> StoredDataset:
         """Store a job's output as a dataset (blocking): written, fsynced, published atomically."""

@@ -15,9 +15,12 @@ arrived, the three servers check the upload in two rounds:
    comes from the key ``k_j`` that only its two holders know, so the
    uploader cannot find inconsistent copies with equal tags.
 
-Only then is the file (written and fsynced meanwhile) published,
-atomically. An interrupted, malformed or inconsistent upload leaves nothing
-behind.
+Then the three servers commit it (``service.commit``: prepare, vote,
+publish), so that it is published on all three or on none, also when one
+of them fails in between. An interrupted, malformed or inconsistent upload
+leaves nothing behind. Per-client quotas (``service.quotas``: datasets, and
+bytes at rest) are checked, like the other limits, before anything is
+allocated.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ from mpc_server.service.grant_book import GrantBook
 from mpc_server.service.grants import check_grants
 from mpc_server.service.key_store import KeyStore
 from mpc_server.service.model import DatasetRef, StoredDataset
+from mpc_server.service.quotas import DatasetQuota
 from mpc_server.service.store import FileDatasetStore
+from mpc_server.service.upload_commits import UploadCommits
 from mpc_server.service.upload_session import ShareChunk, TokenChunk, UploadHeader, UploadSession
 
 UPLOAD_ID_BYTES = 16
@@ -69,6 +74,10 @@ class UploadLimits:
     """Uploads in progress on this server at once, from all clients."""
     max_inflight_bytes: int = 4 << 30
     """Memory all uploads in progress may take together (both components of each)."""
+    max_datasets_per_client: int = 1000
+    """Datasets one client may keep on this server (its dataset quota; uploads in progress count)."""
+    max_bytes_per_client: int = 64 << 30
+    """Bytes one client's datasets may take at rest (its quota; measured as in ``service.quotas``)."""
 
 
 async def _written(writing: asyncio.Future[Path]) -> Path | None:
@@ -121,11 +130,13 @@ class UploadService:
         *,
         grants: GrantBook,
         keys: KeyStore,
+        commits: UploadCommits,
     ) -> None:
-        """Accept uploads in the cluster's ring for the known programs."""
+        """Accept uploads in the cluster's ring for the known programs; commit them through ``commits``."""
         self._store = store
         self._grants = grants
         self._keys = keys
+        self._commits = commits
         self._channel = channel
         self._programs = programs
         self._ring = ring
@@ -145,19 +156,26 @@ class UploadService:
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             nbytes = self._admit(owner, header)
+            upload = self._commits.open(DatasetRef(owner, header.name), header.upload_id, nbytes)
         except MpcError as exc:
             await self._refuse(session_id, exc)
             raise
+        self._active[owner] = self._active.get(owner, 0) + 1
+        self._inflight += nbytes
         try:
             return await self._receive(owner, header, chunks, session_id, deadline)
         finally:
             self._active[owner] -= 1
             self._inflight -= nbytes
+            self._commits.release(upload)
 
     def _admit(self, owner: str, header: UploadHeader) -> int:
-        """Count the upload against the concurrency and memory limits before anything is allocated."""
+        """Check the upload against the limits and quotas before anything is allocated; its size."""
         limits = self.limits
         nbytes = 2 * self._check_shape(header.shape) * self._ring.element_bytes
+        name = validate_name(header.name, "dataset name")
+        if len(header.upload_id) != UPLOAD_ID_BYTES:
+            raise InvalidArgumentError(f"upload_id must be {UPLOAD_ID_BYTES} bytes")
         if (
             self._active.get(owner, 0) >= limits.max_per_client
             or sum(self._active.values()) >= limits.max_concurrent
@@ -171,8 +189,9 @@ class UploadService:
                 f"this server is receiving {self._inflight} bytes of uploads; {nbytes} more would exceed "
                 f"its budget of {limits.max_inflight_bytes}: retry later"
             )
-        self._active[owner] = self._active.get(owner, 0) + 1
-        self._inflight += nbytes
+        server = self._channel.peer_name(self._channel.party)
+        quota = DatasetQuota(limits.max_datasets_per_client, limits.max_bytes_per_client, server)
+        quota.check(owner, name, nbytes, self._store.owned_by(owner), self._commits.reserved(owner))
         return nbytes
 
     async def _receive(
@@ -225,6 +244,7 @@ class UploadService:
         check_grants(header.grants, self._programs, ref, self.limits.max_grants)
         _check_keys(ref, header)
         self._store.check_replace(ref, header.upload_id, header.overwrite)
+        self._commits.check_fresh(ref, header.upload_id)
         pending = self._store.create(
             ref,
             shape=header.shape,
@@ -247,10 +267,11 @@ class UploadService:
         return session
 
     async def commit(self, session: UploadSession, timeout: float) -> StoredDataset:
-        """Check the copies with the peers, then publish the dataset durably.
+        """Check the copies with the peers, then commit the dataset on all three servers or none.
 
         The file is written and fsynced while the peers compare digests; it
-        becomes the dataset only if they agree. Nothing remains on failure.
+        is prepared, voted on and published only if they agree
+        (``service.commit``). Nothing remains on failure.
         """
         job_id = _session_id(session.ref.owner, session.header) or "upload/invalid"
         try:
@@ -259,24 +280,17 @@ class UploadService:
             session.discard()
             raise
         writing = asyncio.ensure_future(asyncio.to_thread(self._store.write, session.pending))
-        try:
-            await self._check(job_id, session, timeout)
-        except BaseException:
-            self._store.discard(session.pending, await _written(writing))
-            raise
-        temp = await writing  # a failed write (e.g. DiskFullError) left no file and freed the name
-        if session.header.alignment:  # the tokens are durable before the dataset is published
-            try:
-                await asyncio.to_thread(self._write_tokens, session)
-            except BaseException:
-                self._store.discard(session.pending, temp)
-                raise
-        overwrite = session.header.overwrite
-        return await asyncio.to_thread(self._store.publish, session.pending, temp, overwrite)
-
-    async def _check(self, job_id: str, session: UploadSession, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         ctx = PartyContext(self._channel, job_id, deadline, ring=self._ring)
+        try:
+            await self._check(ctx, session)
+        except BaseException:
+            self._channel.close_job(job_id)
+            self._store.discard(session.pending, await _written(writing))
+            raise
+        return await self._commits.settle(ctx, session, writing)
+
+    async def _check(self, ctx: PartyContext, session: UploadSession) -> None:
         what = f"dataset {session.ref}"
         try:
             try:
@@ -293,14 +307,8 @@ class UploadService:
         except InconsistentSharesError:
             raise  # every server reaches this verdict from the same digests and tags
         except MpcError as exc:
-            await self._channel.abort(job_id, str(exc))
+            await self._channel.abort(ctx.job_id, str(exc))
             raise
-        finally:
-            self._channel.close_job(job_id)
-
-    def _write_tokens(self, session: UploadSession) -> None:
-        header = session.header
-        self._keys.write(session.ref, header.upload_id, header.alignment, bytes(session.tokens))
 
     async def delete(self, ref: DatasetRef) -> None:
         """Delete a stored dataset: its file, its tokens and its grants are removed."""

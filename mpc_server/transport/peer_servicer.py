@@ -4,7 +4,9 @@ Only the cluster's other servers get here (``RoleInterceptor``). The
 handshake refuses a peer whose party index, protocol version or cluster
 fingerprint differs, with a message saying which. ``Exchange`` feeds the
 caller's stream into :class:`Inbound`; the sender is the identity of the
-caller's certificate, never a field of the message.
+caller's certificate, never a field of the message. ``UploadOutcome``
+answers a peer that settles an upload's commit after a failure with what
+this server knows of it (``service.commit``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 import grpc
 
 from mpc_core.cluster import ClusterConfig, ServerEndpoint
-from mpc_core.errors import FailedPreconditionError, PermissionDeniedError
-from mpc_core.identity import Principal
+from mpc_core.errors import FailedPreconditionError, InvalidArgumentError, PermissionDeniedError
+from mpc_core.identity import Principal, validate_name
 from mpc_core.types import PartyId
 from mpc_core.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from mpc_proto.v1 import peer_service_pb2 as pb
@@ -30,6 +32,20 @@ from mpc_server.transport.status import unary_errors
 
 _log = logging.getLogger(__name__)
 _Context = grpc.aio.ServicerContext[Any, Any]
+UPLOAD_ID_BYTES = 16
+UploadOutcomeQuery = Callable[[str, str, bytes], str]
+"""``(owner, name, upload id) -> outcome`` ("unknown", "pending", "prepared" or "committed")."""
+OUTCOMES = {
+    "unknown": pb.UPLOAD_OUTCOME_UNKNOWN,
+    "pending": pb.UPLOAD_OUTCOME_PENDING,
+    "prepared": pb.UPLOAD_OUTCOME_PREPARED,
+    "committed": pb.UPLOAD_OUTCOME_COMMITTED,
+}
+
+
+def _pending(owner: str, name: str, upload_id: bytes) -> str:
+    """Without a commit service nothing is known: the asker must ask again (never decide on it)."""
+    return "pending"
 
 
 class PeerServicer(pb_grpc.PeerServiceServicer):
@@ -44,14 +60,16 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         authenticate: Callable[[_Context], Principal],
         inbound: Inbound,
         on_change: Callable[[], None] = lambda: None,
+        upload_outcome: UploadOutcomeQuery = _pending,
     ) -> None:
-        """Serve as ``local`` of ``cluster``; deliver streams into ``inbound``."""
+        """Serve as ``local`` of ``cluster``; deliver streams into ``inbound``; answer ``upload_outcome``."""
         self._local = local
         self._cluster = cluster
         self._fingerprint = fingerprint
         self._authenticate = authenticate
         self._inbound = inbound
         self._on_change = on_change
+        self._upload_outcome = upload_outcome
         self.inbound_streams: dict[PartyId, int] = {s.party: 0 for s in cluster.servers if s != local}
         self._streams: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -86,6 +104,19 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             cluster_fingerprint=self._fingerprint,
             software_version=SOFTWARE_VERSION,
         )
+
+    @unary_errors
+    async def UploadOutcome(
+        self, request: pb.UploadOutcomeRequest, context: _Context
+    ) -> pb.UploadOutcomeResponse:
+        """What this server knows of an upload (for a peer settling its commit)."""
+        self._caller(context)
+        if len(request.upload_id) != UPLOAD_ID_BYTES:
+            raise InvalidArgumentError(f"upload_id must be {UPLOAD_ID_BYTES} bytes")
+        owner = validate_name(request.owner, "dataset owner")
+        name = validate_name(request.name, "dataset name")
+        outcome = self._upload_outcome(owner, name, bytes(request.upload_id))
+        return pb.UploadOutcomeResponse(outcome=OUTCOMES[outcome])
 
     @unary_errors
     async def Exchange(  # type: ignore[override]  # raw bytes: see transport.registration

@@ -165,6 +165,11 @@ class PeerVerifier:
         self._now = now
 
     @property
+    def revocation(self) -> RevocationWatcher | None:
+        """The revocation list this verifier consults (None without one)."""
+        return self._revocation
+
+    @property
     def generation(self) -> int:
         """Changes whenever the revocation list does (0 without one)."""
         return 0 if self._revocation is None else self._revocation.generation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from mpc_core.prg import (
     prf_elements,
     prf_words,
     prg_elements,
+    prg_elements_range,
     prg_fill,
     prg_words,
+    prg_words_range,
     random_elements,
     random_key,
     random_words,
@@ -243,6 +246,59 @@ def test_prg_fill_and_prg_elements_refuse_wrong_seed_sizes(size: int) -> None:
         prg_fill(bytes(size), RING128.zeros(2))
     with pytest.raises(InvalidArgumentError, match="16 bytes"):
         prg_elements(RING128, bytes(size), 2)
+
+
+# --- ranged PRG expansion (a seeded component read in row chunks) -------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(SEEDS, st.integers(min_value=0, max_value=300), st.integers(min_value=0, max_value=300))
+def test_prg_words_range_is_the_slice_of_the_full_expansion(seed: bytes, start: int, length: int) -> None:
+    stop = start + length
+    assert prg_words_range(seed, start, stop).tolist() == prg_words(seed, stop)[start:].tolist()
+
+
+@RINGS
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=SEEDS, start=st.integers(min_value=0, max_value=200), length=st.integers(min_value=0, max_value=200)
+)
+def test_prg_elements_range_is_the_slice_of_the_full_expansion(
+    ring: Ring, seed: bytes, start: int, length: int
+) -> None:
+    stop = start + length
+    ranged = prg_elements_range(ring, seed, start, stop)
+    assert ranged.dtype == ring.dtype and ranged.shape == (length,)
+    assert ranged.tobytes() == prg_elements(ring, seed, stop)[start:].tobytes()
+
+
+@RINGS
+def test_consecutive_ranges_concatenate_to_the_expansion(ring: Ring) -> None:
+    """Chunks of any sizes, read one after the other, are the component (also across 1 MiB chunks)."""
+    seed = bytes(range(16))
+    total = WORDS_PER_CHUNK + 1001
+    edges = [0, 1, 7, 1000, WORDS_PER_CHUNK // 2 - 1, WORDS_PER_CHUNK // 2 + 3, total]
+    parts = [prg_elements_range(ring, seed, a, b) for a, b in itertools.pairwise(edges)]
+    assert np.concatenate(parts).tobytes() == prg_elements(ring, seed, total).tobytes()
+
+
+def test_prg_range_far_from_the_start_matches_the_reference_keystream() -> None:
+    """The range starts at AES-CTR block ``start // 2`` without expanding the prefix."""
+    seed = bytes(range(16, 32))
+    start = (1 << 40) + 3  # 8 TiB into the stream: a prefix nobody could expand
+    expected = reference_words(seed, 0, start // 2, 4)[1:6]
+    assert prg_words_range(seed, start, start + 5).tolist() == expected
+    per = RING128.words_per_element
+    element = prg_elements_range(RING128, seed, 1 << 39, (1 << 39) + 1)
+    assert RING128.words(element).tolist() == reference_words(seed, 0, (1 << 39) * per // 2, 1)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(-1, 3), (5, 4)])
+def test_prg_range_refuses_bad_bounds(start: int, stop: int) -> None:
+    with pytest.raises(InvalidArgumentError):
+        prg_words_range(bytes(16), start, stop)
+    with pytest.raises(InvalidArgumentError, match="16 bytes"):
+        prg_words_range(bytes(15), 0, 1)
 
 
 @RINGS

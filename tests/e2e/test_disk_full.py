@@ -123,8 +123,8 @@ def test_a_full_disk_refuses_the_upload_clearly_and_a_retry_works_once_space_is_
     assert "server-1: disk full: cannot store dataset bank-1/big" in cluster.log_path(1).read_text()
 
     _resize(data, "64m")  # the operator frees space
-    with cluster.client("bank-1") as bank:  # the name is not locked: a retry replaces the two copies
-        bank.upload("big", values, grants=grants, compress=False, overwrite=True)
+    with cluster.client("bank-1") as bank:  # atomic: no server kept it and the name is free
+        bank.upload("big", values, grants=grants, compress=False)  # no overwrite: ALREADY_EXISTS otherwise
     with cluster.client("model-owner") as owner:
         _, product = owner.run_and_fetch(MUL, {"x": "bank-1/big", "y": "bank-1/big"})
     assert np.allclose(product, values * values)

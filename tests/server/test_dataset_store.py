@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import secrets
@@ -11,12 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpc_core.errors import AlreadyExistsError, DataLossError, NotFoundError, ResourceLimitError
+from mpc_core.errors import (
+    AlreadyExistsError,
+    DataLossError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceLimitError,
+)
 from mpc_core.prg import prg_elements
 from mpc_core.ring import RING64, RING128, Ring
 from mpc_server.service import share_files
 from mpc_server.service.grants import Grant
 from mpc_server.service.model import DatasetRef
+from mpc_server.service.share_ranges import FileRows, MemoryRows, Rows
 from mpc_server.service.storage_state import StorageState
 from mpc_server.service.store import FileDatasetStore, PendingDataset
 
@@ -307,3 +315,107 @@ def test_low_free_space_is_a_storage_problem(tmp_path: Path) -> None:
     assert state.problems() == []
     state.free_bytes = 5 << 20
     assert state.problems() == ["free space on the data volume is low (below 10 MiB): free space there"]
+
+
+# Ranged reads (``share_ranges``): a dataset read in row chunks, checked once its last chunk is read.
+
+
+def _read_in_ranges(rows: Rows, edges: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    parts = [rows.read(a, b) for a, b in itertools.pairwise(edges)]
+    rows.verify()
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+EDGES = [0, 1, 2, 333, 334, 900, COUNT]
+
+
+@pytest.mark.parametrize("ring", [RING64, RING128], ids=lambda r: r.name)
+@pytest.mark.parametrize("seeded", [(False, False), (True, False), (False, True), (True, True)])
+def test_ranges_read_from_the_file_are_the_components(
+    tmp_path: Path, seeded: tuple[bool, bool], ring: Ring
+) -> None:
+    seeds = tuple(secrets.token_bytes(16) if flag else b"" for flag in seeded)
+    first, second = _store_one(tmp_path, (seeds[0], seeds[1]), ring)
+    rows = FileDatasetStore(tmp_path).open_rows(REF)  # fresh process: nothing cached, the file is read
+    assert isinstance(rows, FileRows)
+    assert rows.count == COUNT
+    got_first, got_second = _read_in_ranges(rows, EDGES)
+    rows.close()
+    assert got_first.dtype == ring.dtype
+    assert got_first.tobytes() == first.tobytes() and got_second.tobytes() == second.tobytes()
+
+
+def test_ranges_of_a_cached_dataset_come_from_memory(tmp_path: Path) -> None:
+    store = FileDatasetStore(tmp_path)
+    pending = store.create(
+        REF, shape=(COUNT,), ring=RING128, fractional_bits=16, magnitude_bits=40, grants=(),
+        upload_id=secrets.token_bytes(16), count=COUNT,
+    )  # fmt: skip
+    pending.first[:] = RING128.from_ints(range(COUNT))
+    pending.second[:] = RING128.from_ints(range(COUNT, 2 * COUNT))
+    store.publish(pending, store.write(pending), overwrite=False)  # published: cached
+    _file(tmp_path).unlink()  # the cache alone serves it
+    rows = store.open_rows(REF)
+    assert isinstance(rows, MemoryRows) and rows.upload_id == pending.summary.upload_id
+    got_first, got_second = _read_in_ranges(rows, EDGES)
+    assert np.array_equal(got_first, pending.first) and np.array_equal(got_second, pending.second)
+
+
+@pytest.mark.parametrize("part", ["first component", "second component", "last byte of data", "trailer"])
+def test_a_flipped_bit_is_found_when_the_last_range_is_verified(tmp_path: Path, part: str) -> None:
+    """The ranges themselves come back (a job cannot tell), ``verify`` is the check: DATA_LOSS."""
+    _store_one(tmp_path, (b"", b""))
+    store = FileDatasetStore(tmp_path)
+    _flip(_file(tmp_path), _positions(_file(tmp_path))[part], bit=5)
+    rows = store.open_rows(REF)
+    for a, b in itertools.pairwise(EDGES):
+        rows.read(a, b)
+    with pytest.raises(DataLossError, match="dataset bank-1/income on this server is damaged") as caught:
+        rows.verify()
+    assert "failed its checksum" in str(caught.value) and caught.value.grpc_status == "DATA_LOSS"
+    with pytest.raises(DataLossError):  # and it stays damaged
+        rows.verify()
+    rows.close()
+    assert store.storage.damaged_files == 1
+
+
+def test_a_damaged_header_is_data_loss_when_the_ranges_are_opened(tmp_path: Path) -> None:
+    _store_one(tmp_path, (secrets.token_bytes(16), b""))
+    store = FileDatasetStore(tmp_path)
+    path = _file(tmp_path)
+    _flip(path, path.read_bytes().index(b'"seeds": ["') + 12)
+    with pytest.raises(DataLossError, match="its header is damaged"):
+        store.open_rows(REF)
+    path.unlink()
+    with pytest.raises(NotFoundError):
+        store.open_rows(REF)
+
+
+def test_ranges_are_read_in_order_and_verified_at_the_end(tmp_path: Path) -> None:
+    _store_one(tmp_path, (b"", secrets.token_bytes(16)))
+    rows = FileDatasetStore(tmp_path).open_rows(REF)
+    rows.read(0, 10)
+    with pytest.raises(InvalidArgumentError, match="in order"):
+        rows.read(20, 30)  # a gap would leave bytes out of the checksum
+    with pytest.raises(InvalidArgumentError, match="in order"):
+        rows.read(0, 10)
+    with pytest.raises(InvalidArgumentError, match="after its last range"):
+        rows.verify()
+    rows.read(10, COUNT)
+    rows.verify()
+    rows.close()
+
+
+def test_an_open_range_reader_keeps_reading_the_version_it_opened(tmp_path: Path) -> None:
+    """A replacement (atomic rename) does not mix two versions into one job's chunks."""
+    first, _ = _store_one(tmp_path, (b"", b""))
+    rows = FileDatasetStore(tmp_path).open_rows(REF)
+    old_version = rows.upload_id
+    head = rows.read(0, 100)[0].copy()
+    _store_one(tmp_path / "other", (b"", b""))  # a different file, then moved over ours
+    os.replace(_file(tmp_path / "other"), _file(tmp_path))
+    tail = rows.read(100, COUNT)[0]
+    rows.verify()
+    rows.close()
+    assert rows.upload_id == old_version
+    assert np.concatenate([head, tail]).tobytes() == first.tobytes()

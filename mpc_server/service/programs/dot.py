@@ -9,10 +9,11 @@ one ring element per server whatever ``n`` (ABY3 eprint 2018/403 §5).
 
 from __future__ import annotations
 
-from mpc_core.ring import Ring
+from mpc_core.ring import Ring, RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol import arithmetic
 from mpc_server.protocol.context import PartyContext
+from mpc_server.service.programs import row_chunks
 from mpc_server.service.programs.base import (
     BoundInputs,
     PlanInputs,
@@ -35,6 +36,8 @@ class Dot:
     roles: tuple[RoleSpec, ...] = (RoleSpec("x"), RoleSpec("y"))
     parameters: tuple[ParamSpec, ...] = ()
     outputs: tuple[str, ...] = ("value",)
+    streamed_roles: tuple[str, ...] = ("x", "y")
+    sums_rows = True
 
     def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Both inputs must have the same shape; the sum must fit the ring."""
@@ -48,6 +51,9 @@ class Dot:
     async def run(
         self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan
     ) -> dict[str, ReplicatedShare]:
-        """A dot product with one reshare (ABY3 §5)."""
-        x, y = single_share(inputs, "x").share, single_share(inputs, "y").share
-        return {"value": await arithmetic.dot(ctx, x, y)}
+        """A dot product with one reshare (ABY3 §5); the rows' terms summed locally (``row_chunks``)."""
+        return {"value": await row_chunks.run_whole(ctx, self, inputs, plan)}
+
+    def chunk_terms(self, inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
+        """Party i's one-element term of the dot product over the rows in ``inputs`` (local, blocking)."""
+        return arithmetic.dot_terms(single_share(inputs, "x").share, single_share(inputs, "y").share)

@@ -6,15 +6,17 @@ Output: the products, shape of the inputs, at the natural scale
 
 Bound: ``|x * y| <= 2^(m_x + m_y)`` elementwise, on the encoded integers.
 Cost: one round; one ring element per product per server (Araki et al.,
-CCS 2016; ABY3 §3).
+CCS 2016; ABY3 §3), in pipelined pieces above 2^20 products; rows beyond
+the job's memory budget are streamed from storage (``row_chunks``).
 """
 
 from __future__ import annotations
 
-from mpc_core.ring import Ring
+from mpc_core.ring import Ring, RingArray
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol import arithmetic
 from mpc_server.protocol.context import PartyContext
+from mpc_server.service.programs import row_chunks
 from mpc_server.service.programs.base import (
     BoundInputs,
     PlanInputs,
@@ -38,6 +40,8 @@ class ElementwiseMultiply:
     parameters: tuple[ParamSpec, ...] = ()
     outputs: tuple[str, ...] = ("product",)
     row_outputs: tuple[str, ...] = ("product",)
+    streamed_roles: tuple[str, ...] = ("x", "y")
+    sums_rows = False
 
     def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Both inputs must have the same shape; the products must fit the ring."""
@@ -51,6 +55,9 @@ class ElementwiseMultiply:
     async def run(
         self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan
     ) -> dict[str, ReplicatedShare]:
-        """One multiplication (Araki et al. / ABY3 §3)."""
-        x, y = single_share(inputs, "x").share, single_share(inputs, "y").share
-        return {"product": await arithmetic.mul(ctx, x, y)}
+        """One multiplication (Araki et al. / ABY3 §3), reshared in pieces of rows (``row_chunks``)."""
+        return {"product": await row_chunks.run_whole(ctx, self, inputs, plan)}
+
+    def chunk_terms(self, inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
+        """Party i's product terms of the rows in ``inputs`` (local, blocking)."""
+        return arithmetic.mul_terms(single_share(inputs, "x").share, single_share(inputs, "y").share)

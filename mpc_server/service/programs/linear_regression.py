@@ -19,7 +19,10 @@ Bound. On the encoded integers,
 bound leaves the ring's signed range is refused before it starts.
 
 Cost: one round, one ring element per prediction per server, whatever the
-number of features (ABY3 eprint 2018/403 §5, matrix-vector products).
+number of features (ABY3 eprint 2018/403 §5, matrix-vector products);
+above 2^20 rows the reshare travels in pipelined pieces of 2^20 rows
+(``row_chunks``), and rows that do not fit the job's memory budget are
+streamed from storage in chunks (``service.chunks``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol import arithmetic
 from mpc_server.protocol.context import PartyContext
 from mpc_server.service.model import DatasetSummary
+from mpc_server.service.programs import row_chunks
 from mpc_server.service.programs.base import (
     BoundInputs,
     PlanInputs,
@@ -67,6 +71,8 @@ class LinearRegressionPredict:
     parameters: tuple[ParamSpec, ...] = ()
     outputs: tuple[str, ...] = ("predictions",)
     row_outputs: tuple[str, ...] = ("predictions",)
+    streamed_roles: tuple[str, ...] = ("features",)
+    sums_rows = False
 
     def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Rows agree across blocks; weights have one entry per column; the result fits."""
@@ -110,19 +116,22 @@ class LinearRegressionPredict:
     async def run(
         self, ctx: PartyContext, inputs: BoundInputs, plan: ProgramPlan
     ) -> dict[str, ReplicatedShare]:
-        """ABY3 §5 matrix-vector product, fused across blocks, one reshare.
+        """ABY3 §5 matrix-vector product, fused across blocks, one reshare per piece of rows.
 
         1. For each feature block ``X^(k)`` with weight slice ``w^(k)``, add
            the local 3-out-of-3 term ``X^(k)_i (w^(k)_i + w^(k)_{i+1}) +
            X^(k)_{i+1} w^(k)_i``, lifted by the public ``2^(S - s_k)`` (no
-           communication).
+           communication): :meth:`chunk_terms`.
         2. Add component ``c_i`` of the intercept, lifted to scale ``2^S``.
-        3. Reshare the sum once (``arithmetic.reshare``).
+        3. Reshare the sum (``row_chunks``: once for up to 2^20 rows, else
+           in pipelined pieces; the same when the rows are streamed from
+           storage in chunks).
         """
-        tag = ctx.allocate_tag()
-        size = sum(d.share.size for d in inputs["features"])
-        terms = await ctx.compute(size, _linear_terms, inputs, plan)
-        return {"predictions": await arithmetic.reshare(ctx, terms, tag)}
+        return {"predictions": await row_chunks.run_whole(ctx, self, inputs, plan)}
+
+    def chunk_terms(self, inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
+        """Steps 1 and 2 of :meth:`run` for the rows in ``inputs`` (local, blocking)."""
+        return _linear_terms(inputs, plan)
 
 
 def _linear_terms(inputs: BoundInputs, plan: ProgramPlan) -> RingArray:
