@@ -18,18 +18,38 @@ from mpc_core.sharing import ReplicatedShare
 from mpc_server.service.deferred_writer import DeferredWriter
 from mpc_server.service.job_plan import JobPlan
 from mpc_server.service.key_store import KeyStore
-from mpc_server.service.model import DatasetRef, DatasetSummary, JobResult, JobStats, StoredOutput
+from mpc_server.service.model import (
+    DatasetRef,
+    DatasetSummary,
+    JobResult,
+    JobStats,
+    OutputInfo,
+    StoredOutput,
+)
 from mpc_server.service.store import DatasetStore, OutputStore
 
 
 class JobOutputs:
     """Stores the outputs of the jobs one server runs."""
 
-    def __init__(self, outputs: OutputStore, datasets: DatasetStore, keys: KeyStore | None = None) -> None:
-        """Deliver into ``outputs``, keep into ``datasets``; a keyed job's row tokens into ``keys``."""
+    def __init__(
+        self,
+        outputs: OutputStore,
+        datasets: DatasetStore,
+        keys: KeyStore | None = None,
+        *,
+        dataset_keys: KeyStore | None = None,
+    ) -> None:
+        """Deliver into ``outputs``, keep into ``datasets``; a keyed job's row tokens into ``keys``.
+
+        ``dataset_keys`` holds the tokens of keyed datasets: those of kept keyed outputs go there.
+        """
         self._outputs = outputs
         self._datasets = datasets
         self.keys = keys
+        self._dataset_keys = dataset_keys
+        self._storing: set[DatasetRef] = set()
+        """Keyed jobs between writing their tokens and storing their outputs (not to be swept)."""
         self._deferred = DeferredWriter(outputs)
 
     def activity(self) -> None:
@@ -39,6 +59,10 @@ class JobOutputs:
     async def flush(self) -> None:
         """Write (or drop) every output pending in the background."""
         await self._deferred.flush()
+
+    def _has_outputs(self, job: DatasetRef) -> bool:
+        """Whether the job (``submitter/job_id``) still has an output kept for its receiver."""
+        return job in self._storing or self.kept_any(job.owner, job.name)
 
     def kept_any(self, submitter: str, job_id: str) -> bool:
         """Whether an output of this job is still kept (the job ran before, perhaps before a restart)."""
@@ -73,22 +97,24 @@ class JobOutputs:
             and any(o.keyed and o.kept_as is None for o in plan.outputs)
         ):
             ref = DatasetRef(plan.submitter, plan.spec.job_id)
-            await asyncio.to_thread(self.keys.write, ref, plan.digest[:16], "job", join.tokens.tobytes())
+            self._storing.add(ref)
+            try:
+                await asyncio.to_thread(self.keys.sweep, self._has_outputs)  # those of expired outputs go
+                await asyncio.to_thread(self.keys.write, ref, plan.digest[:16], "job", join.tokens.tobytes())
+                await self._store_outputs(plan, shares, background=background)
+            finally:
+                self._storing.discard(ref)
+            return
+        await self._store_outputs(plan, shares, background=background)
+
+    async def _store_outputs(
+        self, plan: JobPlan, shares: Mapping[str, ReplicatedShare], *, background: bool
+    ) -> None:
+        """Deliver each output to the output store, or keep it as a dataset."""
         for index, info in enumerate(plan.outputs):
             share = shares[info.name]
             if info.kept_as is not None:
-                keep = plan.keeps[info.name]
-                summary = DatasetSummary(
-                    info.kept_as,
-                    info.shape,
-                    info.ring_bits,
-                    info.fractional_bits,
-                    info.magnitude_bits,
-                    info.kept_version,
-                    time.time(),
-                    keep.grants,
-                )
-                await asyncio.to_thread(self._datasets.keep, summary, share, keep.overwrite)
+                await self._keep(plan, info, share)
                 continue
             spec = plan.spec
             output = StoredOutput(spec.job_id, spec.receiver, info, share, plan.digest, plan.submitter, index)
@@ -97,3 +123,36 @@ class JobOutputs:
                 self._deferred.add(output.key)
             else:
                 await asyncio.to_thread(self._outputs.put, output)
+
+    async def _keep(self, plan: JobPlan, info: OutputInfo, share: ReplicatedShare) -> None:
+        """Store one output as the receiver's dataset; a keyed output stays keyed by the join's tokens.
+
+        The tokens are written before the dataset is published, so a
+        published keyed dataset always has its tokens (``service.key_store``).
+        """
+        if info.kept_as is None:
+            return
+        join = plan.layout.join
+        keys = self._dataset_keys
+        alignment = _alignment(plan) if info.keyed and join is not None and keys is not None else ""
+        if alignment and join is not None and keys is not None:
+            tokens = join.tokens.tobytes()
+            await asyncio.to_thread(keys.write, info.kept_as, info.kept_version, alignment, tokens)
+        keep = plan.keeps[info.name]
+        summary = DatasetSummary(
+            info.kept_as,
+            info.shape,
+            info.ring_bits,
+            info.fractional_bits,
+            info.magnitude_bits,
+            info.kept_version,
+            time.time(),
+            keep.grants,
+            alignment=alignment,
+        )
+        await asyncio.to_thread(self._datasets.keep, summary, share, keep.overwrite)
+
+
+def _alignment(plan: JobPlan) -> str:
+    """The alignment of a keyed job's inputs (the planner made sure there is exactly one)."""
+    return next((d.alignment for ds in plan.inputs.values() for d in ds if d.keyed), "")

@@ -126,7 +126,8 @@ class JobPlanner:
         keys: KeyStore | None = None,
     ) -> None:
         """Plan jobs in ``ring`` over ``datasets`` with consent from ``grants`` (``keys``: join tokens)."""
-        self._keys = keys
+        self.keys = keys
+        """The keyed datasets' join tokens (None: this server keeps none)."""
         self._datasets = datasets
         self._grants = grants
         self._programs = programs
@@ -171,9 +172,9 @@ class JobPlanner:
         )
 
     def _join(self, keyed: list[DatasetSummary]) -> Join:
-        if self._keys is None:
+        if self.keys is None:
             raise InvalidArgumentError("this server keeps no join tokens: keyed datasets cannot be joined")
-        keys = self._keys
+        keys = self.keys
         return inner_join([keys.read(d.ref, d.upload_id, d.rows) for d in keyed])
 
     def _keeps(self, submitter: str, spec: JobSpec, program: Program, replay: bool) -> dict[str, KeepRequest]:

@@ -162,7 +162,9 @@ class JobService:
         self._by_client: Counter[str] = Counter()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._results = JobOutputs(self._outputs, self._datasets, services.output_keys)
+        self._results = JobOutputs(
+            self._outputs, self._datasets, services.output_keys, dataset_keys=services.planner.keys
+        )
         self._draining = False
 
     def activity(self) -> None:

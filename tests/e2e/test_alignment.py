@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from mpc_cli.local_cluster import LocalCluster
-from mpc_client import Grant, InvalidArgumentError
+from mpc_client import Grant, InvalidArgumentError, Keep
 
 pytest.importorskip(
     "mpc_core.oprf", reason="alignment needs libsodium (Debian: libsodium23)", exc_type=ImportError
@@ -182,3 +182,32 @@ def test_a_pinned_grant_allows_only_the_columns_it_names(keyed_cluster: LocalClu
     with keyed_cluster.client("bank-1") as bank:
         (record,) = [r for r in bank.audit(f"t-{tag}").items if r.job_id == result.job_id]
         assert record.inputs[0].columns == ("a",)
+
+
+def test_a_kept_keyed_output_stays_keyed_and_joins_again(keyed_cluster: LocalCluster, key_dirs: Path) -> None:
+    bank_1, bank_2 = _customers()
+    tag = secrets.token_hex(3)
+    with keyed_cluster.client("model-owner") as owner:
+        alignment = owner.open_alignment(f"kk-{tag}", {"bank-1": len(bank_1), "bank-2": len(bank_2)})
+    job = {"features": [f"bank-1/in-{tag}", f"bank-2/debt-{tag}"], "weights": f"model-owner/w-{tag}",
+           "intercept": f"model-owner/c-{tag}"}  # fmt: skip
+    grants = [Grant.pinned("bank-1", PREDICT, job)]
+    with keyed_cluster.client("model-owner") as owner:
+        owner.upload(f"w-{tag}", W, grants=grants)
+        owner.upload(f"c-{tag}", C, grants=grants)
+    with keyed_cluster.client("bank-2") as bank:
+        bank.upload_table(f"debt-{tag}", bank_2, alignment=alignment, grants=grants)
+    own = Grant("bank-1", PREDICT)  # with bank-1's own data only
+    with keyed_cluster.client("bank-1") as bank:
+        bank.upload_table(f"in-{tag}", bank_1, key="customer_id", alignment=alignment, grants=[*grants, own])
+        bank.upload(f"w2-{tag}", [1.0, 0.001], grants=[own])
+        bank.run(PREDICT, job, keep_as={"predictions": Keep(f"pred-{tag}", grants=(own,))})
+        (kept,) = [d for d in bank.datasets().items if d.ref.name == f"pred-{tag}"]
+        assert kept.alignment and kept.shape == (COMMON,)  # keyed by the join's tokens
+        again = {"features": [f"pred-{tag}", f"in-{tag}"], "weights": f"w2-{tag}"}  # joined with its rows
+        mine = bank.fetch_table(bank.run(PREDICT, again))
+    joined = bank_1.set_index("customer_id").join(bank_2, how="inner")
+    scores = joined[["income", "debt", "products"]].to_numpy() @ W + C
+    truth = pd.Series(scores + 0.001 * joined["income"].to_numpy(), index=joined.index)
+    assert len(mine) == COMMON
+    np.testing.assert_allclose(mine.loc[truth.index].to_numpy(), truth.to_numpy(), atol=1e-3)

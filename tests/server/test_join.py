@@ -57,3 +57,15 @@ def test_tokens_are_stored_per_version_and_checked_when_read(tmp_path: Path) -> 
     store.delete(ref)
     with pytest.raises(DataLossError, match="missing"):
         KeyStore(tmp_path).read(ref, version, 5)
+
+
+def test_a_sweep_removes_the_tokens_of_jobs_without_outputs_only(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path, subdir="output-keys")
+    done, kept = DatasetRef("bank-1", "job-done"), DatasetRef("bank-1", "job-kept")
+    for ref in (done, kept):
+        store.write(ref, b"v" * 16, "job", secrets.token_bytes(16 * 3))
+    assert store.sweep(lambda ref: ref == kept) == 1
+    assert store.read(kept, b"v" * 16, 3).shape[0] == 3
+    with pytest.raises(DataLossError, match="missing"):
+        store.read(done, b"v" * 16, 3)
+    assert not (tmp_path / "output-keys" / "bank-1" / "job-done.tokens").exists()
