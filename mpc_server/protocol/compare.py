@@ -37,6 +37,10 @@ differences of candidates. ``is_negative``, ``relu`` and ``equal`` are exact
 for all elements. The service layer guarantees the ranges from public
 magnitude bounds (``mpc_core.bounds``). Semi-honest security, as products:
 nothing here detects a deviating server.
+
+**The 64-bit window** (``magnitude_bits`` on ``greater_than_public``, Z_2^128):
+a sign of a value with a public bound read by a 64-bit adder (``sign_window``):
+8 rounds and 284 / 253 / 253 bits per element instead of 9 and 444 / 381 / 381.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from mpc_core.types import MessageTag, PartyId
 from mpc_server.protocol import arithmetic, binary
 from mpc_server.protocol.binary import PackedBits
 from mpc_server.protocol.context import PartyContext
+from mpc_server.protocol.sign_window import Adder, adder_for, window_words
 
 
 def _tags(ctx: PartyContext, count: int) -> list[MessageTag]:
@@ -185,22 +190,33 @@ async def bit_times(ctx: PartyContext, packed: PackedBits, values: ReplicatedSha
 # ---------------------------------------------------------------------- sign bits
 
 
-def _addends(ctx: PartyContext, x: ReplicatedShare, *, negate: bool = False) -> Words:
-    """``a = x_0 + x_1`` at party 0, ``b = x_2`` (or ``-x_2``) at parties 1 and 2, as words."""
+def _addends(
+    ctx: PartyContext, x: ReplicatedShare, adder: Adder | None = None, *, negate: bool = False
+) -> Words:
+    """``a = x_0 + x_1`` at party 0, ``b = x_2`` (or ``-x_2``) at parties 1 and 2, as words.
+
+    With a 64-bit ``adder`` in Z_2^128: the window of each addend, one word per element.
+    """
     ring = ctx.ring
     if ctx.party == 0:
-        return ring.words(ring.add(x.first, x.second))
-    b = x.second if ctx.party == 1 else x.first
-    return ring.words(ring.neg(b) if negate else b)
+        value = ring.add(x.first, x.second)
+    else:
+        b = x.second if ctx.party == 1 else x.first
+        value = ring.neg(b) if negate else b
+    words = ring.words(value)
+    if adder is None or adder.width == ring.bits:
+        return words
+    return window_words(words, ring.words_per_element, adder.shift)
 
 
 async def _carry_tree(
-    ctx: PartyContext, tags: list[MessageTag], x: ReplicatedShare
+    ctx: PartyContext, tags: list[MessageTag], x: ReplicatedShare, adder: Adder | None = None
 ) -> tuple[ReplicatedShare, ReplicatedShare]:
     """The first ``L - 1`` levels of the carry tree of ``x``'s sum: two groups per element left."""
-    levels, k = _levels(ctx), ctx.ring.bits
-    gp = await binary.adder_first_layer(ctx, tags[:2], _addends(ctx, x), k, x.size)
-    return await binary.carry_reduce(ctx, tags[2:levels], gp, x.size, k // 2)
+    adder = adder or Adder(ctx.ring.bits)
+    addends = _addends(ctx, x, adder)
+    gp = await binary.adder_first_layer(ctx, tags[:2], addends, adder.width, x.size)
+    return await binary.carry_reduce(ctx, tags[2 : adder.levels], gp, x.size, adder.width // 2)
 
 
 async def msb(ctx: PartyContext, x: ReplicatedShare) -> PackedBits:
@@ -226,15 +242,19 @@ async def _sign(
     values: ReplicatedShare | None = None,
     combine: int = 1,
     tags: list[MessageTag] | None = None,
+    *,
+    magnitude_bits: int | None = None,
 ) -> ReplicatedShare:
     """Arithmetic ``msb(x)`` (or ``msb(x) v``): :func:`msb` with its last AND into :func:`_inject_terms`.
 
     Rounds ``L + 2``: 2 (first layer), ``L - 2`` levels, 2 (injection); ``L + 3`` tags.
+    ``magnitude_bits``: the caller's bound ``|x| < 2^m``, for the 64-bit window (module docstring).
     """
-    tags = tags or _tags(ctx, _levels(ctx) + 3)
+    adder = adder_for(ctx.ring, magnitude_bits)
+    tags = tags or _tags(ctx, adder.levels + 3)
     if x.size == 0:
         return ReplicatedShare(ctx.ring.zeros(0), ctx.ring.zeros(0))
-    g, p = await _carry_tree(ctx, tags, x)
+    g, p = await _carry_tree(ctx, tags, x, adder)
     terms = await ctx.compute(g.size, bits.carry_final_terms, g, p, x.size)
     return await _inject_terms(ctx, tags[-3:], terms, x.size, values=values, combine=combine)
 
@@ -266,10 +286,14 @@ async def less_than_public(
 
 
 async def greater_than_public(
-    ctx: PartyContext, x: ReplicatedShare, constant: int | RingArray
+    ctx: PartyContext, x: ReplicatedShare, constant: int | RingArray, *, magnitude_bits: int | None = None
 ) -> ReplicatedShare:
-    """Shares of ``[x > c]`` for a public int or vector ``c``: the sign of ``c - x``."""
-    return await _sign(ctx, arithmetic.mul_public(_minus_public(ctx, x, constant), -1))
+    """Shares of ``[x > c]`` for a public int or vector ``c``: the sign of ``c - x``.
+
+    With ``magnitude_bits`` (``|c - x| < 2^m``), read by the 64-bit window in Z_2^128.
+    """
+    difference = arithmetic.mul_public(_minus_public(ctx, x, constant), -1)
+    return await _sign(ctx, difference, magnitude_bits=magnitude_bits)
 
 
 # ---------------------------------------------------------------------- equality

@@ -78,7 +78,7 @@ def test_decisions_only_are_exact_away_from_the_threshold_and_scores_are_refused
         decisions = owner.fetch(result)
     scores = np.hstack([bank1, bank2]) @ w + c
     x = np.hstack([bank1, bank2])
-    error = 2.0**-33 * (np.abs(w).sum() + np.abs(x).sum(axis=1) + 1) + 4 * 2.0**-66  # f = 32
+    error = 2.0**-33 * (np.abs(w).sum() + np.abs(x).sum(axis=1) + 2) + 4 * 2.0**-66  # f = 32, with the window
     far = np.abs(scores - threshold) > error
     assert far.all()  # even 1e-7 is far beyond the encoding error at 2^32
     np.testing.assert_array_equal(decisions, (scores > threshold).astype(float))

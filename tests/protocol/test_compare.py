@@ -26,7 +26,7 @@ from mpc_core.errors import InvalidArgumentError, ProtocolError
 from mpc_core.ring import RING64
 from mpc_core.sharing import share, share_for_party
 from mpc_core.types import PARTIES
-from mpc_server.protocol import compare
+from mpc_server.protocol import compare, sign_window
 from mpc_server.protocol.binary import PackedBits
 from mpc_server.protocol.context import OFFLOAD_MIN_ELEMENTS
 from mpc_server.protocol.memory import InMemoryNetwork
@@ -494,3 +494,66 @@ def test_a_malformed_message_fails_the_receiver(run_parties, ring, ring_data):
     )
     assert isinstance(results[2], ProtocolError)
     assert "server-0" in str(results[2])
+
+
+# ---------------------------------------------------------------------- the 64-bit window (Z_2^128)
+
+
+@pytest.mark.parametrize("m", [40, 62])
+def test_a_windowed_sign_of_values_below_2_to_62_is_exact(net, run_parties, open_shares, ring_data, m):
+    ring = ring_data.ring
+    if ring.bits != 128:
+        pytest.skip("the window is for Z_2^128")
+    values = [*ring_data.signed(500, m - 1), 0, 1, -1, 2 ** (m - 1) - 1, -(2 ** (m - 1)), 2**m - 1, 1 - 2**m]
+    xs = shared(ring, values)
+    results = run_parties(
+        net, lambda ctx: compare.greater_than_public(ctx, xs[ctx.party], 0, magnitude_bits=m)
+    )
+    assert opened(open_shares, ring_data, results) == [int(v > 0) for v in values]
+
+
+def test_a_windowed_sign_errs_only_just_below_the_threshold(net, run_parties, open_shares, ring_data):
+    ring, m = ring_data.ring, 100
+    if ring.bits != 128:
+        pytest.skip("the window is for Z_2^128")
+    s = sign_window.window_shift(128, m)  # 38 low bits dropped
+    threshold = 12345 << 40
+    near = [threshold - d for d in (0, 1, 2**s - 1)]  # c - x in [0, 2^s): may read as x > c
+    far = [
+        threshold - 2**s,
+        threshold + 1,
+        threshold + 2**s,
+        *(threshold + v for v in ring_data.signed(300, m - 2)),
+    ]
+    xs = shared(ring, near + far)
+    results = run_parties(
+        net, lambda ctx: compare.greater_than_public(ctx, xs[ctx.party], threshold, magnitude_bits=m)
+    )
+    got = opened(open_shares, ring_data, results)
+    assert got[len(near) :] == [int(v > threshold) for v in far]  # exact outside the window
+    assert set(got[: len(near)]) <= {0, 1}
+
+
+def test_a_windowed_sign_costs_eight_rounds_and_fewer_bits(run_parties, ring_data):
+    ring, n = ring_data.ring, 4096
+    if ring.bits != 128:
+        pytest.skip("the window is for Z_2^128")
+    xs = shared(ring, ring_data.signed(n, 80))
+    full, _, full_latency = costs(run_parties, lambda ctx: compare.greater_than_public(ctx, xs[ctx.party], 0))
+    sent, rounds, latency = costs(
+        run_parties, lambda ctx: compare.greater_than_public(ctx, xs[ctx.party], 0, magnitude_bits=82)
+    )
+    assert (full_latency, latency) == (9, 8)
+    assert rounds == [6, 8, 8]
+    # the 64-bit adder (2.5 * 64 - 3 / 2 * 64 - 3 bits: first layer, levels, last AND) + injection in Z_2^128
+    assert [8 * b / n for b in sent] == [2.5 * 64 - 4 + 128, 2 * 64 - 3 + 128, 2 * 64 - 3 + 128]
+    assert [8 * b / n for b in full] == [3.5 * 128 - 4, 3 * 128 - 3, 3 * 128 - 3]
+
+
+def test_a_window_bound_outside_the_ring_is_refused(net, run_parties, ring_data):
+    ring = ring_data.ring
+    if ring.bits != 128:
+        pytest.skip("the window is for Z_2^128")
+    xs = shared(ring, [1, 2])
+    with pytest.raises(InvalidArgumentError, match="needs a bound below 2"):
+        run_parties(net, lambda ctx: compare.greater_than_public(ctx, xs[ctx.party], 0, magnitude_bits=127))

@@ -43,9 +43,10 @@ def credit_data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
 
 
 def error_bound(bank1: np.ndarray, bank2: np.ndarray, w: np.ndarray, f: int) -> np.ndarray:
-    """The documented bound on |encoded score - score| per row (all scales f)."""
+    """The documented bound on |encoded score - score| per row (all scales f), plus the window's band."""
     x = np.hstack([bank1, bank2])
-    return 2.0 ** -(f + 1) * (np.abs(w).sum() + np.abs(x).sum(axis=1) + 1) + x.shape[1] * 2.0 ** -(2 * f + 2)
+    rounding = 2.0 ** -(f + 1) * (np.abs(w).sum() + np.abs(x).sum(axis=1) + 1)
+    return rounding + x.shape[1] * 2.0 ** -(2 * f + 2) + 2.0 ** -(f + 1)
 
 
 def put_model(cluster: Cluster, rng: np.random.Generator, n: int, grants: list[Grant], f: int = 32):
@@ -73,6 +74,8 @@ def test_decisions_are_the_plaintext_ones_away_from_the_threshold(cluster: Clust
     assert far[:2].all() and not far[4:7].any()  # 1e-3 is decided exactly; 1e-12 need not be
     assert far[2:4].all() == (f == 32)  # 1e-7 is beyond the encoding error at f = 32, not at f = 16
     assert 0.2 < decisions.mean() < 0.8
+    # the comparison is read by the 64-bit window: one round less than the full adder (9 at party 0)
+    assert result.stats.rounds == 8  # party 0: agreement, the product, the windowed comparison (7 of its 8)
 
 
 def test_decisions_can_be_lifted_to_another_scale(cluster: Cluster) -> None:
