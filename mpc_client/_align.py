@@ -3,8 +3,8 @@
 Per chunk of ids (at most 65536): blind them (``oprf.blind``: a fresh scalar
 per id), send the same points to the three servers, check their compact
 answers against each other and unblind (``oprf.finalize_compact``). Chunks are
-pipelined: the next chunk is blinded while the servers evaluate the current
-one. A failed
+pipelined: while the servers evaluate one chunk, a worker thread unblinds the
+previous one and blinds the next (libsodium runs outside the GIL). A failed
 check raises :class:`TokenIntegrityError` (DATA_LOSS): at least one server
 answered wrongly, and no token is returned.
 """
@@ -12,7 +12,7 @@ answered wrongly, and no token is returned.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 from mpc_client._transport import ServerConnection, fan_out
@@ -71,17 +71,20 @@ class Aligner:
         session = alignment.encode()
         canonical = oprf.canonical_ids(list(ids))  # refuses duplicates and bad ids before sending
         chunks = [canonical[i : i + CHUNK_IDS] for i in range(0, len(canonical), CHUNK_IDS)]
+        names = [c.name for c in self._connections]
         tokens: list[bytes] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpc-align") as local:
             upcoming = [local.submit(oprf.blind_canonical, session, chunk) for chunk in chunks[:1]]
+            finishing: list[tuple[Future[list[bytes]], int]] = []
             for index, chunk in enumerate(chunks):
                 blinding = upcoming.pop().result()
                 if index + 1 < len(chunks):  # blinded while the servers evaluate this chunk
                     upcoming.append(local.submit(oprf.blind_canonical, session, chunks[index + 1]))
                 values = self._evaluate(alignment, blinding.elements, deadline)
-                tokens += _finalize(oprf, blinding, values, [c.name for c in self._connections])
-                if progress is not None:
-                    progress(len(chunk))
+                finishing.append((local.submit(_finalize, oprf, blinding, values, names), len(chunk)))
+                if len(finishing) > 1:  # unblinded while the servers evaluate the next chunk
+                    tokens += _collect(finishing.pop(0), progress)
+            tokens += [token for done in finishing for token in _collect(done, progress)]
         return tokens
 
     def _evaluate(self, alignment: str, elements: list[bytes], deadline: float) -> list[list[bytes]]:
@@ -89,11 +92,11 @@ class Aligner:
         replies = self._fan_out(lambda stub: stub.EvaluateTokens(request, timeout=deadline))
         out = []
         for connection, reply in zip(self._connections, replies, strict=True):
-            if len(reply.values) != len(request.points):
-                raise ProtocolError(
-                    f"{connection.name} answered {len(reply.values)} bytes for {len(elements)} points"
-                )
-            out.append([reply.values[i : i + 32] for i in range(0, len(reply.values), 32)])
+            values = reply.values  # one copy: each access to a bytes field makes a new one
+            if len(values) != len(request.points):
+                answered = f"{connection.name} answered {len(values)} bytes"
+                raise ProtocolError(f"{answered} for {len(elements)} points")
+            out.append([values[i : i + 32] for i in range(0, len(values), 32)])
         return out
 
     def close(self, alignment: str, deadline: float) -> None:
@@ -103,6 +106,15 @@ class Aligner:
 
     def _fan_out(self, call: Callable[[pb_grpc.AlignmentServiceStub], _T]) -> list[_T]:
         return fan_out(self._connections, lambda c: call(pb_grpc.AlignmentServiceStub(c.channel)), self._pool)
+
+
+def _collect(done: tuple[Future[list[bytes]], int], progress: Progress | None) -> list[bytes]:
+    """The tokens of one finished chunk (its errors raised here), reported to ``progress``."""
+    future, count = done
+    tokens = future.result()
+    if progress is not None:
+        progress(count)
+    return tokens
 
 
 def _finalize(oprf: Any, blinding: Any, values: list[list[bytes]], names: list[str]) -> list[bytes]:
