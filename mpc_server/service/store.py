@@ -346,12 +346,9 @@ class FileDatasetStore:
         self.storage.write_succeeded()
         self.storage.repaired(path)
         self._index[pending.ref] = pending.summary
-        dataset = pending.dataset()
-        with self._lock:
+        with self._lock:  # cached when a job reads it: an upload's shares are not kept in memory
             self._forget(pending.ref)
-            if pending.first.size:  # a placeholder (``hold``) has no shares in memory
-                self._remember(dataset)
-        return dataset
+        return pending.dataset()
 
     def hold(self, prepared: Path) -> PendingDataset:
         """Lock the name of the upload prepared in file ``prepared``, without its shares (blocking)."""
