@@ -38,9 +38,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mpc_client._calls import CONNECT_WAIT, CallScope, ConnectionWatch, ScopedCallable, Waited, current_scope
-from mpc_core.certificates import CertificateInfo, RevocationList, check_leaf, load_ca, parse_revocation_list
+from mpc_core.certificates import (
+    CertificateInfo,
+    RevocationList,
+    check_leaf,
+    handshake_failure,
+    load_ca,
+    parse_revocation_list,
+)
 from mpc_core.cluster import ServerEndpoint
-from mpc_core.errors import ConfigError, MpcError, ServerUnavailableError, UnauthenticatedError
+from mpc_core.errors import ConfigError, ServerUnavailableError, UnauthenticatedError
 from mpc_core.identity import Principal, Role
 
 PREFLIGHT_TIMEOUT = 10.0
@@ -123,24 +130,6 @@ class _Unblock:
             self._raw.shutdown(socket.SHUT_RDWR)
 
 
-def _handshake_error(server: str, address: str, exc: OSError) -> MpcError:
-    """What a failed checking handshake means for the caller."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return UnauthenticatedError(
-            f"{server}: the certificate at {address} fails verification against the cluster CA "
-            f"({exc.verify_message})"
-        )
-    if isinstance(exc, ssl.SSLError):
-        reason = str(exc.reason or exc)
-        if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason:
-            return UnauthenticatedError(f"{server}: the server at {address} does not offer TLS 1.3")
-        return ServerUnavailableError(server, f"TLS handshake with {address} failed: {reason}")
-    if isinstance(exc, TimeoutError):
-        return ServerUnavailableError(server, f"no TLS handshake with {address} within the time allowed")
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return ServerUnavailableError(server, f"cannot connect to {address}: {reason}")
-
-
 @dataclass(frozen=True)
 class CheckedServer:
     """A server certificate that passed every check, as PEM, and what it says."""
@@ -187,7 +176,9 @@ class ServerChecker:
         except OSError as exc:  # ssl.SSLError included
             if scope is not None:
                 scope.check()
-            raise _handshake_error(server, address, exc) from None
+            raise handshake_failure(
+                server, address, exc, presented=f"{server}: the certificate at {address}"
+            ) from None
         if der is None:
             raise UnauthenticatedError(f"{server}: the server at {address} presented no certificate")
         return der

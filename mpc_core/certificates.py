@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import ssl
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -24,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mpc_core.errors import ConfigError
+from mpc_core.errors import ConfigError, MpcError, ServerUnavailableError, UnauthenticatedError
 from mpc_core.identity import Principal, Role, parse_identity_uri
 
 REQUIRED_USAGES: dict[Role, tuple[x509.ObjectIdentifier, ...]] = {
@@ -258,3 +259,27 @@ def revocation_entry(info: CertificateInfo, note: str = "") -> str:
     note = " ".join(note.split())  # one line, whatever the note holds
     comment = f"  # {info.principal.uri}" + (f" {note}" if note else "")
     return f"sha256:{info.fingerprint} serial:{info.serial:x}{comment}"
+
+
+def handshake_failure(name: str, address: str, exc: BaseException, *, presented: str = "") -> MpcError:
+    """What a failed checking TLS handshake with ``name`` at ``address`` means, as an error.
+
+    A certificate that fails verification, or a server without TLS 1.3, is
+    UNAUTHENTICATED; anything else (refused, reset, timed out) UNAVAILABLE
+    naming ``name``. ``presented`` words the certificate (default: ``the
+    certificate at ADDRESS``).
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        what = presented or f"the certificate at {address}"
+        return UnauthenticatedError(
+            f"{what} fails verification against the cluster CA ({exc.verify_message})"
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = str(exc.reason or exc)
+        if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason:
+            return UnauthenticatedError(f"{name}: the server at {address} does not offer TLS 1.3")
+        return ServerUnavailableError(name, f"TLS handshake with {address} failed: {reason}")
+    if isinstance(exc, TimeoutError):
+        return ServerUnavailableError(name, f"no TLS handshake with {address} within the time allowed")
+    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+    return ServerUnavailableError(name, f"cannot connect to {address}: {reason}")

@@ -32,9 +32,9 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mpc_core.certificates import CertificateInfo, check_leaf, load_ca
+from mpc_core.certificates import CertificateInfo, check_leaf, handshake_failure, load_ca
 from mpc_core.cluster import ServerEndpoint
-from mpc_core.errors import ConfigError, MpcError, ServerUnavailableError, UnauthenticatedError
+from mpc_core.errors import ConfigError, ServerUnavailableError, UnauthenticatedError
 from mpc_core.identity import Principal, Role
 from mpc_server.transport.tls import TlsMaterial
 from mpc_server.transport.verifier import RevocationWatcher
@@ -80,23 +80,6 @@ def _context(material: TlsMaterial) -> ssl.SSLContext:
     return context
 
 
-def _failure(peer: str, address: str, exc: BaseException) -> MpcError:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return UnauthenticatedError(
-            f"the certificate {peer} presented at {address} fails verification against the cluster CA "
-            f"({exc.verify_message})"
-        )
-    if isinstance(exc, ssl.SSLError):
-        reason = str(exc.reason or exc)
-        if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason:
-            return UnauthenticatedError(f"{peer} at {address} does not offer TLS 1.3")
-        return ServerUnavailableError(peer, f"TLS handshake with {address} failed: {reason}")
-    if isinstance(exc, TimeoutError):
-        return ServerUnavailableError(peer, f"no TLS handshake with {address} in time")
-    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
-    return ServerUnavailableError(peer, f"cannot connect to {address}: {reason}")
-
-
 class PeerIdentityCheck:
     """Checks the peers this server dials (see the module docstring)."""
 
@@ -126,7 +109,8 @@ class PeerIdentityCheck:
                     host, int(port), ssl=self._context, server_hostname=peer.identity
                 )
         except (OSError, TimeoutError) as exc:
-            raise _failure(peer.identity, peer.address, exc) from None
+            presented = f"the certificate {peer.identity} presented at {peer.address}"
+            raise handshake_failure(peer.identity, peer.address, exc, presented=presented) from None
         try:
             tls = writer.get_extra_info("ssl_object")
             der = tls.getpeercert(binary_form=True) if isinstance(tls, ssl.SSLObject) else None
