@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +26,8 @@ from mpc_cli.demo_data import normal, uniform
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant, MpcClient
 
-from .measure import peak_rss_mb, reset_peak_rss, summary
+from . import alignment, comparison, memory, training
+from .measure import CpuWindow, peak_rss_mb, reset_peak_rss, summary
 from .workloads import Row, Workload
 
 OWNER, BANK_1, BANK_2 = "model-owner", "bank-1", "bank-2"
@@ -38,30 +40,50 @@ LINREG_JOB: dict[str, Any] = {
 """The input mapping of the ``linreg`` job; each owner's grant pins exactly it."""
 
 
-class _Owner:
-    """An owner process speaking the line protocol of ``mpc_bench.owner``."""
+class Owner:
+    """An owner process speaking the line protocol of ``mpc_bench.owner`` (or ``module``'s)."""
 
-    def __init__(self, cluster: LocalCluster, identity: str, data: Path, job: dict[str, Any]) -> None:
-        command = [sys.executable, "-m", "mpc_bench.owner", "--cluster", str(cluster.cluster_file)]
-        command += ["--identity", identity, "--data", str(data), "--job", json.dumps(job)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        identity: str,
+        data: Path,
+        job: dict[str, Any] | None = None,
+        *,
+        module: str = "mpc_bench.owner",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        command = [sys.executable, "-m", module, "--cluster", str(cluster.cluster_file)]
+        command += ["--identity", identity, "--data", str(data)]
+        command += [] if job is None else ["--job", json.dumps(job)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
         self.expect("ready")
 
     def send(self, message: dict[str, Any]) -> None:
+        """Write one command line."""
         stdin: IO[str] | None = self.process.stdin
         if stdin is None:
             raise RuntimeError("owner process has no stdin")
         stdin.write(json.dumps(message) + "\n")
         stdin.flush()
 
-    def expect(self, key: str) -> Any:
+    def receive(self) -> dict[str, Any]:
+        """The process's next reply."""
         stdout: IO[str] | None = self.process.stdout
         line = stdout.readline() if stdout is not None else ""
         if not line:
             raise RuntimeError(f"owner process exited (code {self.process.poll()})")
-        return json.loads(line)[key]
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def expect(self, key: str) -> Any:
+        """The value of ``key`` in the next reply."""
+        return self.receive()[key]
 
     def close(self) -> None:
+        """Tell the process to quit and wait for it."""
         self.send({"cmd": "quit"})
         self.process.wait(timeout=30)
 
@@ -85,6 +107,11 @@ class OursRunner:
         return LocalCluster(self.directory / f"cluster-{ring}", clients=clients, ring_bits=ring, metrics=True)
 
     @property
+    def owner_client(self) -> MpcClient:
+        """The model owner's client (connected while a workload runs)."""
+        return self._client
+
+    @property
     def _client(self) -> MpcClient:
         if self.client is None:
             raise RuntimeError("the cluster is not started")
@@ -92,8 +119,21 @@ class OursRunner:
 
     def run(self, workload: Workload) -> Row:
         """Start a cluster, measure one workload, stop the cluster."""
-        runners = {"multiply": self._products, "dot": self._products, "linreg": self._linreg}
-        runner = runners.get(workload.kind, self._upload)
+        runners: dict[str, Callable[[Workload], Row]] = {
+            "multiply": self._products,
+            "dot": self._products,
+            "linreg": self._linreg,
+            "upload": self._upload,
+            "stats": partial(training.stats, self),
+            "fit-ridge": partial(training.fit, self),
+            "fit-ols": partial(training.fit, self),
+            "decide": partial(training.decide, self),
+            "compare": partial(comparison.compare, self),
+            "predict-large": partial(memory.predict_large, self),
+            "logistic": partial(training.logistic, self),
+            "align": partial(alignment.align, self),
+        }
+        runner = runners[workload.kind]
         self.cluster = self._cluster(workload.ring)
         self.cluster.start()
         try:
@@ -104,19 +144,22 @@ class OursRunner:
             self.client = None
             self.cluster.stop()
 
-    def _measured(self, workload: Workload, once: Callable[[], float | None]) -> Row:
-        """Warm up once, then time ``workload.reps`` calls of ``once``."""
-        once()
+    def measured(self, workload: Workload, once: Callable[[], float | None]) -> Row:
+        """Warm up once (unless the workload says not to), then time ``workload.reps`` calls of ``once``."""
+        if workload.warmup:
+            once()
         pids = [p.pid for p in self.cluster.processes if p is not None]
         for pid in pids:
             reset_peak_rss(pid)
         before = self._traffic_now()
+        cpu = CpuWindow(pids)
         times, errors = [], []
         for _ in range(workload.reps):
             started = time.perf_counter()
             error = once()
             times.append(time.perf_counter() - started)
             errors.append(error)
+        cpu_figures = cpu.close()
         after = self._traffic_now()
         median, low, high = summary(times)
         peer, client = (b - a for a, b in zip(before, after, strict=True))
@@ -134,6 +177,7 @@ class OursRunner:
             bytes_between_servers=peer // workload.reps,
             bytes_client_server=client // workload.reps,
             peak_rss_mb=[round(peak_rss_mb(pid), 1) for pid in pids],
+            extra=cpu_figures,
         )
 
     def _traffic_now(self) -> tuple[int, int]:
@@ -158,7 +202,7 @@ class OursRunner:
             rounds.append(max(s.rounds for s in job.stats.values()))
             return float(np.abs(values - expected).max())
 
-        row = self._measured(workload, once)
+        row = self.measured(workload, once)
         row.rounds = rounds[-1]
         row.note = "shares already on the servers; job submission to checked, reconstructed output"
         return row
@@ -169,7 +213,7 @@ class OursRunner:
         def once() -> None:
             self._client.upload("bench-upload", values, overwrite=True)
 
-        row = self._measured(workload, once)
+        row = self.measured(workload, once)
         row.note = "one owner: encode, secret-share, upload (seed-compressed) to all three servers"
         return row
 
@@ -187,7 +231,7 @@ class OursRunner:
                 owners[OWNER].expect("ok")
                 return float(owners[OWNER].expect("max_abs_error"))
 
-            row = self._measured(workload, once)
+            row = self.measured(workload, once)
         finally:
             for owner in owners.values():
                 owner.close()
@@ -195,7 +239,7 @@ class OursRunner:
         row.note = "end to end: three owner processes upload, the job runs, the model owner reconstructs"
         return row
 
-    def _start_owners(self, workload: Workload) -> dict[str, _Owner]:
+    def _start_owners(self, workload: Workload) -> dict[str, Owner]:
         n, d = workload.n, workload.d
         half = d // 2
         features = normal(n * d).reshape(n, d)
@@ -209,6 +253,6 @@ class OursRunner:
         )
         files = {BANK_1: "bank-1.npz", BANK_2: "bank-2.npz", OWNER: "owner.npz"}
         return {
-            identity: _Owner(self.cluster, identity, data / name, LINREG_JOB)
+            identity: Owner(self.cluster, identity, data / name, LINREG_JOB)
             for identity, name in files.items()
         }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .workloads import Row
 
@@ -31,6 +31,10 @@ def _ring(bits: int | None) -> str:
     return "-" if bits is None else f"Z_2^{bits}"
 
 
+def _name(row: Row) -> str:
+    return row.workload + (f" ({row.extra['variant']})" if "variant" in row.extra else "")
+
+
 def table(rows: Sequence[Row]) -> str:
     """Markdown table: one line per workload and ring of ours, the peers beside it."""
     peers: dict[tuple[str, int, int], dict[str, Row]] = {}
@@ -48,7 +52,7 @@ def table(rows: Sequence[Row]) -> str:
     for row in ours:
         others = peers.get(_key(row), {})
         lines.append(
-            f"| {row.workload} | {row.n:,} | {row.d} | {_ring(row.ring)} | {_seconds(row)} "
+            f"| {_name(row)} | {row.n:,} | {row.d} | {_ring(row.ring)} | {_seconds(row)} "
             f"| {_seconds(others.get('crypten'))} | {_seconds(others.get('mpyc'))} "
             f"| {_ratio(others.get('crypten'), row)} | {_ratio(others.get('mpyc'), row)} "
             f"| {_bytes(row.bytes_between_servers)} | {_bytes(row.bytes_client_server)} "
@@ -81,7 +85,9 @@ PREVIOUS_Z2_64_MULTIPLY_1E6 = (0.1358, 3.6)
 
 def targets(rows: Sequence[Row]) -> list[str]:
     """The issues' targets, each with the measured figure and met / missed."""
-    ours = {(r.workload, r.n, r.d, r.ring): r for r in rows if r.system == "ours"}
+    ours = {
+        (r.workload, r.n, r.d, r.ring): r for r in rows if r.system == "ours" and "variant" not in r.extra
+    }
     peers = {(r.system, r.workload, r.n, r.d): r for r in rows if r.system != "ours"}
     checks = []
 
@@ -96,6 +102,19 @@ def targets(rows: Sequence[Row]) -> list[str]:
         verdict = "n/a " if value is None else "MET " if ok else "MISS"
         checks.append(f"{verdict} {text}: {shown}")
 
+    if any(r.workload in CORE for r in rows):
+        _core_targets(ours, ratio, check)
+    _training_targets(ours, ratio, check)
+    return checks
+
+
+CORE = frozenset({"multiply", "linreg", "dot", "upload"})
+Ratio = Callable[..., float | None]
+Check = Callable[[str, float | None, bool], None]
+
+
+def _core_targets(ours: dict[tuple[str, int, int, int | None], Row], ratio: Ratio, check: Check) -> None:
+    """The last releases' targets (``mpc bench``'s core suite)."""
     value = ratio("crypten", "multiply", 1_000_000, 1)
     check("10^6 multiplications in Z_2^128, CrypTen/ours >= 2.5", value, value is not None and value >= 2.5)
     value = ratio("crypten", "multiply", 1_000_000, 1, ring=64)
@@ -136,4 +155,64 @@ def targets(rows: Sequence[Row]) -> list[str]:
     one = ours.get(("multiply", 1, 1, 128))
     latency = one.median_s * 1000 if one and one.median_s else None
     check("one multiplication end to end, median < 5 ms", latency, latency is not None and latency < 5)
-    return checks
+
+
+def _training_targets(ours: dict[tuple[str, int, int, int | None], Row], ratio: Ratio, check: Check) -> None:
+    """Issue 13's targets for the training, comparison and alignment rows (only those measured)."""
+    for kind in ("fit-ridge", "fit-ols"):
+        if (kind, 100_000, 10, 128) in ours:
+            value = ratio("crypten", kind, 100_000, 10)
+            check(f"{kind} 10^5 x 10, CrypTen/ours >= 2", value, value is not None and value >= 2)
+        big = ours.get((kind, 1_000_000, 10, 128))
+        if big is not None:
+            seconds = big.median_s
+            check(f"{kind} 10^6 x 10, ours < 10 s", seconds, seconds is not None and seconds < 10)
+    if ("decide", 1_000_000, 1, 128) in ours:
+        value = ratio("crypten", "decide", 1_000_000, 1)
+        check("10^6 comparisons (decide), CrypTen/ours >= 2", value, value is not None and value >= 2)
+    if ("compare", 1_000_000, 1, 128) in ours:
+        value = ratio("crypten", "compare", 1_000_000, 1)
+        check("10^6 comparisons (job only), CrypTen/ours >= 2", value, value is not None and value >= 2)
+    if ("logistic", 100_000, 10, 128) in ours:
+        value = ratio("crypten", "logistic", 100_000, 10)
+        check("logistic fit 10^5 x 10, CrypTen/ours >= 1", value, value is not None and value >= 1)
+    big = ours.get(("align", 1_000_000, 3, 128))
+    if big is not None:
+        seconds = big.median_s
+        check(
+            "alignment of 2 x 10^6 ids + prediction, ours < 300 s",
+            seconds,
+            seconds is not None and seconds < 300,
+        )
+    large = ours.get(("predict-large", 10_000_000, 10, 128))
+    if large is not None and large.peak_rss_mb:
+        cold = max(large.extra.get("cold_peak_rss_mb", [float("nan")])) / 1024
+        check("predict 10^7 x 10, peak RSS per server < 1 GiB (GiB, servers restarted)", cold, cold < 1)
+        warm = max(large.peak_rss_mb) / 1024
+        check("the same right after the uploads", warm, warm < 1)
+
+
+def details(rows: Sequence[Row]) -> str:
+    """One line per row that has workload-specific figures (training, comparison and alignment rows)."""
+    lines = []
+    for row in rows:
+        shown = {k: v for k, v in row.extra.items() if k != "peer_options"}
+        if row.workload in CORE or (row.median_s is None and not shown):
+            continue
+        label = f"{row.workload} n={row.n:,} d={row.d}"
+        error = "-" if row.max_abs_error is None else f"{row.max_abs_error:.3g}"
+        figures = "; ".join(f"{k} {_shown(v)}" for k, v in shown.items())
+        lines.append(f"- {label}, {row.system}: rounds {row.rounds}, error {error}; {figures}")
+        if row.note:
+            lines.append(f"  ({row.note})")
+    return "\n".join(lines)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)

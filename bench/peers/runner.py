@@ -8,7 +8,7 @@ import os
 import socket
 import statistics
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +52,30 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def run_crypten(workload: Workload, scratch: Path, progress: Callable[[str], None]) -> Row:
-    """CrypTen (3 processes, gloo over loopback, its default dealer, no TLS)."""
+CRYPTEN_TRAINING = frozenset({"stats", "fit-ridge", "fit-ols", "decide", "compare", "logistic"})
+"""Workloads of ``crypten_training_party.py``; the others are ``crypten_party.py``'s."""
+CRYPTEN_KINDS = CRYPTEN_TRAINING | {"multiply", "linreg", "dot"}
+MPYC_KINDS = frozenset(MPYC_MAX)
+
+
+def run_crypten(
+    workload: Workload, scratch: Path, progress: Callable[[str], None], options: Sequence[str] = ()
+) -> Row:
+    """CrypTen (3 processes, gloo over loopback, its default dealer, no TLS).
+
+    ``options`` are extra arguments of the party script (for the training
+    rows: our plan's iteration counts, trace bound, momentum and clip).
+    """
     python = crypten_python(progress)
     port = free_ports(1)[0]
     base = dict(os.environ, RENDEZVOUS="env://", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     base.update(WORLD_SIZE="3", DISTRIBUTED_BACKEND="gloo", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
     args = [workload.kind, "-n", str(workload.n), "-d", str(workload.d), "--reps", str(workload.reps)]
-    commands = [[str(python), str(HERE / "crypten_party.py"), *args] for _ in range(3)]
+    script = "crypten_training_party.py" if workload.kind in CRYPTEN_TRAINING else "crypten_party.py"
+    commands = [[str(python), str(HERE / script), *args, *options] for _ in range(3)]
     envs = [dict(base, RANK=str(rank)) for rank in range(3)]
-    results = [record for out in _run_three(commands, envs, scratch, 900) for record in _json_lines(out)]
+    timeout = 3600 if workload.kind in CRYPTEN_TRAINING else 900
+    results = [record for out in _run_three(commands, envs, scratch, timeout) for record in _json_lines(out)]
     times = [max(float(r["times"][i]) for r in results) for i in range(workload.reps)]
     return Row(
         system="crypten",
@@ -75,12 +89,40 @@ def run_crypten(workload: Workload, scratch: Path, progress: Callable[[str], Non
         max_abs_error=max(float(r["max_abs_error"]) for r in results),
         bytes_between_servers=int(sum(float(r["bytes"]) for r in results) / 2),
         rounds=int(results[0]["rounds"]),
-        note="input sharing + op + reveal; dealer sees inputs; no TLS",
+        note=CRYPTEN_NOTES.get(workload.kind, "input sharing + op + reveal") + "; dealer sees inputs; no TLS",
+        extra=_crypten_extra(workload, results, statistics.median(times)),
     )
 
 
-def run_mpyc(workload: Workload, scratch: Path, progress: Callable[[str], None]) -> Row:
-    """MPyC (3 processes, Shamir over a prime field, TLS between parties)."""
+FROM_SHARES = "inputs already shared (sharing timed apart): op + reveal"
+CRYPTEN_NOTES = {
+    "compare": "x > t alone on x already shared, result left in shares (reveal untimed)",
+    **dict.fromkeys(("stats", "fit-ridge", "fit-ols", "decide", "logistic"), FROM_SHARES),
+}
+"""What a CrypTen row's time includes, where not input sharing + the computation + the reveal."""
+
+
+def _crypten_extra(workload: Workload, results: list[dict[str, Any]], median_s: float) -> dict[str, Any]:
+    sent = [int(r["bytes"]) for r in sorted(results, key=lambda r: r["rank"])]
+    extra: dict[str, Any] = {"bytes_per_party": sent}
+    if all("busy_s" in r for r in results):
+        busy = sum(float(b) for b in results[0]["busy_s"])  # rank order does not matter: one machine
+        own = sum(float(c) for r in results for c in r["cpu_s"])
+        extra["parties_cpu_s"] = round(own, 2)
+        extra["others_cpu_s"] = round(max(0.0, busy - own), 2)
+    if all(r.get("sharing_s") for r in results):
+        sharing = [max(float(r["sharing_s"][i]) for r in results) for i in range(workload.reps)]
+        extra["input_sharing_s"] = round(statistics.median(sharing), 4)
+    if workload.kind == "compare":
+        extra["bits_per_comparison_per_party"] = [round(8 * b / workload.n, 1) for b in sent]
+        extra["comparisons_per_s"] = round(workload.n / median_s)
+    return extra
+
+
+def run_mpyc(
+    workload: Workload, scratch: Path, progress: Callable[[str], None], options: Sequence[str] = ()
+) -> Row:
+    """MPyC (3 processes, Shamir over a prime field, TLS between parties); ``options`` unused."""
     if workload.n > MPYC_MAX.get(workload.kind, 0):
         return Row(
             "mpyc", workload.kind, workload.n, workload.d, None, note="skipped: too slow / too large for MPyC"
