@@ -26,7 +26,7 @@ from mpc_core.errors import InvalidArgumentError, ProtocolError
 from mpc_core.ring import RING64
 from mpc_core.sharing import share, share_for_party
 from mpc_core.types import PARTIES
-from mpc_server.protocol import compare, sign_window
+from mpc_server.protocol import compare, injection, sign_window
 from mpc_server.protocol.binary import PackedBits
 from mpc_server.protocol.context import OFFLOAD_MIN_ELEMENTS
 from mpc_server.protocol.memory import InMemoryNetwork
@@ -311,7 +311,7 @@ def test_bit_injection_and_bit_times(net, run_parties, open_shares, ring, ring_d
 
     async def program(ctx):
         b = packed[ctx.party]
-        return await compare.bit_injection(ctx, b), await compare.bit_times(ctx, b, vs[ctx.party])
+        return await injection.bit_injection(ctx, b), await injection.bit_times(ctx, b, vs[ctx.party])
 
     injected, products = zip(*run_parties(net, program), strict=True)
     assert opened(open_shares, ring_data, injected) == flags
@@ -319,7 +319,7 @@ def test_bit_injection_and_bit_times(net, run_parties, open_shares, ring, ring_d
     assert ring_data.ints(open_shares(products)) == ring_data.reduce(expected)
     two = shared(ring, [1, 2])
     with pytest.raises(InvalidArgumentError):
-        run_parties(net, lambda ctx: compare.bit_times(ctx, packed[ctx.party], two[ctx.party]))
+        run_parties(net, lambda ctx: injection.bit_times(ctx, packed[ctx.party], two[ctx.party]))
 
 
 # ---------------------------------------------------------------------- costs
@@ -351,10 +351,10 @@ def test_msb_equal_relu_injection_cost_the_documented_rounds_and_bits(run_partie
             [levels + 1] * 2 + [levels + 2],
             levels + 2,
         ),
-        compare.bit_injection: ([k, k, k], [1, 2, 2], 2),
+        injection.bit_injection: ([k, k, k], [1, 2, 2], 2),
     }
     for operation, (bits_each, expected_rounds, expected_latency) in per_element.items():
-        if operation is compare.bit_injection:
+        if operation is injection.bit_injection:
             run = lambda ctx, op=operation: op(ctx, packed[ctx.party])  # noqa: E731
         elif operation is compare.equal_public:
             run = lambda ctx, op=operation: op(ctx, xs[ctx.party], 5)  # noqa: E731
@@ -443,7 +443,7 @@ def test_injection_messages_are_uniform_for_constant_bits(run_parties, ring, rin
     net = InMemoryNetwork()
     net.record = True
 
-    run_parties(net, lambda ctx: compare.bit_injection(ctx, packed[ctx.party]))
+    run_parties(net, lambda ctx: injection.bit_injection(ctx, packed[ctx.party]))
 
     assert_uniform_receipts(net, {0: 0, 1: 1, 2: 2})
 
