@@ -153,6 +153,7 @@ class Mailbox:
         box = self._boxes.pop(job_id, None)
         if box is not None:
             self._release(box)
+        self._failed_early.pop(job_id, None)  # the peers' failures of the same refused attempt
         self._refused[job_id] = self._clock()
         self._refused.move_to_end(job_id)
         while len(self._refused) > _CLOSED_JOBS_REMEMBERED:
@@ -197,6 +198,7 @@ class Mailbox:
         box = self._boxes.pop(job_id, None)
         if box is not None:
             self._release(box)
+        self._failed_early.pop(job_id, None)
         self._closed[job_id] = None
         while len(self._closed) > _CLOSED_JOBS_REMEMBERED:
             self._closed.popitem(last=False)

@@ -357,3 +357,11 @@ def test_an_abort_of_a_job_never_opened_here_keeps_no_state_but_fails_a_start_so
     clock.now += 11.0  # long after: a retry under the same id starts clean
     box.deliver(P1, tag(1, "later"), words(2))
     assert run(box.receive(P1, tag(1, "later"), 1)).tolist() == [1, 2]
+
+
+def test_a_refusal_here_forgets_the_peers_failures_of_the_same_attempt():
+    box = Mailbox(NAMES)
+    box.deliver_abort(P1, "job", "dataset not found")  # the peer refused first
+    box.refuse_job("job")  # then this party refused the same attempt
+    box.deliver(P1, tag(1), words(2))  # the retry, once the dataset exists
+    assert run(box.receive(P1, tag(1), 1)).tolist() == [1, 2]
