@@ -17,15 +17,20 @@ is allocated.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
 from mpc_cli.local_cluster import LocalCluster
 from mpc_client import Grant
+from mpc_client._jobs import job_spec
 from mpc_core.errors import MpcError
+from mpc_proto.v1 import client_service_pb2 as pb
+from mpc_proto.v1 import client_service_pb2_grpc as pb_grpc
 from mpc_server.service import share_files
 
 pytestmark = pytest.mark.e2e
@@ -211,3 +216,32 @@ def test_a_prediction_whose_output_alone_exceeds_the_budget_is_refused_before_al
     assert "per-job memory budget of 256 MiB" in message and "its outputs alone are too large" in message
     after = [_status(pid, "VmRSS:") for pid in pids]
     assert all(a - b < 32 << 20 for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def test_a_job_sent_to_one_server_only_holds_no_input_memory_and_its_server_stays_responsive(
+    small_budget: LocalCluster, features: tuple[np.ndarray, np.ndarray, float]
+) -> None:
+    """The issue's case: jobs sent to one server held 2.6 GiB there until their deadline."""
+    _restart_all(small_budget)  # empty caches: loading the inputs would show in RSS
+    pid = _pids(small_budget)[1]
+    ca = (small_budget.cert_dir / "ca.pem").read_bytes()
+    key, cert = ((small_budget.cert_dir / f"{OWNER}{ext}").read_bytes() for ext in (".key", ".pem"))
+    options = [("grpc.ssl_target_name_override", "server-1")]
+    credentials = grpc.ssl_channel_credentials(ca, key, cert)
+    spec = job_spec(OWNER, PREDICT, INPUTS, receiver=None, job_id=None, output_fractional_bits=None,
+                    parameters=None, keep=None)  # fmt: skip
+    before = _status(pid, "VmRSS")
+    with grpc.secure_channel(small_budget.addresses[1], credentials, options) as channel:
+        stub = pb_grpc.ClientServiceStub(channel)
+        pending = stub.RunJob.future(pb.RunJobRequest(job=spec), timeout=6)
+        slowest = 0.0
+        while not pending.done():  # the server answers other calls at once meanwhile
+            started = time.monotonic()
+            stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=2)
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.2)
+        with pytest.raises(grpc.RpcError) as caught:
+            pending.result()
+    assert caught.value.code() in {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}
+    assert _status(pid, "VmHWM") - before < 64 << 20  # 128 MiB of shares per input if loaded
+    assert slowest < 1.0
