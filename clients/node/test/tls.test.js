@@ -2,10 +2,11 @@
 // Unit tests of the cluster file's revocation list and of the client's TLS: the list's
 // syntax (as mpc_core/certificates.py parses it), re-reading it when it changes (failing
 // closed), the server identity check refusing listed certificates, and against three
-// local grpc-js servers with the test certificates of test/fixtures (make-certs.sh): TLS
+// local grpc-js servers with test certificates made by test/fixtures/make-certs.sh: TLS
 // 1.3 only, a listed server certificate refused (by fingerprint or serial, before first
 // use and when listed later), and the client's own certificate refused at connect.
 const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -14,7 +15,15 @@ const { after, before, test } = require('node:test');
 const grpc = require('@grpc/grpc-js');
 const lib = require('../lib');
 
-const FIXTURES = path.join(__dirname, 'fixtures');
+// The test certificates are made at run time (private keys are never committed), by
+// fixtures/make-certs.sh with openssl, in a directory removed when the tests end.
+function makeFixtures() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpc-node-certs-'));
+  execFileSync('sh', [path.join(__dirname, 'fixtures', 'make-certs.sh')], { cwd: dir, stdio: 'pipe' });
+  return dir;
+}
+const FIXTURES = makeFixtures();
+after(() => fs.rmSync(FIXTURES, { recursive: true, force: true }));
 const fixture = (name) => fs.readFileSync(path.join(FIXTURES, name));
 const SHA = 'ab'.repeat(32);
 const configError = (pattern) => (e) => e instanceof lib.ConfigError && pattern.test(e.message);
