@@ -48,7 +48,9 @@ from mpc_server.service.output_store import OutputRetention
 from .conftest import AE, DOCUMENTED, FUZZER, IA, NAME, NF, OK, PD, RE, Outcome, Wire, describe
 
 pytestmark = pytest.mark.e2e
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 MUL, DOT, LR = "elementwise.multiply", "dot", "linear_regression.predict"
 PROGRAMS = (MUL, DOT, LR)
 ROLES = {MUL: {"x": (1, 1), "y": (1, 1)}, DOT: {"x": (1, 1), "y": (1, 1)}}
