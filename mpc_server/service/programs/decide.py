@@ -49,7 +49,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from mpc_core import bounds
-from mpc_core.errors import InvalidArgumentError
 from mpc_core.ring import Ring
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol import compare, sign_window
@@ -62,13 +61,8 @@ from mpc_server.service.programs.base import (
     ProgramPlan,
     RoleSpec,
     finish_plan,
-    magnitude,
-    single,
 )
-from mpc_server.service.programs.linear_regression import (
-    LinearRegressionPredict,
-    feature_columns,
-)
+from mpc_server.service.programs.linear_regression import LinearRegressionPredict, linear_bound
 from mpc_server.service.programs.params import Params, ParamSpec, ParamType
 
 LINEAR_ROLES: tuple[RoleSpec, ...] = LinearRegressionPredict.roles
@@ -99,34 +93,11 @@ def plan_scores(ring: Ring, inputs: PlanInputs, program: str) -> ScorePlan:
             wrong length; an intercept that is not a scalar; or scores that
             could leave the ring.
     """
-    blocks = inputs["features"]
-    shapes = [feature_columns(block) for block in blocks]
-    if len({rows for rows, _ in shapes}) != 1:
-        raise InvalidArgumentError(
-            "the feature datasets differ in row count: " + ", ".join(str(b.ref) for b in blocks)
-        )
-    weights = single(inputs, "weights")
-    if weights.shape != (sum(cols for _, cols in shapes),):
-        raise InvalidArgumentError(
-            f"weights {weights.ref} must be a vector with one entry per feature column"
-        )
-    intercepts = inputs.get("intercept", ())
-    for intercept in intercepts:
-        if intercept.shape not in ((), (1,)):
-            raise InvalidArgumentError(f"intercept {intercept.ref} must be a scalar")
-    scales = [block.fractional_bits + weights.fractional_bits for block in blocks]
-    natural = max([*scales, *(c.fractional_bits for c in intercepts)])
-    lifts = [natural - scale for scale in scales]
-    bound = sum(
-        cols * magnitude(block) * magnitude(weights) << lift
-        for (_, cols), block, lift in zip(shapes, blocks, lifts, strict=True)
-    )
-    bound += sum(magnitude(c) << (natural - c.fractional_bits) for c in intercepts)
-    what = f"the scores of {program} from " + ", ".join(str(b.ref) for b in blocks)
-    bounds.require_fits(ring, bound, natural, what)
-    rows = shapes[0][0]
+    model = linear_bound(inputs)
+    bound, natural, rows = model.bound, model.natural_bits, model.rows
+    bounds.require_fits(ring, bound, natural, f"the scores of {program} from {model.sources}")
     info = OutputInfo((rows,), natural, ring.bits, bounds.bound_bits(bound), name="scores")
-    return ScorePlan(ProgramPlan((OutputPlan(info, natural),), {"lifts": lifts}), bound, rows)
+    return ScorePlan(ProgramPlan((OutputPlan(info, natural),), {"lifts": model.lifts}), bound, rows)
 
 
 async def scores(ctx: PartyContext, inputs: BoundInputs, plan: ScorePlan) -> ReplicatedShare:

@@ -27,6 +27,8 @@ streamed from storage in chunks (``service.chunks``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mpc_core.errors import InvalidArgumentError
 from mpc_core.ring import Ring, RingArray
 from mpc_core.sharing import ReplicatedShare
@@ -76,41 +78,16 @@ class LinearRegressionPredict:
 
     def plan(self, ring: Ring, inputs: PlanInputs, params: Params, output_bits: int | None) -> ProgramPlan:
         """Rows agree across blocks; weights have one entry per column; the result fits."""
-        blocks = inputs["features"]
-        shapes = [feature_columns(block) for block in blocks]
-        if len({rows for rows, _ in shapes}) != 1:
-            raise InvalidArgumentError(
-                "the feature datasets differ in row count: " + ", ".join(str(b.ref) for b in blocks)
-            )
-        columns = sum(cols for _, cols in shapes)
-        weights = single(inputs, "weights")
-        if weights.shape != (columns,):
-            raise InvalidArgumentError(
-                f"weights {weights.ref} must be a vector with one entry per feature column"
-            )
-        intercepts = inputs.get("intercept", ())
-        for intercept in intercepts:
-            if intercept.shape not in ((), (1,)):
-                raise InvalidArgumentError(f"intercept {intercept.ref} must be a scalar")
-        scales = [block.fractional_bits + weights.fractional_bits for block in blocks]
-        natural = max([*scales, *(c.fractional_bits for c in intercepts)])
-        lifts = [natural - scale for scale in scales]
-        bound = sum(
-            cols * magnitude(block) * magnitude(weights) << lift
-            for (_, cols), block, lift in zip(shapes, blocks, lifts, strict=True)
-        )
-        bound += sum(magnitude(c) << (natural - c.fractional_bits) for c in intercepts)
-        what = "the predictions of linear_regression.predict from " + ", ".join(str(b.ref) for b in blocks)
-        rows = (shapes[0][0],)
+        model = linear_bound(inputs)
         return finish_plan(
             ring,
-            rows,
-            natural,
-            bound,
+            (model.rows,),
+            model.natural_bits,
+            model.bound,
             output_bits=output_bits,
-            what=what,
+            what=f"the predictions of linear_regression.predict from {model.sources}",
             name="predictions",
-            details={"lifts": lifts},
+            details={"lifts": model.lifts},
         )
 
     async def run(
@@ -164,3 +141,48 @@ def _broadcast(ring: Ring, element: RingArray, size: int) -> RingArray:
     out = ring.empty(size)
     out[...] = element[0]
     return out
+
+
+@dataclass(frozen=True)
+class LinearBound:
+    """The checked inputs of ``X w + c``: rows, natural scale ``2^S``, exact bound and block lifts."""
+
+    rows: int
+    natural_bits: int
+    bound: int
+    """``|encoded X w + c| <= bound`` at scale ``2^natural_bits``, exactly."""
+    lifts: list[int]
+    sources: str
+    """The feature datasets, for messages."""
+
+
+def linear_bound(inputs: PlanInputs) -> LinearBound:
+    """Check a linear model's inputs and bound ``X w + c`` exactly (``predict`` and ``decide``).
+
+    Raises:
+        InvalidArgumentError: rows differ between blocks; weights of the
+            wrong length; an intercept that is not a scalar.
+    """
+    blocks = inputs["features"]
+    shapes = [feature_columns(block) for block in blocks]
+    sources = ", ".join(str(b.ref) for b in blocks)
+    if len({rows for rows, _ in shapes}) != 1:
+        raise InvalidArgumentError(f"the feature datasets differ in row count: {sources}")
+    weights = single(inputs, "weights")
+    if weights.shape != (sum(cols for _, cols in shapes),):
+        raise InvalidArgumentError(
+            f"weights {weights.ref} must be a vector with one entry per feature column"
+        )
+    intercepts = inputs.get("intercept", ())
+    for intercept in intercepts:
+        if intercept.shape not in ((), (1,)):
+            raise InvalidArgumentError(f"intercept {intercept.ref} must be a scalar")
+    scales = [block.fractional_bits + weights.fractional_bits for block in blocks]
+    natural = max([*scales, *(c.fractional_bits for c in intercepts)])
+    lifts = [natural - scale for scale in scales]
+    bound = sum(
+        cols * magnitude(block) * magnitude(weights) << lift
+        for (_, cols), block, lift in zip(shapes, blocks, lifts, strict=True)
+    )
+    bound += sum(magnitude(c) << (natural - c.fractional_bits) for c in intercepts)
+    return LinearBound(shapes[0][0], natural, bound, lifts, sources)
