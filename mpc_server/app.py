@@ -337,6 +337,7 @@ class MpcServer:
             await asyncio.sleep(_SWEEP_SECONDS)
             self.mailbox.sweep(self.config.jobs.max_seconds + _SWEEP_SECONDS)
             self.output_store.expire()
+            await asyncio.to_thread(self.jobs.sweep_row_tokens)  # those of expired outputs
             gc.collect()  # reference cycles may hold mapped files of replaced datasets
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -60,6 +60,10 @@ class JobOutputs:
         """Write (or drop) every output pending in the background."""
         await self._deferred.flush()
 
+    def sweep_row_tokens(self) -> int:
+        """Remove the row tokens of jobs none of whose outputs is kept any more (blocking)."""
+        return self.keys.sweep(self._has_outputs) if self.keys is not None else 0
+
     def _has_outputs(self, job: DatasetRef) -> bool:
         """Whether the job (``submitter/job_id``) still has an output kept for its receiver."""
         return job in self._storing or self.kept_any(job.owner, job.name)
@@ -99,7 +103,6 @@ class JobOutputs:
             ref = DatasetRef(plan.submitter, plan.spec.job_id)
             self._storing.add(ref)
             try:
-                await asyncio.to_thread(self.keys.sweep, self._has_outputs)  # those of expired outputs go
                 await asyncio.to_thread(self.keys.write, ref, plan.digest[:16], "job", join.tokens.tobytes())
                 await self._store_outputs(plan, shares, background=background)
             finally:

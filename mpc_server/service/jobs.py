@@ -27,12 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from mpc_core.errors import (
-    AlreadyExistsError,
-    MpcError,
-    ResourceLimitError,
-    ServerUnavailableError,
-)
+from mpc_core.errors import AlreadyExistsError, MpcError, ResourceLimitError, ServerUnavailableError
 from mpc_core.sharing import ReplicatedShare
 from mpc_server.protocol.channel import Channel
 from mpc_server.protocol.context import PartyContext
@@ -49,13 +44,7 @@ from mpc_server.service.grant_book import GrantBook, Reservation
 from mpc_server.service.job_outputs import JobOutputs
 from mpc_server.service.job_plan import JobPlan, JobPlanner
 from mpc_server.service.key_store import KeyStore
-from mpc_server.service.model import (
-    DatasetRef,
-    DatasetSummary,
-    JobResult,
-    JobSpec,
-    JobStats,
-)
+from mpc_server.service.model import DatasetRef, DatasetSummary, JobResult, JobSpec, JobStats
 from mpc_server.service.programs import rescale
 from mpc_server.service.store import DatasetStore, OutputStore
 
@@ -170,6 +159,10 @@ class JobService:
     def activity(self) -> None:
         """Clients are busy (e.g. fetching an output): postpone background writes."""
         self._results.activity()
+
+    def sweep_row_tokens(self) -> int:
+        """Remove the row tokens of keyed jobs whose outputs are all gone (blocking: off the loop)."""
+        return self._results.sweep_row_tokens()
 
     def drop_output_soon(self, submitter: str, job_id: str) -> None:
         """The receiver has the job's outputs and wants no server copy (``JobOutputs.drop_soon``)."""
