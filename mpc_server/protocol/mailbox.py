@@ -136,12 +136,7 @@ class Mailbox:
         if box is None:
             return
         self._fail(box, sender, error)
-        if not box.opened and not box.ready and not box.waiting:  # nothing to keep but the failure
-            del self._boxes[job_id]
-            self._failed_early[job_id] = (self._clock(), box.failed)
-            self._failed_early.move_to_end(job_id)
-            while len(self._failed_early) > _CLOSED_JOBS_REMEMBERED:
-                self._failed_early.popitem(last=False)
+        self._retire_unopened(job_id, box)
 
     def refuse_job(self, job_id: str) -> None:
         """This party refused ``job_id`` before starting it: drop its state.
@@ -190,8 +185,22 @@ class Mailbox:
 
     def peer_lost(self, sender: PartyId, error: MpcError) -> None:
         """Fail every open job's receives from ``sender`` with ``error``."""
-        for box in self._boxes.values():
+        for job_id, box in list(self._boxes.items()):
             self._fail(box, sender, error)
+            self._retire_unopened(job_id, box)
+
+    def _retire_unopened(self, job_id: str, box: _JobBox) -> None:
+        """A failed job not opened here can no longer complete: keep its failures only, not its data.
+
+        A local start soon after still fails at once (``_box``); nothing is held meanwhile.
+        """
+        if box.opened or box.waiting:
+            return
+        self._release(self._boxes.pop(job_id))
+        self._failed_early[job_id] = (self._clock(), box.failed)
+        self._failed_early.move_to_end(job_id)
+        while len(self._failed_early) > _CLOSED_JOBS_REMEMBERED:
+            self._failed_early.popitem(last=False)
 
     def close_job(self, job_id: str) -> None:
         """Drop a finished job's state; later messages for it are ignored."""

@@ -33,10 +33,11 @@ uploads in flight (``UploadLimits.max_inflight_bytes``) and the process's
 baseline (interpreter, gRPC, about 75 MiB). For the estimate to bound the
 process's resident memory, freed buffers must go back to the system:
 :func:`return_freed_memory` (called by ``mpc server`` at start) fixes glibc's
-mmap threshold (32 MiB), which otherwise grows after the first large frees,
+mmap threshold (16 MiB: a 2^20-element piece is mapped, a 10^6-row
+array is not), which otherwise grows after the first large frees,
 and uses one malloc arena, so that chunk buffers freed by one worker thread
 no longer stay resident in that thread's arena (about 100 MiB more than the
-estimate at a 256 MiB budget, measured); 64 MiB of free heap is kept for
+estimate at a 256 MiB budget, measured); 16 MiB of free heap is kept for
 reuse (a 1 MiB threshold, mapping every 10^6-row array afresh, made 10^6
 products 1.3x slower).
 """
@@ -93,15 +94,15 @@ DEFAULT_TEMPORARIES = 4.0
 
 _log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
-_MMAP_THRESHOLD_BYTES = 32 << 20
+_MMAP_THRESHOLD_BYTES = 16 << 20
 """Buffers this large (10^7 rows' shares, big chunks) are mapped and unmapped on their own."""
-_TRIM_THRESHOLD_BYTES = 64 << 20
+_TRIM_THRESHOLD_BYTES = 16 << 20
 """Free heap memory kept for reuse: smaller buffers (a 10^6-row message is 16 MB) are not
 faulted in again for every job (with a 1 MiB mmap threshold 10^6 products took 1.3x as long)."""
 
 
 def return_freed_memory() -> bool:
-    """Have glibc map allocations of 32 MiB or more, so that freeing them returns them; keep 64 MiB.
+    """Have glibc map allocations of 16 MiB or more, so that freeing them returns them; keep 16 MiB.
 
     Setting the thresholds also stops glibc from raising them on its own. A
     no-op (False) where there is no glibc ``mallopt``. Call once, at start.
