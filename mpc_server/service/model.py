@@ -84,6 +84,11 @@ class StoredDataset(DatasetSummary):
 
     share: ReplicatedShare
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this server's two components in memory."""
+        return self.share.first.nbytes + self.share.second.nbytes
+
 
 @dataclass(frozen=True)
 class JobInput:

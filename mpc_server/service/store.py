@@ -149,7 +149,9 @@ class FileDatasetStore:
 
     The index (each dataset's summary) is rebuilt from the files' headers at
     start; a dataset's shares are read when a job needs them and kept in a
-    least-recently-used cache of at most ``cache_bytes``. Reads may run in
+    least-recently-used cache of at most ``cache_bytes``; an upload of at most
+    half that is cached as it is published (larger ones are not: uploads alone
+    must not fill a server's memory). Reads may run in
     worker threads (one lock guards the cache).
     """
 
@@ -346,9 +348,12 @@ class FileDatasetStore:
         self.storage.write_succeeded()
         self.storage.repaired(path)
         self._index[pending.ref] = pending.summary
-        with self._lock:  # cached when a job reads it: an upload's shares are not kept in memory
+        dataset = pending.dataset()
+        with self._lock:
             self._forget(pending.ref)
-        return pending.dataset()
+            if 0 < dataset.nbytes <= self._cache_bytes // 2:
+                self._remember(dataset)  # its next job reads it from memory
+        return dataset
 
     def hold(self, prepared: Path) -> PendingDataset:
         """Lock the name of the upload prepared in file ``prepared``, without its shares (blocking)."""
@@ -382,8 +387,7 @@ class FileDatasetStore:
         self.storage.repaired(self._path(ref))
 
     def _remember(self, dataset: StoredDataset) -> None:
-        size = dataset.share.first.nbytes + dataset.share.second.nbytes
-        if size > self._cache_bytes:
+        if (size := dataset.nbytes) > self._cache_bytes:
             return
         self._forget(dataset.ref)
         self._cache[dataset.ref] = dataset
@@ -394,4 +398,4 @@ class FileDatasetStore:
     def _forget(self, ref: DatasetRef) -> None:
         dropped = self._cache.pop(ref, None)
         if dropped is not None:
-            self._cached -= dropped.share.first.nbytes + dropped.share.second.nbytes
+            self._cached -= dropped.nbytes

@@ -353,13 +353,28 @@ def test_ranges_of_a_cached_dataset_come_from_memory(tmp_path: Path) -> None:
     )  # fmt: skip
     pending.first[:] = RING128.from_ints(range(COUNT))
     pending.second[:] = RING128.from_ints(range(COUNT, 2 * COUNT))
-    store.publish(pending, store.write(pending), overwrite=False)
-    store.get(REF)  # a job read it whole: cached (publishing does not cache)
+    store.publish(pending, store.write(pending), overwrite=False)  # small: cached as published
     _file(tmp_path).unlink()  # the cache alone serves it
     rows = store.open_rows(REF)
     assert isinstance(rows, MemoryRows) and rows.upload_id == pending.summary.upload_id
     got_first, got_second = _read_in_ranges(rows, EDGES)
     assert np.array_equal(got_first, pending.first) and np.array_equal(got_second, pending.second)
+
+
+def test_an_upload_over_half_the_cache_is_read_from_its_file_until_a_job_reads_it(tmp_path: Path) -> None:
+    share_bytes = 2 * COUNT * RING128.dtype.itemsize
+    store = FileDatasetStore(tmp_path, cache_bytes=2 * share_bytes - 1)
+    pending = store.create(
+        REF, shape=(COUNT,), ring=RING128, fractional_bits=16, magnitude_bits=40, grants=(),
+        upload_id=secrets.token_bytes(16), count=COUNT,
+    )  # fmt: skip
+    pending.first[:] = RING128.from_ints(range(COUNT))
+    store.publish(pending, store.write(pending), overwrite=False)
+    rows = store.open_rows(REF)
+    assert isinstance(rows, FileRows)  # not cached by the upload
+    rows.close()
+    store.get(REF)  # a job read it whole: now it is cached
+    assert isinstance(store.open_rows(REF), MemoryRows)
 
 
 @pytest.mark.parametrize("part", ["first component", "second component", "last byte of data", "trailer"])
