@@ -6,13 +6,13 @@ Layout::
     <data>/outputs/<submitter>/<job id>/<output>.share   one file per kept job output
     <data>/tmp/                            files being written; emptied at start
 
-The stores keep an index rebuilt from the files at start, so everything
-survives a restart, and a bounded cache of recently used shares in memory.
-Writes are atomic and files carry checksums (``share_files``): a file that
-fails its checksum when read is ``DataLossError`` naming the server and the
-dataset, a full disk ``DiskFullError`` (RESOURCE_EXHAUSTED) naming them;
-both are reported to the server's :class:`StorageState` (health, ``mpc
-status``). Outputs live in ``output_store``.
+The stores keep an index rebuilt from the files at start (everything survives
+a restart) and a bounded cache of shares in memory. Writes are atomic and
+files carry checksums (``share_files``): a file that fails its checksum when
+read is ``DataLossError`` naming the server and the dataset, a full disk
+``DiskFullError`` (RESOURCE_EXHAUSTED) naming them; both are reported to the
+server's :class:`StorageState` (health, ``mpc status``). Outputs live in
+``output_store``.
 """
 
 from __future__ import annotations
@@ -151,8 +151,7 @@ class FileDatasetStore:
     start; a dataset's shares are read when a job needs them and kept in a
     least-recently-used cache of at most ``cache_bytes``; an upload of at most
     half that is cached as it is published (larger ones are not: uploads alone
-    must not fill a server's memory). Reads may run in
-    worker threads (one lock guards the cache).
+    must not fill a server's memory). Reads may run in worker threads (locked).
     """
 
     def __init__(

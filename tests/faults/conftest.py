@@ -571,9 +571,18 @@ class Cluster:
         """Start x * y as a new job in the background."""
         return BackgroundJob(client, new_job_id(kind), timeout)
 
-    def run_job_eventually(self, attempts: int = 3, timeout: float = 5.0) -> int:
-        """Run correct jobs until one succeeds; returns how many attempts failed first."""
+    def run_job_eventually(self, attempts: int = 4, timeout: float = 5.0) -> int:
+        """Run correct jobs until one succeeds; returns how many attempts failed first.
+
+        As a client would retry: after a failure it waits (0.5 s, doubling) and
+        until every server is SERVING again. Right after a repaired cut both ends
+        of a link may drop their half-open connections one after the other, a
+        few hundred milliseconds apart, and a job in between fails UNAVAILABLE.
+        """
         for attempt in range(attempts):
+            if attempt:
+                time.sleep(0.5 * 2 ** (attempt - 1))
+                self.wait_ready(READY_TIMEOUT)
             with self.client() as client:
                 job = self.start_job(client, timeout, "retry")
                 job.join()
