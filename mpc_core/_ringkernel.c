@@ -312,10 +312,13 @@ static int check_dims(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) {
 /* The signed value of an element as the nearest double (ties to even). libgcc's own
  * (double)(__int128) is exact too but about 10x slower; this rounds the top 64 significant
  * bits to odd (the sticky bit of the rest), after which the hardware's 64-bit conversion
- * rounds correctly, and scales by an exact power of two. */
+ * rounds correctly, and scales by an exact power of two. A value that fits in 64 signed bits
+ * (every decoded fixed-point output below 2^31 at f = 32) takes the hardware conversion
+ * directly; the branch depends on the value being revealed, never on a share. */
 static inline double i64_to_double(u64 x) { return (double)(int64_t)x; }
 
 static inline double i128_to_double(u128 x) {
+    if ((i128)x == (i128)(int64_t)(u64)x) return (double)(int64_t)(u64)x;
     u128 sign = (u128)((i128)x >> 127); /* all ones when negative */
     u128 magnitude = (x ^ sign) - sign;
     u64 high = (u64)(magnitude >> 64), low = (u64)magnitude;

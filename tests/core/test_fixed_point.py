@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from fractions import Fraction
 
 import numpy as np
@@ -394,6 +395,34 @@ def test_to_float_of_z2_128_is_within_two_ulp(values: list[int]) -> None:
     assert converted.dtype == np.float64
     for value, got in zip(values, converted.tolist(), strict=True):
         assert abs(Fraction(got) - value) <= 2 * Fraction(math.ulp(float(value))), (value, got)
+
+
+_AROUND_2_63 = st.integers(min_value=-(2**66), max_value=2**66)
+"""Values on both sides of the 64-bit fast path of the Z_2^128 conversion."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(min_value=-(2**127), max_value=2**127 - 1), _AROUND_2_63),
+        min_size=1,
+        max_size=16,
+    )
+)
+def test_to_float_and_reconstruction_of_z2_128_are_correctly_rounded(values: list[int]) -> None:
+    """Python's int -> float rounds to nearest, ties to even: the kernel's result, bit for bit."""
+    ring = RING128
+    encoded = ring.from_ints(values)
+    expected = [float(v) for v in values]
+    assert ring.to_float(encoded).tolist() == expected
+    masks = [ring.from_ints([secrets.randbits(128) for _ in values]) for _ in range(2)]
+    third = ring.sub(ring.sub(encoded, masks[0]), masks[1])
+    assert ring.sum_to_float(masks[0], masks[1], third).tolist() == expected
+
+
+def test_to_float_of_z2_128_at_the_edges_of_64_bits() -> None:
+    edges = [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**53 + 1, -(2**53) - 1, 0, -1]
+    assert RING128.to_float(RING128.from_ints(edges)).tolist() == [float(v) for v in edges]
 
 
 @RINGS
