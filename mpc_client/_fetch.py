@@ -64,6 +64,13 @@ class OutputPart:
     first_digest: bytes = b""
     row_tokens: bytes = b""
     """A keyed output's row tokens (16 bytes per row), as the server sent them."""
+    pieces: tuple[RingArray, ...] = ()
+    """A streamed first component as it arrived: views of the received chunks, not copied
+    (``first`` is then empty)."""
+
+    def first_pieces(self) -> tuple[RingArray, ...]:
+        """The first component in consecutive pieces (one piece when it came whole)."""
+        return self.pieces or (self.first,)
 
     def __repr__(self) -> str:
         """No share values in logs."""
@@ -106,7 +113,7 @@ def fetch_part(
     shape = tuple(int(d) for d in header.shape)
     count = element_count(shape)
     ring = ring_from_proto(connection.name, header.ring)
-    first = ring.empty(count)
+    pieces: list[RingArray] = []  # views of the received messages: decoded without a copy
     tagger = tags.Tagger(check_key)
     filled, second_digest, tokens = 0, b"", bytearray()
     for response in stream:
@@ -124,7 +131,7 @@ def fetch_part(
         size = len(item.first) // ring.element_bytes
         if item.offset != filled or filled + size > count or second_digest:
             raise ShareFormatError(f"{connection.name}: malformed output chunk at element {item.offset}")
-        ring.assign(first, filled, ring.wire_view(item.first, size))
+        pieces.append(ring.wire_view(item.first, size))
         tagger.update(item.first)
         filled += size
     if filled != count or not second_digest:
@@ -136,10 +143,11 @@ def fetch_part(
         shape,
         header.fractional_bits,
         ring,
-        first,
+        ring.empty(0),
         second_digest=second_digest,
         first_digest=tagger.tag(),
         row_tokens=bytes(tokens),
+        pieces=tuple(pieces) or (ring.empty(0),),
     )
 
 
@@ -210,16 +218,41 @@ def reconstruct_output(parts: Sequence[OutputPart]) -> npt.NDArray[np.float64]:
         values = FixedPoint(parts[0].fractional_bits, ring).decode(reconstruct_checked(shares, names))
     else:
         _check_by_digest(parts)
-        values = ring.sum_to_float(parts[0].first, parts[1].first, parts[2].first)
+        values = _sum_to_float(ring, parts)
         values *= 2.0 ** -parts[0].fractional_bits  # exact: a power of two
     return values.reshape(parts[0].shape)
+
+
+def _sum_to_float(ring: Ring, parts: Sequence[OutputPart]) -> npt.NDArray[np.float64]:
+    """``y_0 + y_1 + y_2`` decoded, piece by piece where the three arrived in the same pieces."""
+    lists = [part.first_pieces() for part in parts]
+    if len({tuple(piece.size for piece in pieces) for pieces in lists}) != 1:
+        lists = [(_joined(ring, pieces),) for pieces in lists]
+    out = np.empty(sum(piece.size for piece in lists[0]), dtype=np.float64)
+    offset = 0
+    for a, b, c in zip(*lists, strict=True):
+        ring.sum_to_float(a, b, c, out=out[offset : offset + a.size])
+        offset += a.size
+    return out
+
+
+def _joined(ring: Ring, pieces: Sequence[RingArray]) -> RingArray:
+    whole = ring.empty(sum(piece.size for piece in pieces))
+    offset = 0
+    for piece in pieces:
+        ring.assign(whole, offset, piece)
+        offset += piece.size
+    return whole
 
 
 def _check_by_digest(parts: Sequence[OutputPart]) -> None:
     ring = parts[0].ring
     for holder, part in enumerate(parts):
         other = parts[(holder + 1) % 3]
-        first_digest = other.first_digest or hashlib.sha256(ring.wire_bytes(other.first)).digest()
+        first_digest = (
+            other.first_digest
+            or hashlib.sha256(b"".join(ring.wire_bytes(piece) for piece in other.first_pieces())).digest()
+        )
         if not part.second_digest or not tags.same_tag(part.second_digest, first_digest):
             raise OutputIntegrityError(
                 (part.server, other.server), f"copies of share component {(holder + 1) % 3}"

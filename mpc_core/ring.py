@@ -13,15 +13,13 @@ elements:
   numpy's own operators *refuse* this dtype (``UFuncTypeError``), so no code
   can silently add two elements limb by limb.
 
-Fused kernels (a product's replicated cross terms, matrix products, Gram
-blocks) run in the compiled kernel for both rings, with the GIL released.
-
-On the wire an element is its little-endian encoding: 8 bytes in Z_2^64,
-16 bytes in Z_2^128 (the 128-bit integer, least significant byte first;
-equivalently its low 64-bit word then its high word, each little-endian).
-A vector is its elements' encodings back to back. The transport between
-servers moves plain 64-bit words (:data:`Words`); a Z_2^128 vector of n
-elements is 2n words there.
+Fused kernels (a product's cross terms, matrix products, Gram blocks) run
+compiled for both rings, with the GIL released. On the wire an element is
+its little-endian encoding: 8 bytes in Z_2^64, 16 bytes in Z_2^128 (the
+128-bit integer, least significant byte first; equivalently its low 64-bit
+word then its high word, each little-endian). A vector is its elements'
+encodings back to back. Between servers travel plain 64-bit words
+(:data:`Words`): 2n words for n elements of Z_2^128.
 
 Public constants are Python ints of any sign, reduced here; :meth:`Ring.ashr`
 shifts the signed value (numpy's ``>>`` is logical). This module does no I/O.
@@ -170,13 +168,15 @@ class Ring:
         self._fn("to_double")(out, array)
         return out
 
-    def sum_to_float(self, a: RingArray, b: RingArray, c: RingArray) -> npt.NDArray[np.float64]:
-        """``a + b + c`` in the ring, as correctly rounded float64 (one pass: reconstruct and decode)."""
+    def sum_to_float(
+        self, a: RingArray, b: RingArray, c: RingArray, out: npt.NDArray[np.float64] | None = None
+    ) -> npt.NDArray[np.float64]:
+        """``a + b + c`` in the ring as correctly rounded float64, in one pass (into ``out``: its size)."""
         parts = [self._contiguous(v) for v in (a, b, c)]
-        if len({p.shape for p in parts}) != 1:
-            raise InvalidArgumentError("the three components differ in shape")
-        out = np.empty(parts[0].shape, dtype=np.float64)
-        self._fn("sum3_to_double")(out, *parts)
+        if len({p.shape for p in parts}) != 1 or (out is not None and out.dtype != np.float64):
+            raise InvalidArgumentError("the three components differ in shape (or out is not float64)")
+        out = np.empty(parts[0].shape, dtype=np.float64) if out is None else out
+        self._fn("sum3_to_double")(out, *parts)  # checks the size of out
         return out
 
     def assign(self, target: RingArray, start: int, values: RingArray) -> None:

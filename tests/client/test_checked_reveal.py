@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from fractions import Fraction
 
@@ -143,3 +144,35 @@ def test_parts_do_not_show_values(ring: Ring) -> None:
     first_value = ring.to_ints(part.first, signed=False)[0]
     assert "123456789" not in repr(part)
     assert str(first_value) not in repr(part)
+
+
+@pytest.mark.parametrize(
+    "cuts",
+    [((3,), (3,), (3,)), ((2, 5), (2, 5), (2, 5)), ((1,), (4,), (6, 7)), ((), (), ())],
+    ids=["same-pieces", "same-pieces-3", "different-pieces", "whole"],
+)
+def test_streamed_pieces_reconstruct_like_the_whole_component(
+    ring: Ring, cuts: tuple[tuple[int, ...], ...]
+) -> None:
+    """A streamed first component stays in the pieces it arrived in, whatever their boundaries."""
+    f = default_fractional_bits(ring)
+    secret = [(v << f) // 4 for v in range(-4, 4)]
+    whole = _parts(ring, secret, (8,), f, digest=True)
+    streamed = [
+        OutputPart(
+            part.server,
+            part.shape,
+            f,
+            ring,
+            ring.empty(0),
+            second_digest=part.second_digest,
+            first_digest=part.first_digest,
+            pieces=tuple(np.split(part.first, list(cut))),
+        )
+        for part, cut in zip(whole, cuts, strict=True)
+    ]
+    assert reconstruct_output(streamed).tolist() == [v / 4 for v in range(-4, 4)]
+    assert reconstruct_output(streamed).tolist() == reconstruct_output(whole).tolist()
+    # Without a tag computed while streaming, the digest is taken over the pieces joined.
+    untagged = [dataclasses.replace(part, first_digest=b"") for part in streamed]
+    assert reconstruct_output(untagged).tolist() == [v / 4 for v in range(-4, 4)]
