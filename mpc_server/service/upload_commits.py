@@ -131,19 +131,22 @@ class UploadCommits:
             del self._uploads[upload.upload_id]
 
     def check_fresh(self, ref: DatasetRef, upload_id: bytes) -> None:
-        """Refuse a reused upload id, and a name an unsettled upload holds."""
+        """Refuse a reused upload id, and a name another upload holds (committing now, or unsettled)."""
         if upload_id in self._journal.committed:
             raise AlreadyExistsError(
                 f"upload {upload_id.hex()} of dataset {ref} was already committed; upload again "
                 "(a fresh upload id)"
             )
         for upload in self._uploads.values():
-            if upload.ref == ref and upload.settling and upload.upload_id != upload_id:
-                raise FailedPreconditionError(
-                    f"an earlier upload of dataset {ref} is prepared on {self._me} but not settled yet: "
-                    f"it waits for {upload.waiting_for}, then it is committed on all three servers or "
-                    "rolled back on all three; retry after that"
-                )
+            if upload.ref != ref or not upload.settling or upload.upload_id == upload_id:
+                continue
+            if upload.state is not Outcome.PREPARED:  # voting or publishing now: just in progress
+                raise AlreadyExistsError(f"another upload of dataset {ref} is in progress")
+            raise FailedPreconditionError(
+                f"an earlier upload of dataset {ref} is prepared on {self._me} but not settled yet: "
+                f"it waits for {upload.waiting_for}, then it is committed on all three servers or "
+                "rolled back on all three; retry after that"
+            )
 
     def reserved(self, owner: str) -> list[tuple[str, int]]:
         """Names and sizes of ``owner``'s uploads in progress or unsettled (for the quotas)."""
