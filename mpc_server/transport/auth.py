@@ -16,6 +16,9 @@ certificate revoked meanwhile stops working.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,9 @@ from mpc_core.identity import Principal, Role, parse_identity_uri
 from mpc_server.transport.verifier import PeerVerifier, Verified
 
 _SAN_KEYS = ("peer_uri", "x509_subject_alternative_name")
+WRITTEN_STREAMS_PER_CALLER = 8
+"""Response streams written with ``context.write`` (the health service's ``Watch``) that one
+certificate identity may hold open on a server at once; more are RESOURCE_EXHAUSTED."""
 
 
 def principal_from_auth_context(auth: Mapping[str, Iterable[bytes]]) -> Principal:
@@ -68,6 +74,8 @@ class RoleInterceptor(grpc.aio.ServerInterceptor):
         """Enforce ``policy`` (and ``verifier``'s checks) on every call."""
         self._policy = dict(policy)
         self._verifier = verifier
+        self._written: Counter[str] = Counter()
+        """Open ``context.write`` streams per caller identity URI."""
 
     async def intercept_service(
         self,
@@ -78,9 +86,9 @@ class RoleInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         service = handler_call_details.method.lstrip("/").split("/", 1)[0]
         check = self._policy.get(service)
-        if handler is None or (check is None and self._verifier is None):
+        if handler is None or (check is None and self._verifier is None and not _writes(handler)):
             return handler
-        return _guarded(handler, _Guard(check, self._verifier))
+        return _guarded(handler, _Guard(check, self._verifier, self._written))
 
 
 def require_role(role: Role, allowed_names: Collection[str] | None = None) -> Callable[[Principal], None]:
@@ -98,9 +106,13 @@ def require_role(role: Role, allowed_names: Collection[str] | None = None) -> Ca
 class _Guard:
     """The checks of one guarded service: the caller's role, and the verifier's."""
 
-    def __init__(self, check: Callable[[Principal], None] | None, verifier: PeerVerifier | None) -> None:
+    def __init__(
+        self, check: Callable[[Principal], None] | None, verifier: PeerVerifier | None, written: Counter[str]
+    ) -> None:
         self.check = check
         self.verifier = verifier
+        self.caller = ""
+        self._written = written
 
     async def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> Verified | None:
         """Check the caller before the handler runs; abort the call if refused."""
@@ -113,9 +125,27 @@ class _Guard:
                 principal = verified.principal
             if self.check is not None:
                 self.check(principal)
+            self.caller = principal.uri
         except (UnauthenticatedError, PermissionDeniedError, ServerUnavailableError) as exc:
             await context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
         return verified
+
+    @contextlib.asynccontextmanager
+    async def written_stream(self, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+        """Hold one of the caller's :data:`WRITTEN_STREAMS_PER_CALLER` slots while the stream is open."""
+        if self._written[self.caller] >= WRITTEN_STREAMS_PER_CALLER:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.caller} already holds {WRITTEN_STREAMS_PER_CALLER} watch streams on this server "
+                "(the limit); close one first",
+            )
+        self._written[self.caller] += 1
+        try:
+            yield
+        finally:
+            self._written[self.caller] -= 1
+            if not self._written[self.caller]:
+                del self._written[self.caller]
 
     async def still(self, verified: Verified | None, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Between two messages of a stream: the certificate has not expired nor been revoked."""
@@ -130,8 +160,10 @@ class _Guard:
 def _guarded(handler: _Handler, guard: _Guard) -> _Handler:
     """Rebuild ``handler`` so that ``guard`` runs before its behaviour (and between messages).
 
-    The servicers are ``grpc.aio`` coroutines and async generators; the
-    type stubs describe the synchronous API, hence the ``Any`` behaviours.
+    The servicers are ``grpc.aio`` coroutines and async generators (a
+    response stream may also be written with ``context.write``, as the
+    standard health service's ``Watch`` does: checked once, at the start);
+    the type stubs describe the synchronous API, hence the ``Any`` behaviours.
     Methods registered for raw bytes (no deserializer) see the requests as
     sent: they decode, and refuse malformed messages, themselves.
     """
@@ -157,6 +189,16 @@ def _guarded(handler: _Handler, guard: _Guard) -> _Handler:
             return await inner_su(_requests(requests, context, guard, verified, bool(decode)), context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
+    if _writes(handler):
+        inner_uw: Any = handler.unary_stream  # writes its responses (``context.write``), e.g. Health.Watch
+
+        async def unary_stream_writer(request: Any, context: Any) -> None:
+            await guard.enter(context)
+            await _refuse_undecodable(request, context)
+            async with guard.written_stream(context):
+                await inner_uw(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream_writer, **codec)
     if handler.unary_stream is not None:
         inner_us: Any = handler.unary_stream
 
@@ -177,6 +219,11 @@ def _guarded(handler: _Handler, guard: _Guard) -> _Handler:
             yield response
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
+
+
+def _writes(handler: _Handler) -> bool:
+    """Whether ``handler`` streams its responses with ``context.write`` (not as an async generator)."""
+    return handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream)
 
 
 class _Undecodable:

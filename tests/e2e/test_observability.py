@@ -24,6 +24,7 @@ from mpc_core.ring import RING128
 from mpc_core.sharing import share
 from mpc_proto.v1 import client_service_pb2 as pb
 from mpc_proto.v1 import client_service_pb2_grpc, types_pb2
+from mpc_server.transport.auth import WRITTEN_STREAMS_PER_CALLER
 
 pytestmark = pytest.mark.e2e
 MUL = "elementwise.multiply"
@@ -72,6 +73,44 @@ def test_health_follows_the_peer_links(observed: LocalCluster) -> None:
         _wait_for(lambda: _health(channel) == not_serving)
         observed.start_server(2)
         _wait_for(lambda: _health(channel) == serving)
+
+
+def test_a_health_watch_streams_the_changes(observed: LocalCluster) -> None:
+    """The standard health service's Watch (written with ``context.write``) passes the guard."""
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    with _channel(observed, 0) as channel:
+        request = health_pb2.HealthCheckRequest(service="")
+        watch = health_pb2_grpc.HealthStub(channel).Watch(request, timeout=60)
+        assert next(watch).status == serving
+        observed.kill(2, signal.SIGKILL)
+        assert next(watch).status == not_serving
+        watch.cancel()
+
+
+def test_watch_streams_per_client_are_bounded(observed: LocalCluster) -> None:
+    """Watch holds a stream open: one certificate may hold WRITTEN_STREAMS_PER_CALLER of them per server."""
+    request = health_pb2.HealthCheckRequest(service="")
+    with _channel(observed, 1) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        watches = [stub.Watch(request, timeout=60) for _ in range(WRITTEN_STREAMS_PER_CALLER)]
+        assert all(next(w).status == health_pb2.HealthCheckResponse.SERVING for w in watches)
+        with pytest.raises(grpc.RpcError) as caught:
+            next(stub.Watch(request, timeout=60))
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "watch streams on this server" in (caught.value.details() or "")
+        watches.pop().cancel()  # a closed stream frees its slot
+
+        def opens() -> bool:
+            try:
+                watches.append(stub.Watch(request, timeout=60))
+                return next(watches[-1]).status == health_pb2.HealthCheckResponse.SERVING
+            except grpc.RpcError:
+                watches.pop()
+                return False
+
+        _wait_for(opens)
+        for watch in watches:
+            watch.cancel()
 
 
 def test_reflection_lists_and_describes_the_services(observed: LocalCluster) -> None:
