@@ -113,7 +113,7 @@ def fetch_part(
     shape = tuple(int(d) for d in header.shape)
     count = element_count(shape)
     ring = ring_from_proto(connection.name, header.ring)
-    pieces: list[RingArray] = []  # views of the received messages: decoded without a copy
+    first = _Component(ring, count)
     tagger = tags.Tagger(check_key)
     filled, second_digest, tokens = 0, b"", bytearray()
     for response in stream:
@@ -131,7 +131,7 @@ def fetch_part(
         size = len(item.first) // ring.element_bytes
         if item.offset != filled or filled + size > count or second_digest:
             raise ShareFormatError(f"{connection.name}: malformed output chunk at element {item.offset}")
-        pieces.append(ring.wire_view(item.first, size))
+        first.add(ring.wire_view(item.first, size), last=filled + size == count)
         tagger.update(item.first)
         filled += size
     if filled != count or not second_digest:
@@ -143,12 +143,41 @@ def fetch_part(
         shape,
         header.fractional_bits,
         ring,
-        ring.empty(0),
+        first.whole if first.whole is not None else ring.empty(0),
         second_digest=second_digest,
         first_digest=tagger.tag(),
         row_tokens=bytes(tokens),
-        pieces=tuple(pieces) or (ring.empty(0),),
+        pieces=tuple(first.pieces),
     )
+
+
+MIN_VIEW_BYTES = 256 << 10
+"""Chunks at least this large are kept as views of the received messages (servers send 2 MiB)."""
+
+
+class _Component:
+    """One streamed component: the received chunks as views, or copied when a server sends small ones.
+
+    Views cost no copy but an array header each; a stream of tiny chunks (a
+    server that misbehaves) is copied into one array instead, so that the
+    client's memory stays that of the output.
+    """
+
+    def __init__(self, ring: Ring, count: int) -> None:
+        self._ring, self._count, self._filled = ring, count, 0
+        self.pieces: list[RingArray] = []
+        self.whole: RingArray | None = None
+
+    def add(self, chunk: RingArray, *, last: bool) -> None:
+        """Append the next chunk (``last``: it ends the component, and may be short)."""
+        if self.whole is None and not last and chunk.size * self._ring.element_bytes < MIN_VIEW_BYTES:
+            self.whole = _joined(self._ring, self.pieces, self._count)
+            self.pieces = []
+        if self.whole is not None:
+            self._ring.assign(self.whole, self._filled, chunk)
+        else:
+            self.pieces.append(chunk)
+        self._filled += chunk.size
 
 
 @dataclass(frozen=True)
@@ -236,8 +265,9 @@ def _sum_to_float(ring: Ring, parts: Sequence[OutputPart]) -> npt.NDArray[np.flo
     return out
 
 
-def _joined(ring: Ring, pieces: Sequence[RingArray]) -> RingArray:
-    whole = ring.empty(sum(piece.size for piece in pieces))
+def _joined(ring: Ring, pieces: Sequence[RingArray], count: int | None = None) -> RingArray:
+    """The pieces copied into one array (of ``count`` elements, the rest left to fill)."""
+    whole = ring.empty(sum(piece.size for piece in pieces) if count is None else count)
     offset = 0
     for piece in pieces:
         ring.assign(whole, offset, piece)
