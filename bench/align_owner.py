@@ -22,7 +22,6 @@ The key map (``$MPC_KEY_DIR``) is where the benchmark puts it: a scratch directo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,11 +32,9 @@ import pandas as pd
 
 from mpc_client import Grant, MpcClient
 
+from .owner import reply, serve
+
 PROGRAM = "linear_regression.predict"
-
-
-def _reply(message: dict[str, Any]) -> None:
-    print(json.dumps(message), flush=True)
 
 
 class _Phases:
@@ -99,20 +96,14 @@ def main() -> int:
     reference = pd.Series(dtype=float)
     if "reference" in data:
         reference = pd.Series(data["reference"], index=data["reference_ids"].astype(str))
-    certs = args.cluster.parent / "certs"
-    with MpcClient.connect(
-        args.cluster, certs / f"{args.identity}.pem", certs / f"{args.identity}.key"
-    ) as client:
-        _reply({"ready": True})
-        for line in sys.stdin:
-            command = json.loads(line)
-            if command["cmd"] == "quit":
-                break
-            if command["cmd"] == "upload":
-                _reply(_upload(client, frame, command))
-            elif command["cmd"] == "predict":
-                _reply(_predict(client, reference, command))
-    return 0
+    return serve(
+        args.cluster,
+        args.identity,
+        {
+            "upload": lambda client, command: reply(_upload(client, frame, command)),
+            "predict": lambda client, command: reply(_predict(client, reference, command)),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 
 from mpc_client import JobResult
 
-from .training import BANK_1, COMPARE_BITS, COMPARE_ROUNDS, DECIDE, OWNER, THRESHOLD, upload
+from .training import COMPARE_BITS, COMPARE_ROUNDS, DECIDE, THRESHOLD, one_feature_decision
 from .workloads import Row, Workload
 
 if TYPE_CHECKING:
@@ -39,11 +39,7 @@ def compare(runner: OursRunner, workload: Workload) -> Row:
     """``n`` comparisons ``x > 0.1`` on shares already on the servers; only the job is timed."""
     n = workload.n
     x = np.random.default_rng([4321, n]).standard_normal(n)  # benchmark data only
-    upload(runner, BANK_1, "bench-compare", x, DECIDE)
-    upload(runner, OWNER, "bench-one", np.array([1.0]), DECIDE)
-    job = {"features": f"{BANK_1}/bench-compare", "weights": "bench-one"}
-    params = {"threshold": THRESHOLD}
-    expected = (x > THRESHOLD).astype(np.float64)
+    job, params, expected = one_feature_decision(runner, x, "bench-compare", "bench-one")
     jobs: list[JobResult] = []
     job_seconds: list[float] = []
 

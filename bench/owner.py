@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,31 @@ from mpc_client import Grant, MpcClient
 PROGRAM = "linear_regression.predict"
 
 
-def _reply(message: dict[str, Any]) -> None:
+Handler = Callable[[MpcClient, dict[str, Any]], None]
+"""What one stdin command does (it answers with :func:`reply` itself)."""
+
+
+def reply(message: dict[str, Any]) -> None:
+    """One JSON line to the benchmark."""
     print(json.dumps(message), flush=True)
+
+
+def serve(cluster: Path, identity: str, handlers: Mapping[str, Handler]) -> int:
+    """Connect as ``identity``, answer ``{"ready": true}``, then obey stdin until ``quit``.
+
+    Commands without a handler are ignored.
+    """
+    certs = cluster.parent / "certs"
+    with MpcClient.connect(cluster, certs / f"{identity}.pem", certs / f"{identity}.key") as client:
+        reply({"ready": True})
+        for line in sys.stdin:
+            command = json.loads(line)
+            if command["cmd"] == "quit":
+                break
+            handler = handlers.get(command["cmd"])
+            if handler is not None:
+                handler(client, command)
+    return 0
 
 
 def main() -> int:
@@ -47,26 +71,20 @@ def main() -> int:
     args = parser.parse_args()
     data = dict(np.load(args.data))
     reference = data.pop("reference", None)
-    certs = args.cluster.parent / "certs"
     grant = [Grant.pinned(args.receiver, PROGRAM, args.job)]
-    with MpcClient.connect(
-        args.cluster, certs / f"{args.identity}.pem", certs / f"{args.identity}.key"
-    ) as client:
-        _reply({"ready": True})
-        for line in sys.stdin:
-            command = json.loads(line)
-            if command["cmd"] == "quit":
-                break
-            if command["cmd"] == "upload":
-                for name, values in data.items():
-                    client.upload(name, values, grants=grant, overwrite=True)
-                _reply({"ok": True})
-            elif command["cmd"] == "run":
-                _, predictions = client.run_and_fetch(PROGRAM, command["inputs"])
-                _reply({"ok": True})
-                error = float(np.abs(predictions - reference).max()) if reference is not None else None
-                _reply({"max_abs_error": error})
-    return 0
+
+    def upload(client: MpcClient, command: dict[str, Any]) -> None:
+        for name, values in data.items():
+            client.upload(name, values, grants=grant, overwrite=True)
+        reply({"ok": True})
+
+    def run(client: MpcClient, command: dict[str, Any]) -> None:
+        _, predictions = client.run_and_fetch(PROGRAM, command["inputs"])
+        reply({"ok": True})
+        error = float(np.abs(predictions - reference).max()) if reference is not None else None
+        reply({"max_abs_error": error})
+
+    return serve(args.cluster, args.identity, {"upload": upload, "run": run})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ and the weights' clip), planned here exactly as the servers plan the job
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +111,35 @@ def _worst(got: Sequence[Matrix], expected: Sequence[Matrix]) -> float:
     )
 
 
+def _model_fit(  # noqa: PLR0917 - one repetition's parts
+    runner: OursRunner,
+    program: str,
+    job: Mapping[str, Any],
+    params: Mapping[str, Any],
+    reference: Sequence[Matrix],
+    jobs: list[JobResult],
+) -> Callable[[], float]:
+    """One repetition of a fit: run, fetch the model, its worst error against ``reference``."""
+
+    def once() -> float:
+        result = runner.owner_client.run(program, job, parameters=params)
+        out = runner.owner_client.fetch_all(result)
+        jobs.append(result)
+        return _worst([out["weights"], out["intercept"]], reference)
+
+    return once
+
+
+def one_feature_decision(
+    runner: OursRunner, x: Matrix, feature: str, weight: str
+) -> tuple[dict[str, str], dict[str, float], Matrix]:
+    """Bank-1's column ``x`` and the owner's weight 1 uploaded: the decide job, its parameters, the answer."""
+    upload(runner, BANK_1, feature, x, DECIDE)
+    upload(runner, OWNER, weight, np.array([1.0]), DECIDE)
+    job = {"features": f"{BANK_1}/{feature}", "weights": weight}
+    return job, {"threshold": THRESHOLD}, (x > THRESHOLD).astype(np.float64)
+
+
 def _per_server(job: JobResult) -> dict[str, Any]:
     stats = sorted(job.stats.items())
     return {
@@ -174,14 +203,7 @@ def fit(runner: OursRunner, workload: Workload) -> Row:
     weights = np.linalg.solve(centred.T @ centred + l2 * np.eye(d), centred.T @ (y - mean_y))
     reference = [weights, np.array(mean_y - weights @ x.mean(0))]
     jobs: list[JobResult] = []
-
-    def once() -> float:
-        result = runner.owner_client.run(FIT, job, parameters=params)
-        out = runner.owner_client.fetch_all(result)
-        jobs.append(result)
-        return _worst([out["weights"], out["intercept"]], reference)
-
-    row = runner.measured(workload, once)
+    row = runner.measured(workload, _model_fit(runner, FIT, job, params, reference, jobs))
     options = ["--l2", str(l2), "--solver", str(solve.iterations), "--trace-bound", str(2 * d)]
     extra: dict[str, Any] = {
         "l2": l2,
@@ -198,11 +220,7 @@ def fit(runner: OursRunner, workload: Workload) -> Row:
 def decide(runner: OursRunner, workload: Workload) -> Row:
     """``linear_regression.decide`` of ``n`` rows, one feature: ``x * 1 > 0.1``, decisions to the owner."""
     x = _rng(workload).standard_normal(workload.n)
-    upload(runner, BANK_1, "bench-score", x, DECIDE)
-    upload(runner, OWNER, "bench-w", np.array([1.0]), DECIDE)
-    job = {"features": f"{BANK_1}/bench-score", "weights": "bench-w"}
-    params = {"threshold": THRESHOLD}
-    expected = (x > THRESHOLD).astype(np.float64)
+    job, params, expected = one_feature_decision(runner, x, "bench-score", "bench-w")
     jobs: list[JobResult] = []
 
     def once() -> float:
@@ -250,14 +268,7 @@ def logistic(runner: OursRunner, workload: Workload) -> Row:
     clip = float(Fraction(plan.weight_limit, 1 << (plan.working_bits + plan.solver_bits)))
     reference = _logistic_reference(x, y, betas, clip)
     jobs: list[JobResult] = []
-
-    def once() -> float:
-        result = runner.owner_client.run(LOGISTIC, job, parameters=params)
-        out = runner.owner_client.fetch_all(result)
-        jobs.append(result)
-        return _worst([out["weights"], out["intercept"]], reference)
-
-    row = runner.measured(workload, once)
+    row = runner.measured(workload, _model_fit(runner, LOGISTIC, job, params, reference, jobs))
     trace_bound = ((d * 17 / 16) + 1) / 4 + d * LOGISTIC_L2
     options = [
         "--l2", str(LOGISTIC_L2), "--iterations", str(LOGISTIC_ITERATIONS), "--solver", str(solver),
